@@ -1,0 +1,26 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "MetaCore",
+    products: [
+        .library(name: "MetaCore", targets: ["MetaCore"]),
+        .executable(name: "metactl", targets: ["metactl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // Hot loops in plain C11 over OpenBLAS (cblas) and LAPACKE (Debian: libopenblas-dev, liblapacke-dev).
+        .target(
+            name: "CKernels",
+            linkerSettings: [.linkedLibrary("openblas"), .linkedLibrary("lapacke"), .linkedLibrary("m")]
+        ),
+        .target(name: "MetaCore", dependencies: ["CKernels"]),
+        .executableTarget(
+            name: "metactl",
+            dependencies: ["MetaCore", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .testTarget(name: "MetaCoreTests", dependencies: ["MetaCore", "CKernels"]),
+    ]
+)

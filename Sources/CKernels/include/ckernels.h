@@ -1,0 +1,238 @@
+/*
+ * CKernels — MetaCore's hot loops, in plain C11 over OpenBLAS (cblas).
+ *
+ * Conventions shared by every kernel:
+ *   - float32, row-major; image tensors are NCHW (batch, channels, height, width), contiguous.
+ *   - Every operation comes in three forms:
+ *       forward   y = f(x; w)
+ *       backward  the vector-Jacobian product: given dy = dL/dy, the input gradient dx = J_x^T dy and the
+ *                 parameter gradient dw = J_w^T dy;
+ *       R-form    Pearlmutter's R-operator for a direction v in parameter space: the directional derivative
+ *                 of the forward pass (Ry, from Rx and v) and of the backward pass (Rdx and Rdw, from the
+ *                 forward and backward quantities and Rdy). Chained through a network, Rdw is the exact
+ *                 Hessian-vector product H v.
+ *     An R-prefixed argument always means "the directional derivative of" the quantity it names.
+ *   - Outputs are overwritten unless a function says it accumulates ("+=").
+ *   - An input pointer documented as "may be NULL" stands for a zero tensor (for example Rx of a network's
+ *     input, which does not depend on the parameters); an output documented as "may be NULL" is skipped.
+ *   - No global state and no allocation: scratch memory is a caller-provided workspace whose size a
+ *     *_workspace_size() function gives. Kernels are safe to call concurrently on disjoint buffers.
+ *   - Sums over a batch are accumulated in double where a float sum of many terms would lose digits.
+ *   - Argument validation is the caller's job (MetaCore checks shapes before it calls in).
+ */
+#ifndef METACORE_CKERNELS_H
+#define METACORE_CKERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------------------------------
+ * GEMM (gemm.c)
+ * ------------------------------------------------------------------------------------------------------- */
+
+/* C[m,n] = alpha * op(A) op(B) + beta * C, row-major; op(A) is [m,k], op(B) is [k,n].
+ * transA/transB: 0 = as stored, 1 = transposed (A stored [k,m], B stored [n,k]).
+ * lda/ldb/ldc are the row strides of A, B and C as stored. beta = 1 accumulates into C. */
+void mc_gemm(int transA, int transB, int m, int n, int k,
+             float alpha, const float *A, int lda, const float *B, int ldb,
+             float beta, float *C, int ldc);
+
+/* Batched GEMM: `count` independent products with the same shapes; matrix i of A, B, C starts at
+ * A + i*strideA (likewise B, C). */
+void mc_gemm_batched(int count, int transA, int transB, int m, int n, int k,
+                     float alpha, const float *A, int lda, ptrdiff_t strideA,
+                     const float *B, int ldb, ptrdiff_t strideB,
+                     float beta, float *C, int ldc, ptrdiff_t strideC);
+
+/* Y[rows, cols] += bias[cols] broadcast over rows. */
+void mc_add_row_bias(int rows, int cols, const float *bias, float *Y);
+
+/* out[cols] (+)= sum over rows of Y[rows, cols]; accumulate = 0 overwrites, 1 adds. */
+void mc_sum_rows(int rows, int cols, const float *Y, float *out, int accumulate);
+
+/* Number of threads OpenBLAS may use (process-wide setting of the BLAS library itself). */
+void mc_blas_set_threads(int threads);
+int mc_blas_threads(void);
+
+/* ---------------------------------------------------------------------------------------------------------
+ * Fully connected layer (linear.c):  y[N,out] = x[N,in] W^T + b,  W is [out, in], b is [out].
+ * ------------------------------------------------------------------------------------------------------- */
+
+void mc_linear_forward(int n, int in, int out, const float *x, const float *W, const float *b, float *y);
+
+/* dx[N,in] = dy W (dx may be NULL); dW[out,in] = dy^T x; db[out] = sum_n dy. dW and db are overwritten. */
+void mc_linear_backward(int n, int in, int out, const float *x, const float *W, const float *dy,
+                        float *dx, float *dW, float *db);
+
+/* Ry = Rx W^T + x VW^T + Vb.  Rx may be NULL. */
+void mc_linear_rforward(int n, int in, int out, const float *x, const float *Rx, const float *W,
+                        const float *VW, const float *Vb, float *Ry);
+
+/* Rdx = Rdy W + dy VW (Rdx may be NULL); RdW = Rdy^T x + dy^T Rx; Rdb = sum_n Rdy.  Rx may be NULL. */
+void mc_linear_rbackward(int n, int in, int out, const float *x, const float *Rx, const float *W,
+                         const float *VW, const float *dy, const float *Rdy,
+                         float *Rdx, float *RdW, float *Rdb);
+
+/* ---------------------------------------------------------------------------------------------------------
+ * 2-D convolution (conv2d.c), cross-correlation as in every deep-learning library.
+ *   x [N, C, H, W], weights W [O, C, KH, KW], bias b [O], y [N, O, OH, OW],
+ *   OH = (H + 2*pad - KH) / stride + 1, OW likewise (floor).
+ * Implemented as im2col + one GEMM per chunk of `chunk` images, so small late-layer images still give
+ * large GEMMs. Workspace: mc_conv2d_workspace_size(shape) floats, laid out as
+ *   col [C*KH*KW, chunk*OH*OW] | t1 [O, chunk*OH*OW] | t2 [O, chunk*OH*OW].
+ * ------------------------------------------------------------------------------------------------------- */
+
+typedef struct {
+    int n, c, h, w;       /* input batch and per-image shape */
+    int o, kh, kw;        /* output channels and kernel size */
+    int stride, pad;
+    int oh, ow;           /* output size: fill with mc_conv2d_shape_make */
+    int chunk;            /* images per GEMM (1 ... n) */
+} mc_conv2d_shape;
+
+/* Fills oh/ow and a default chunk; returns 0, or -1 if the geometry gives an empty output. */
+int mc_conv2d_shape_make(mc_conv2d_shape *s, int n, int c, int h, int w, int o, int kh, int kw,
+                         int stride, int pad);
+size_t mc_conv2d_workspace_size(const mc_conv2d_shape *s);
+
+/* col[C*KH*KW, cols] (column offset col0, row stride cols) from one image x [C, H, W]. */
+void mc_im2col(const mc_conv2d_shape *s, const float *x, float *col, int cols, int col0);
+/* x [C, H, W] += the columns of col (the adjoint of mc_im2col). */
+void mc_col2im(const mc_conv2d_shape *s, const float *col, int cols, int col0, float *x);
+
+void mc_conv2d_forward(const mc_conv2d_shape *s, const float *x, const float *W, const float *b,
+                       float *y, float *ws);
+
+/* dx (may be NULL: skipped, as for a network's input) = conv-transpose(dy, W); dW = corr(dy, x);
+ * db = sum over N, OH, OW of dy. dW and db are overwritten. */
+void mc_conv2d_backward(const mc_conv2d_shape *s, const float *x, const float *W, const float *dy,
+                        float *dx, float *dW, float *db, float *ws);
+
+/* Ry = conv(Rx, W) + conv(x, VW) + Vb.  Rx may be NULL. */
+void mc_conv2d_rforward(const mc_conv2d_shape *s, const float *x, const float *Rx, const float *W,
+                        const float *VW, const float *Vb, float *Ry, float *ws);
+
+/* Rdx (may be NULL) = convT(Rdy, W) + convT(dy, VW); RdW = corr(Rdy, x) + corr(dy, Rx); Rdb = sum Rdy.
+ * Rx may be NULL. */
+void mc_conv2d_rbackward(const mc_conv2d_shape *s, const float *x, const float *Rx, const float *W,
+                         const float *VW, const float *dy, const float *Rdy,
+                         float *Rdx, float *RdW, float *Rdb, float *ws);
+
+/* ---------------------------------------------------------------------------------------------------------
+ * Max pooling, k x k window, stride k, floor mode (pool.c).  x [N, C, H, W] -> y [N, C, H/k, W/k].
+ * argmax [N, C, H/k, W/k] holds, per output, the flat index h*W + w of the winner in its input plane.
+ * Ties go to the first element in row-major order. The pooling is piecewise linear, so its backward and
+ * R-forms route through argmax: Ry = gather(Rx), dx = scatter(dy), Rdx = scatter(Rdy).
+ * ------------------------------------------------------------------------------------------------------- */
+
+void mc_maxpool_forward(int n, int c, int h, int w, int k, const float *x, float *y, int32_t *argmax);
+/* dx [N,C,H,W] = scatter of dy through argmax (overwritten: zero where nothing routes). */
+void mc_maxpool_backward(int n, int c, int h, int w, int k, const int32_t *argmax, const float *dy, float *dx);
+/* Ry = Rx at argmax. */
+void mc_maxpool_rforward(int n, int c, int h, int w, int k, const int32_t *argmax, const float *Rx, float *Ry);
+/* Rdx = scatter of Rdy: the same linear map as the backward pass. */
+#define mc_maxpool_rbackward mc_maxpool_backward
+
+/* ---------------------------------------------------------------------------------------------------------
+ * Activations (activation.c), elementwise over `count` floats.
+ * ------------------------------------------------------------------------------------------------------- */
+
+void mc_relu_forward(size_t count, const float *x, float *y);
+/* dx = dy * [y > 0]. With the same mask: Ry = Rx * [y > 0] and Rdx = Rdy * [y > 0] (ReLU'' = 0 a.e.). */
+void mc_relu_backward(size_t count, const float *y, const float *dy, float *dx);
+#define mc_relu_rforward mc_relu_backward
+#define mc_relu_rbackward mc_relu_backward
+
+void mc_tanh_forward(size_t count, const float *x, float *y);
+/* dx = dy * (1 - y^2). Also the R-forward: Ry = Rx * (1 - y^2). */
+void mc_tanh_backward(size_t count, const float *y, const float *dy, float *dx);
+#define mc_tanh_rforward mc_tanh_backward
+/* Rdx = Rdy * (1 - y^2) - 2 y Ry dy. */
+void mc_tanh_rbackward(size_t count, const float *y, const float *Ry, const float *dy, const float *Rdy,
+                       float *Rdx);
+
+/* ---------------------------------------------------------------------------------------------------------
+ * Batch normalisation (batchnorm.c) over x viewed as [N, C, S]: S = H*W for images, S = 1 for features.
+ * Per channel c, over the N*S values:
+ *   training ("transductive", as MAML uses it): mu, var = batch mean and biased variance,
+ *       invstd = 1/sqrt(var + eps), xhat = (x - mu) * invstd, y = gamma * xhat + beta.
+ *     Its derivatives go through mu and var: they are functions of the whole batch.
+ *   inference: the same with given running mean / variance in place of the batch statistics.
+ * Saved by the training forward pass for the others: xhat [N,C,S], invstd [C].
+ * ------------------------------------------------------------------------------------------------------- */
+
+void mc_batchnorm_forward(int n, int c, int s, float eps, const float *x, const float *gamma,
+                          const float *beta, float *y, float *xhat, float *invstd);
+
+/* running = (1 - momentum) * running + momentum * batch statistic (unbiased variance), from x. */
+void mc_batchnorm_update_running(int n, int c, int s, float momentum, const float *x,
+                                 float *running_mean, float *running_var);
+
+/* dx (may be NULL) = invstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = gamma * dy;
+ * dgamma = sum dy * xhat; dbeta = sum dy (both overwritten). */
+void mc_batchnorm_backward(int n, int c, int s, const float *xhat, const float *invstd, const float *gamma,
+                           const float *dy, float *dx, float *dgamma, float *dbeta);
+
+/* Rxhat = invstd * (Rx - mean(Rx) - xhat * mean(xhat * Rx)), Rinvstd[c] = -invstd^2 * mean(xhat * Rx),
+ * Ry = gamma * Rxhat + Vgamma * xhat + Vbeta.  Rx may be NULL (then Rxhat = 0, Rinvstd = 0).
+ * Rxhat [N,C,S] and Rinvstd [C] are saved for mc_batchnorm_rbackward. */
+void mc_batchnorm_rforward(int n, int c, int s, const float *xhat, const float *invstd, const float *gamma,
+                           const float *Rx, const float *Vgamma, const float *Vbeta,
+                           float *Ry, float *Rxhat, float *Rinvstd);
+
+/* The R-form of mc_batchnorm_backward, every batch-statistics term included:
+ * Rdxhat = gamma * Rdy + Vgamma * dy,
+ * Rdx = Rinvstd * (dxhat - mean(dxhat) - xhat * mean(dxhat*xhat))
+ *     + invstd * (Rdxhat - mean(Rdxhat) - Rxhat * mean(dxhat*xhat) - xhat * mean(Rdxhat*xhat + dxhat*Rxhat)),
+ * Rdgamma = sum(Rdy * xhat + dy * Rxhat), Rdbeta = sum Rdy.  Rdx may be NULL. */
+void mc_batchnorm_rbackward(int n, int c, int s, const float *xhat, const float *invstd, const float *gamma,
+                            const float *Vgamma, const float *dy, const float *Rdy,
+                            const float *Rxhat, const float *Rinvstd,
+                            float *Rdx, float *Rdgamma, float *Rdbeta);
+
+/* Inference with running statistics: a per-channel affine map y = gamma * (x - mean) * r + beta,
+ * r = 1/sqrt(var + eps). */
+void mc_batchnorm_inference_forward(int n, int c, int s, float eps, const float *x, const float *gamma,
+                                    const float *beta, const float *mean, const float *var, float *y);
+/* dx (may be NULL) = gamma * r * dy; dgamma = sum dy (x - mean) r; dbeta = sum dy. */
+void mc_batchnorm_inference_backward(int n, int c, int s, float eps, const float *x, const float *gamma,
+                                     const float *mean, const float *var, const float *dy,
+                                     float *dx, float *dgamma, float *dbeta);
+/* Ry = gamma r Rx + Vgamma (x - mean) r + Vbeta (Rx may be NULL). */
+void mc_batchnorm_inference_rforward(int n, int c, int s, float eps, const float *x, const float *Rx,
+                                     const float *gamma, const float *Vgamma, const float *Vbeta,
+                                     const float *mean, const float *var, float *Ry);
+/* Rdx (may be NULL) = r (gamma Rdy + Vgamma dy); Rdgamma = sum Rdy (x - mean) r + dy Rx r; Rdbeta = sum Rdy. */
+void mc_batchnorm_inference_rbackward(int n, int c, int s, float eps, const float *x, const float *Rx,
+                                      const float *gamma, const float *Vgamma, const float *mean,
+                                      const float *var, const float *dy, const float *Rdy,
+                                      float *Rdx, float *Rdgamma, float *Rdbeta);
+
+/* ---------------------------------------------------------------------------------------------------------
+ * Losses (loss.c), averaged over the batch.
+ * ------------------------------------------------------------------------------------------------------- */
+
+/* Softmax cross-entropy over logits z [N, K] with labels in [0, K): L = -(1/N) sum log softmax(z)[label].
+ * probs [N, K] receives softmax(z) (kept for the gradient and R-form). Returns L; correct (may be NULL)
+ * receives the number of rows whose arg-max is the label. */
+double mc_softmax_xent_forward(int n, int k, const float *z, const int32_t *labels, float *probs,
+                               int *correct);
+/* dz = (probs - onehot(label)) / N. */
+void mc_softmax_xent_backward(int n, int k, const float *probs, const int32_t *labels, float *dz);
+/* Rdz = probs * (Rz - sum_j probs_j Rz_j) / N: the softmax Hessian applied to Rz. */
+void mc_softmax_xent_rbackward(int n, int k, const float *probs, const float *Rz, float *Rdz);
+
+/* Mean squared error over `count` values: L = (1/count) sum (z - t)^2; dz = 2 (z - t) / count;
+ * its R-form Rdz = 2 Rz / count. */
+double mc_mse_forward(size_t count, const float *z, const float *t);
+void mc_mse_backward(size_t count, const float *z, const float *t, float *dz);
+void mc_mse_rbackward(size_t count, const float *Rz, float *Rdz);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

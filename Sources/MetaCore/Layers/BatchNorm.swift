@@ -1,0 +1,97 @@
+import CKernels
+
+/// Batch normalisation over channels: `[N, C, H, W]` images or `[N, C]` features, with a learned scale
+/// (`weight`, γ) and shift (`bias`, β) per channel.
+///
+/// The statistics come from the workspace's ``Normalization``: in `transductive` and `training` modes, the
+/// batch's own mean and variance, and every derivative (gradient and Hessian-vector product) goes through
+/// them, as exact second-order MAML requires; in `inference` mode, the running statistics (state tensors
+/// `running_mean` and `running_var`, updated in `training` mode).
+public struct BatchNorm: Layer {
+    public let channels: Int
+    public let epsilon: Float
+
+    public init(_ channels: Int, epsilon: Float = 1e-5) throws {
+        guard channels > 0, epsilon > 0 else {
+            throw MetaCoreError.argument("BatchNorm needs channels > 0 and epsilon > 0, got \(channels), \(epsilon)")
+        }
+        self.channels = channels
+        self.epsilon = epsilon
+    }
+
+    public func outputShape(for input: [Int]) throws -> [Int] {
+        guard input.count >= 1, input[0] == channels else {
+            throw MetaCoreError.shape("BatchNorm(\(channels)) expects \(channels) channels first, got \(describe(input))")
+        }
+        return input
+    }
+
+    public var parameterShapes: [(name: String, shape: [Int])] { [("weight", [channels]), ("bias", [channels])] }
+    public var stateShapes: [(name: String, shape: [Int], initial: Float)] {
+        [("running_mean", [channels], 0), ("running_var", [channels], 1)]
+    }
+
+    public func initialize(_ parameters: UnsafeMutableBufferPointer<Float>, using random: inout RandomSource) {
+        for i in 0 ..< channels { parameters[i] = 1; parameters[channels + i] = 0 }
+    }
+
+    public func memory(batch: Int, input: [Int]) -> LayerMemory {
+        let n = batch * input.reduce(1, *)
+        // saved: xhat, invstd; rSaved: Rxhat, Rinvstd.
+        return LayerMemory(saved: n + channels, rSaved: n + channels)
+    }
+
+    /// Batch, channels and values per channel per sample.
+    private func dims(_ p: LayerPass) -> (Int32, Int32, Int32) {
+        (Int32(p.batch), Int32(channels), Int32(p.inputCount / channels))
+    }
+
+    public func forward(_ p: LayerPass) {
+        let (n, c, s) = dims(p)
+        let gamma = p.theta, beta = p.theta + channels, mean = p.state, variance = p.state + channels
+        switch p.normalization {
+        case .inference:
+            mc_batchnorm_inference_forward(n, c, s, epsilon, p.x, gamma, beta, mean, variance, p.y)
+        case .transductive:
+            mc_batchnorm_forward(n, c, s, epsilon, p.x, gamma, beta, p.y, p.saved, p.saved + p.batch * p.inputCount)
+        case .training(let momentum):
+            mc_batchnorm_forward(n, c, s, epsilon, p.x, gamma, beta, p.y, p.saved, p.saved + p.batch * p.inputCount)
+            mc_batchnorm_update_running(n, c, s, momentum, p.x, mean, variance)
+        }
+    }
+
+    public func backward(_ p: LayerPass) {
+        let (n, c, s) = dims(p)
+        if p.normalization == .inference {
+            mc_batchnorm_inference_backward(n, c, s, epsilon, p.x, p.theta, p.state, p.state + channels, p.dy,
+                                            p.dx, p.gradient, p.gradient + channels)
+        } else {
+            mc_batchnorm_backward(n, c, s, p.saved, p.saved + p.batch * p.inputCount, p.theta, p.dy,
+                                  p.dx, p.gradient, p.gradient + channels)
+        }
+    }
+
+    public func rForward(_ p: LayerPass) {
+        let (n, c, s) = dims(p)
+        if p.normalization == .inference {
+            mc_batchnorm_inference_rforward(n, c, s, epsilon, p.x, p.Rx, p.theta, p.v, p.v + channels,
+                                            p.state, p.state + channels, p.Ry)
+        } else {
+            let count = p.batch * p.inputCount
+            mc_batchnorm_rforward(n, c, s, p.saved, p.saved + count, p.theta, p.Rx, p.v, p.v + channels,
+                                  p.Ry, p.rSaved, p.rSaved + count)
+        }
+    }
+
+    public func rBackward(_ p: LayerPass) {
+        let (n, c, s) = dims(p)
+        if p.normalization == .inference {
+            mc_batchnorm_inference_rbackward(n, c, s, epsilon, p.x, p.Rx, p.theta, p.v, p.state,
+                                             p.state + channels, p.dy, p.Rdy, p.Rdx, p.hv, p.hv + channels)
+        } else {
+            let count = p.batch * p.inputCount
+            mc_batchnorm_rbackward(n, c, s, p.saved, p.saved + count, p.theta, p.v, p.dy, p.Rdy,
+                                   p.rSaved, p.rSaved + count, p.Rdx, p.hv, p.hv + channels)
+        }
+    }
+}

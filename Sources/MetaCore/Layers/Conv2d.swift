@@ -1,0 +1,70 @@
+import CKernels
+
+/// 2-D convolution (cross-correlation) on NCHW images, weights `[outChannels, inChannels, k, k]` and a bias.
+///
+/// Initialised as PyTorch's `nn.Conv2d`: uniform in ±1/√(inChannels·k²).
+public struct Conv2d: Layer {
+    public let inChannels: Int, outChannels: Int, kernel: Int, stride: Int, padding: Int
+
+    public init(_ inChannels: Int, _ outChannels: Int, kernel: Int = 3, stride: Int = 1, padding: Int = 0) throws {
+        guard inChannels > 0, outChannels > 0, kernel > 0, stride > 0, padding >= 0 else {
+            throw MetaCoreError.argument("Conv2d needs positive channels, kernel and stride and padding >= 0; got in \(inChannels), out \(outChannels), kernel \(kernel), stride \(stride), padding \(padding)")
+        }
+        self.inChannels = inChannels; self.outChannels = outChannels
+        self.kernel = kernel; self.stride = stride; self.padding = padding
+    }
+
+    public func outputShape(for input: [Int]) throws -> [Int] {
+        guard input.count == 3, input[0] == inChannels else {
+            throw MetaCoreError.shape("Conv2d expects images of \(inChannels)xHxW, got \(describe(input))")
+        }
+        let h = (input[1] + 2 * padding - kernel), w = (input[2] + 2 * padding - kernel)
+        guard h >= 0, w >= 0 else {
+            throw MetaCoreError.shape("Conv2d kernel \(kernel) with padding \(padding) does not fit a \(input[1])x\(input[2]) image")
+        }
+        return [outChannels, h / stride + 1, w / stride + 1]
+    }
+
+    public var parameterShapes: [(name: String, shape: [Int])] {
+        [("weight", [outChannels, inChannels, kernel, kernel]), ("bias", [outChannels])]
+    }
+
+    public func initialize(_ parameters: UnsafeMutableBufferPointer<Float>, using random: inout RandomSource) {
+        let bound = 1 / Float(inChannels * kernel * kernel).squareRoot()
+        for i in parameters.indices { parameters[i] = random.uniform(-bound, bound) }
+    }
+
+    private var biasOffset: Int { outChannels * inChannels * kernel * kernel }
+
+    private func shape(batch: Int, input: [Int]) -> mc_conv2d_shape {
+        var s = mc_conv2d_shape()
+        _ = mc_conv2d_shape_make(&s, Int32(batch), Int32(inChannels), Int32(input[1]), Int32(input[2]),
+                                 Int32(outChannels), Int32(kernel), Int32(kernel), Int32(stride), Int32(padding))
+        return s
+    }
+
+    public func memory(batch: Int, input: [Int]) -> LayerMemory {
+        var s = shape(batch: batch, input: input)
+        return LayerMemory(scratch: mc_conv2d_workspace_size(&s))
+    }
+
+    public func forward(_ p: LayerPass) {
+        var s = shape(batch: p.batch, input: p.inputShape)
+        mc_conv2d_forward(&s, p.x, p.theta, p.theta + biasOffset, p.y, p.scratch)
+    }
+
+    public func backward(_ p: LayerPass) {
+        var s = shape(batch: p.batch, input: p.inputShape)
+        mc_conv2d_backward(&s, p.x, p.theta, p.dy, p.dx, p.gradient, p.gradient + biasOffset, p.scratch)
+    }
+
+    public func rForward(_ p: LayerPass) {
+        var s = shape(batch: p.batch, input: p.inputShape)
+        mc_conv2d_rforward(&s, p.x, p.Rx, p.theta, p.v, p.v + biasOffset, p.Ry, p.scratch)
+    }
+
+    public func rBackward(_ p: LayerPass) {
+        var s = shape(batch: p.batch, input: p.inputShape)
+        mc_conv2d_rbackward(&s, p.x, p.Rx, p.theta, p.v, p.dy, p.Rdy, p.Rdx, p.hv, p.hv + biasOffset, p.scratch)
+    }
+}
