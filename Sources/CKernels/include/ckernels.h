@@ -135,7 +135,10 @@ void mc_maxpool_backward(int n, int c, int h, int w, int k, const int32_t *argma
 /* Ry = Rx at argmax. */
 void mc_maxpool_rforward(int n, int c, int h, int w, int k, const int32_t *argmax, const float *Rx, float *Ry);
 /* Rdx = scatter of Rdy: the same linear map as the backward pass. */
-#define mc_maxpool_rbackward mc_maxpool_backward
+static inline void mc_maxpool_rbackward(int n, int c, int h, int w, int k, const int32_t *argmax,
+                                        const float *Rdy, float *Rdx) {
+    mc_maxpool_backward(n, c, h, w, k, argmax, Rdy, Rdx);
+}
 
 /* ---------------------------------------------------------------------------------------------------------
  * Activations (activation.c), elementwise over `count` floats.
@@ -144,13 +147,19 @@ void mc_maxpool_rforward(int n, int c, int h, int w, int k, const int32_t *argma
 void mc_relu_forward(size_t count, const float *x, float *y);
 /* dx = dy * [y > 0]. With the same mask: Ry = Rx * [y > 0] and Rdx = Rdy * [y > 0] (ReLU'' = 0 a.e.). */
 void mc_relu_backward(size_t count, const float *y, const float *dy, float *dx);
-#define mc_relu_rforward mc_relu_backward
-#define mc_relu_rbackward mc_relu_backward
+static inline void mc_relu_rforward(size_t count, const float *y, const float *Rx, float *Ry) {
+    mc_relu_backward(count, y, Rx, Ry);
+}
+static inline void mc_relu_rbackward(size_t count, const float *y, const float *Rdy, float *Rdx) {
+    mc_relu_backward(count, y, Rdy, Rdx);
+}
 
 void mc_tanh_forward(size_t count, const float *x, float *y);
 /* dx = dy * (1 - y^2). Also the R-forward: Ry = Rx * (1 - y^2). */
 void mc_tanh_backward(size_t count, const float *y, const float *dy, float *dx);
-#define mc_tanh_rforward mc_tanh_backward
+static inline void mc_tanh_rforward(size_t count, const float *y, const float *Rx, float *Ry) {
+    mc_tanh_backward(count, y, Rx, Ry);
+}
 /* Rdx = Rdy * (1 - y^2) - 2 y Ry dy. */
 void mc_tanh_rbackward(size_t count, const float *y, const float *Ry, const float *dy, const float *Rdy,
                        float *Rdx);

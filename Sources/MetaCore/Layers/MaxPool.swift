@@ -42,7 +42,7 @@ public struct MaxPool: Layer {
     public func rBackward(_ p: LayerPass) {
         guard let Rdx = p.Rdx else { return }
         let (n, c, h, w, k) = dims(p)
-        mc_maxpool_backward(n, c, h, w, k, p.savedInts, p.Rdy, Rdx)
+        mc_maxpool_rbackward(n, c, h, w, k, p.savedInts, p.Rdy, Rdx)
     }
 }
 

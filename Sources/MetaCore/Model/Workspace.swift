@@ -1,0 +1,281 @@
+import CKernels
+
+/// The memory a ``Model``'s passes run in, and the entry point for evaluating it: the loss, the gradient and
+/// the exact Hessian-vector product at a given parameter vector on a given batch.
+///
+/// A workspace keeps every buffer between calls (activations, their gradients and R-derivatives, what the
+/// layers save, convolution scratch), growing them only when a larger batch arrives, so that repeated calls —
+/// the inner loops of meta-learning — do not allocate. It is not thread-safe: give each thread its own.
+///
+/// The BatchNorm mode is ``normalization``; the running statistics it reads (inference) or updates
+/// (training) are ``state``, laid out by the model's ``Model/stateLayout``.
+public final class Workspace {
+    public let model: Model
+    /// How BatchNorm layers get their statistics (default: MAML's transductive batch statistics).
+    public var normalization: Normalization = .transductive
+    /// The model's non-trainable state (BatchNorm running statistics), initially ``Model/initialState()``.
+    public var state: [Float]
+
+    /// Buffers laid out for `batch` samples. Allocated lazily by need: a forward-only evaluation never pays
+    /// for gradient or R-operator memory.
+    private struct Layout {
+        var batch = 0
+        var forward = 0, backward = 0, rOperator = 0, ints = 0
+        var activation: [Int] = [], saved: [Int] = [], scratch = 0, probs = 0
+        var gradient: [Int] = []
+        var rActivation: [Int] = [], rGradient: [Int] = [], rSaved: [Int] = []
+        var savedInts: [Int] = []
+    }
+
+    private var layout = Layout()
+    private var forwardArena = Arena<Float>(), backwardArena = Arena<Float>(), rArena = Arena<Float>()
+    private var intArena = Arena<Int32>()
+    /// Stands in for buffers a pass does not use (never read or written).
+    private let placeholder = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+
+    public init(model: Model) {
+        self.model = model
+        self.state = model.initialState()
+    }
+
+    deinit {
+        forwardArena.free(); backwardArena.free(); rArena.free(); intArena.free()
+        placeholder.deallocate()
+    }
+
+    // MARK: - Public passes
+
+    /// The loss (and accuracy, for labels) of the model at `parameters` on `batch`: a forward pass only.
+    public func loss(at parameters: [Float], on batch: Batch) throws -> LossValue {
+        try run(.forward, parameters: parameters, batch: batch, direction: nil, gradient: nil, hv: nil)
+    }
+
+    /// The loss, and its gradient with respect to the parameters written into `gradient` (resized to the
+    /// parameter count if needed).
+    @discardableResult
+    public func gradient(at parameters: [Float], on batch: Batch, into gradient: inout [Float]) throws -> LossValue {
+        fit(&gradient)
+        return try gradient.withUnsafeMutableBufferPointer { g in
+            try run(.backward, parameters: parameters, batch: batch, direction: nil, gradient: g.baseAddress, hv: nil)
+        }
+    }
+
+    /// The exact Hessian-vector product `H v` of the loss at `parameters` on `batch`, by one forward, backward,
+    /// R-forward and R-backward pass (Pearlmutter 1994) — no finite differences. Writes `H v` into `hv` and
+    /// the gradient into `gradient`; both are resized to the parameter count if needed.
+    @discardableResult
+    public func hessianVectorProduct(at parameters: [Float], on batch: Batch, direction: [Float],
+                                     into hv: inout [Float], gradient: inout [Float]) throws -> LossValue {
+        try model.layout.check(direction, "direction vector")
+        fit(&hv); fit(&gradient)
+        return try hv.withUnsafeMutableBufferPointer { h in
+            try gradient.withUnsafeMutableBufferPointer { g in
+                try run(.rOperator, parameters: parameters, batch: batch, direction: direction,
+                        gradient: g.baseAddress, hv: h.baseAddress)
+            }
+        }
+    }
+
+    /// `H v` alone (see ``hessianVectorProduct(at:on:direction:into:gradient:)``).
+    @discardableResult
+    public func hessianVectorProduct(at parameters: [Float], on batch: Batch, direction: [Float],
+                                     into hv: inout [Float]) throws -> LossValue {
+        var gradient: [Float] = []
+        return try hessianVectorProduct(at: parameters, on: batch, direction: direction, into: &hv, gradient: &gradient)
+    }
+
+    /// The model's outputs `[N, ...output shape]` (logits for classification) for `inputs` `[N, ...]`.
+    public func predict(at parameters: [Float], inputs: Tensor) throws -> Tensor {
+        guard let n = inputs.shape.first, n > 0 else { throw MetaCoreError(.emptyBatch, "no inputs to predict (0 samples)") }
+        guard Array(inputs.shape.dropFirst()) == model.inputShape else {
+            throw MetaCoreError.shape("inputs are \(describe(Array(inputs.shape.dropFirst()))) per sample but the model takes \(describe(model.inputShape))")
+        }
+        try model.layout.check(parameters, "parameter vector")
+        try checkState()
+        reserve(batch: n, stage: .forward)
+        inputs.scalars.withUnsafeBufferPointer { x in
+            parameters.withUnsafeBufferPointer { p in
+                forwardLayers(batch: n, input: x.baseAddress!, theta: p.baseAddress ?? UnsafePointer(placeholder))
+            }
+        }
+        let count = n * model.outputShape.reduce(1, *)
+        let output = Array(UnsafeBufferPointer(start: forwardArena.base + layout.activation[model.layers.count], count: count))
+        return try Tensor(shape: [n] + model.outputShape, scalars: output)
+    }
+
+    // MARK: - The passes
+
+    private enum Stage: Int, Comparable {
+        case forward, backward, rOperator
+        static func < (a: Stage, b: Stage) -> Bool { a.rawValue < b.rawValue }
+    }
+
+    private func run(_ stage: Stage, parameters: [Float], batch: Batch, direction: [Float]?,
+                     gradient: UnsafeMutablePointer<Float>?, hv: UnsafeMutablePointer<Float>?) throws -> LossValue {
+        try model.layout.check(parameters, "parameter vector")
+        try batch.check(against: model)
+        try checkState()
+        let n = batch.count
+        reserve(batch: n, stage: stage)
+
+        return parameters.withUnsafeBufferPointer { p in
+            (direction ?? []).withUnsafeBufferPointer { v in
+                batch.inputs.scalars.withUnsafeBufferPointer { x in
+                    let theta = p.baseAddress ?? UnsafePointer(placeholder), input = x.baseAddress!
+                    forwardLayers(batch: n, input: input, theta: theta)
+                    let value = lossForward(batch, gradient: stage >= .backward)
+                    if stage >= .backward {
+                        sweep(.backward, batch: n, input: input, theta: theta, v: nil, gradient: gradient, hv: nil)
+                    }
+                    if stage >= .rOperator {
+                        sweep(.rForward, batch: n, input: input, theta: theta, v: v.baseAddress, gradient: nil, hv: nil)
+                        lossRBackward(batch)
+                        sweep(.rBackward, batch: n, input: input, theta: theta, v: v.baseAddress, gradient: nil, hv: hv)
+                    }
+                    return value
+                }
+            }
+        }
+    }
+
+    /// The loss of the last activation against the batch's targets; with `gradient`, also dL/dz.
+    private func lossForward(_ batch: Batch, gradient: Bool) -> LossValue {
+        let n = batch.count, last = model.layers.count, outputs = n * model.outputShape.reduce(1, *)
+        let z = forwardArena.base + layout.activation[last], probs = forwardArena.base + layout.probs
+        let dz = backwardArena.base + layout.gradient[last]
+        switch batch.targets {
+        case .labels(let labels):
+            return labels.withUnsafeBufferPointer { t in
+                var correct: Int32 = 0
+                let loss = mc_softmax_xent_forward(Int32(n), Int32(outputs / n), z, t.baseAddress, probs, &correct)
+                if gradient { mc_softmax_xent_backward(Int32(n), Int32(outputs / n), probs, t.baseAddress, dz) }
+                return LossValue(loss: loss, correct: Int(correct), count: n)
+            }
+        case .values(let targets):
+            return targets.scalars.withUnsafeBufferPointer { t in
+                let loss = mc_mse_forward(outputs, z, t.baseAddress)
+                if gradient { mc_mse_backward(outputs, z, t.baseAddress, dz) }
+                return LossValue(loss: loss, correct: nil, count: n)
+            }
+        }
+    }
+
+    /// The R-derivative of dL/dz: the loss's Hessian with respect to its input applied to Rz.
+    private func lossRBackward(_ batch: Batch) {
+        let n = batch.count, last = model.layers.count, outputs = n * model.outputShape.reduce(1, *)
+        let Rz = rArena.base + layout.rActivation[last], Rdz = rArena.base + layout.rGradient[last]
+        switch batch.targets {
+        case .labels:
+            mc_softmax_xent_rbackward(Int32(n), Int32(outputs / n), forwardArena.base + layout.probs, Rz, Rdz)
+        case .values:
+            mc_mse_rbackward(outputs, Rz, Rdz)
+        }
+    }
+
+    private func forwardLayers(batch n: Int, input: UnsafePointer<Float>, theta: UnsafePointer<Float>) {
+        sweep(.forward, batch: n, input: input, theta: theta, v: nil, gradient: nil, hv: nil)
+    }
+
+    private enum Direction { case forward, backward, rForward, rBackward }
+
+    /// One pass of every layer, in order (forward, R-forward) or in reverse (backward, R-backward).
+    private func sweep(_ direction: Direction, batch n: Int, input: UnsafePointer<Float>, theta: UnsafePointer<Float>,
+                       v: UnsafePointer<Float>?, gradient: UnsafeMutablePointer<Float>?, hv: UnsafeMutablePointer<Float>?) {
+        state.withUnsafeMutableBufferPointer { s in
+            let order = direction == .backward || direction == .rBackward
+                ? Array(model.layers.indices.reversed()) : Array(model.layers.indices)
+            for l in order {
+                let p = pass(l, batch: n, input: input, theta: theta, state: s.baseAddress, v: v, gradient: gradient, hv: hv)
+                switch direction {
+                case .forward: model.layers[l].forward(p)
+                case .backward: model.layers[l].backward(p)
+                case .rForward: model.layers[l].rForward(p)
+                case .rBackward: model.layers[l].rBackward(p)
+                }
+            }
+        }
+    }
+
+    /// The buffers of layer `l` for a batch of `n`.
+    private func pass(_ l: Int, batch n: Int, input: UnsafePointer<Float>, theta: UnsafePointer<Float>,
+                      state: UnsafeMutablePointer<Float>?, v: UnsafePointer<Float>?,
+                      gradient: UnsafeMutablePointer<Float>?, hv: UnsafeMutablePointer<Float>?) -> LayerPass {
+        let offset = model.parameterRange(ofLayer: l).lowerBound
+        let stateOffset = model.stateRange(ofLayer: l).lowerBound
+        let f = forwardArena.base, b = backwardArena.base, r = rArena.base
+        let hasBackward = backwardArena.capacity > 0, hasR = rArena.capacity > 0
+        return LayerPass(
+            batch: n, inputShape: model.shapes[l], outputShape: model.shapes[l + 1], normalization: normalization,
+            x: l == 0 ? input : UnsafePointer(f + layout.activation[l]), y: f + layout.activation[l + 1],
+            theta: theta + offset, state: (state ?? placeholder) + stateOffset,
+            saved: f + layout.saved[l], savedInts: intArena.base + layout.savedInts[l],
+            rSaved: hasR ? r + layout.rSaved[l] : placeholder, scratch: f + layout.scratch,
+            dy: hasBackward ? UnsafePointer(b + layout.gradient[l + 1]) : UnsafePointer(placeholder),
+            dx: hasBackward && l > 0 ? b + layout.gradient[l] : nil,
+            gradient: gradient.map { $0 + offset } ?? placeholder,
+            v: v.map { $0 + offset } ?? UnsafePointer(placeholder),
+            Rx: hasR && l > 0 ? UnsafePointer(r + layout.rActivation[l]) : nil,
+            Ry: hasR ? r + layout.rActivation[l + 1] : placeholder,
+            Rdy: hasR ? UnsafePointer(r + layout.rGradient[l + 1]) : UnsafePointer(placeholder),
+            Rdx: hasR && l > 0 ? r + layout.rGradient[l] : nil,
+            hv: hv.map { $0 + offset } ?? placeholder)
+    }
+
+    // MARK: - Memory
+
+    /// Lays the buffers out for `n` samples and makes sure the arenas `stage` needs are large enough.
+    private func reserve(batch n: Int, stage: Stage) {
+        if layout.batch != n { layout = Self.layout(model: model, batch: n) }
+        forwardArena.reserve(layout.forward)
+        intArena.reserve(layout.ints)
+        if stage >= .backward { backwardArena.reserve(layout.backward) }
+        if stage >= .rOperator { rArena.reserve(layout.rOperator) }
+    }
+
+    private static func layout(model: Model, batch n: Int) -> Layout {
+        var layout = Layout()
+        layout.batch = n
+        let layers = model.layers.count
+        let sizes = model.shapes.map { n * $0.reduce(1, *) }
+        let memory = model.layers.indices.map { model.layers[$0].memory(batch: n, input: model.shapes[$0]) }
+        // Activation 0 is the caller's input, read in place: offsets for 1 ... layers.
+        layout.activation = [0] + sizes.dropFirst().map { size in defer { layout.forward += size }; return layout.forward }
+        layout.saved = memory.map { m in defer { layout.forward += m.saved }; return layout.forward }
+        layout.scratch = layout.forward
+        layout.forward += memory.map(\.scratch).max() ?? 0
+        layout.probs = layout.forward
+        layout.forward += sizes[layers]
+        layout.savedInts = memory.map { m in defer { layout.ints += m.savedInts }; return layout.ints }
+        layout.gradient = [0] + sizes.dropFirst().map { size in defer { layout.backward += size }; return layout.backward }
+        layout.rActivation = [0] + sizes.dropFirst().map { size in defer { layout.rOperator += size }; return layout.rOperator }
+        layout.rGradient = [0] + sizes.dropFirst().map { size in defer { layout.rOperator += size }; return layout.rOperator }
+        layout.rSaved = memory.map { m in defer { layout.rOperator += m.rSaved }; return layout.rOperator }
+        return layout
+    }
+
+    private func checkState() throws {
+        guard state.count == model.stateLayout.count else {
+            throw MetaCoreError.shape("workspace state has \(state.count) entries; the model has \(model.stateLayout.count) state values")
+        }
+    }
+
+    /// Resizes an output vector to the parameter count (its contents are overwritten anyway).
+    private func fit(_ vector: inout [Float]) {
+        if vector.count != model.parameterCount { vector = [Float](repeating: 0, count: model.parameterCount) }
+    }
+}
+
+/// A growable, uninitialised block of memory owned by a ``Workspace``.
+private struct Arena<Element> {
+    private(set) var base = UnsafeMutablePointer<Element>.allocate(capacity: 1)
+    private(set) var capacity = 0
+
+    mutating func reserve(_ count: Int) {
+        guard count > capacity else { return }
+        base.deallocate()
+        base = .allocate(capacity: count)
+        capacity = count
+    }
+
+    func free() { base.deallocate() }
+}
