@@ -1,0 +1,132 @@
+import CKernels
+import Testing
+@testable import MetaCore
+
+/// Kernel-level properties the model-level derivative tests cannot see.
+@Suite("CKernels")
+struct KernelTests {
+    /// C = alpha op(A) op(B) + beta C in double, from the stored layouts.
+    func naiveGemm(_ ta: Bool, _ tb: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float, _ a: [Float], _ lda: Int,
+                   _ b: [Float], _ ldb: Int, _ beta: Float, _ c: [Float], _ ldc: Int) -> [Float] {
+        var out = c
+        for i in 0 ..< m {
+            for j in 0 ..< n {
+                var acc = 0.0
+                for p in 0 ..< k {
+                    let x = ta ? a[p * lda + i] : a[i * lda + p], y = tb ? b[j * ldb + p] : b[p * ldb + j]
+                    acc += Double(x) * Double(y)
+                }
+                out[i * ldc + j] = Float(Double(alpha) * acc + Double(beta) * Double(c[i * ldc + j]))
+            }
+        }
+        return out
+    }
+
+    @Test(arguments: [(false, false), (false, true), (true, false), (true, true)])
+    func gemmMatchesNaiveProductInEveryTransposeWithStridesAndAccumulation(_ t: (Bool, Bool)) {
+        let (m, n, k) = (7, 5, 9), (alpha, beta): (Float, Float) = (0.75, 0.5)
+        // Stored shapes with padded row strides (lda > logical width) to exercise the leading dimensions.
+        let (aRows, aCols) = t.0 ? (k, m) : (m, k), (bRows, bCols) = t.1 ? (n, k) : (k, n)
+        let (lda, ldb, ldc) = (aCols + 2, bCols + 3, n + 1)
+        var random = RandomSource(seed: 5)
+        let a = random.normals(aRows * lda), b = random.normals(bRows * ldb), c = random.normals(m * ldc)
+        var result = c
+        mc_gemm(t.0 ? 1 : 0, t.1 ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, &result, Int32(ldc))
+        let expected = naiveGemm(t.0, t.1, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        for i in 0 ..< m {
+            for j in 0 ..< n { #expect(abs(result[i * ldc + j] - expected[i * ldc + j]) < 1e-4) }
+            // Padding columns of C are untouched.
+            for j in n ..< ldc { #expect(result[i * ldc + j] == c[i * ldc + j]) }
+        }
+    }
+
+    @Test func batchedGemmIsEachProductInTurn() {
+        let (count, m, n, k) = (3, 4, 3, 5)
+        var random = RandomSource(seed: 6)
+        let a = random.normals(count * m * k), b = random.normals(count * k * n)
+        var c = [Float](repeating: 0, count: count * m * n)
+        mc_gemm_batched(Int32(count), 0, 0, Int32(m), Int32(n), Int32(k), 1, a, Int32(k), m * k, b, Int32(n), k * n, 0, &c, Int32(n), m * n)
+        for i in 0 ..< count {
+            let expected = naiveGemm(false, false, m, n, k, 1, Array(a[i * m * k ..< (i + 1) * m * k]), k,
+                                     Array(b[i * k * n ..< (i + 1) * k * n]), n, 0, [Float](repeating: 0, count: m * n), n)
+            for j in 0 ..< m * n { #expect(abs(c[i * m * n + j] - expected[j]) < 1e-4) }
+        }
+    }
+
+    @Test func gemmWithEmptyInnerDimensionScalesC() {
+        var c: [Float] = [1, 2, 3, 4]
+        mc_gemm(0, 0, 2, 2, 0, 1, [], 1, [], 2, 0.5, &c, 2)
+        #expect(c == [0.5, 1, 1.5, 2])
+    }
+
+    /// Convolution processes the batch in chunks of images per GEMM; every chunk size must give the same
+    /// forward, backward and R-form results (the last chunk may be partial).
+    @Test func convolutionIsIndependentOfChunking() {
+        var random = RandomSource(seed: 8)
+        let (n, c, h, w, o) = (5, 3, 7, 6, 4)
+        var shape = mc_conv2d_shape()
+        _ = mc_conv2d_shape_make(&shape, Int32(n), Int32(c), Int32(h), Int32(w), Int32(o), 3, 3, 2, 1)
+        let outCount = n * o * Int(shape.oh * shape.ow), weights = o * c * 9
+        let x = random.normals(n * c * h * w), rx = random.normals(n * c * h * w)
+        let wt = random.normals(weights), vw = random.normals(weights), b = random.normals(o), vb = random.normals(o)
+        let dy = random.normals(outCount), rdy = random.normals(outCount)
+
+        func run(chunk: Int) -> [[Float]] {
+            var s = shape
+            s.chunk = Int32(chunk)
+            var ws = [Float](repeating: 0, count: mc_conv2d_workspace_size(&s))
+            var y = [Float](repeating: 0, count: outCount), ry = y
+            var dx = [Float](repeating: 0, count: x.count), dw = [Float](repeating: 0, count: weights), db = [Float](repeating: 0, count: o)
+            var rdx = dx, rdw = dw, rdb = db
+            mc_conv2d_forward(&s, x, wt, b, &y, &ws)
+            mc_conv2d_backward(&s, x, wt, dy, &dx, &dw, &db, &ws)
+            mc_conv2d_rforward(&s, x, rx, wt, vw, vb, &ry, &ws)
+            mc_conv2d_rbackward(&s, x, rx, wt, vw, dy, rdy, &rdx, &rdw, &rdb, &ws)
+            return [y, dx, dw, db, ry, rdx, rdw, rdb]
+        }
+        let whole = run(chunk: n)
+        for chunk in [1, 2, 3] {
+            for (a, b) in zip(run(chunk: chunk), whole) {
+                #expect(relativeError(a.map(Double.init), b.map(Double.init)) < 1e-6, "chunk \(chunk)")
+            }
+        }
+    }
+
+    @Test func maxPoolRoutesToTheFirstMaximum() {
+        // One 2x4 plane, two 2x2 windows: a tie in the second goes to the first element in row-major order.
+        let x: [Float] = [1, 5, 7, 7,
+                          3, 2, 7, 0]
+        var y: [Float] = [0, 0], argmax: [Int32] = [0, 0], dx = [Float](repeating: -1, count: 8)
+        mc_maxpool_forward(1, 1, 2, 4, 2, x, &y, &argmax)
+        #expect(y == [5, 7] && argmax == [1, 2])
+        mc_maxpool_backward(1, 1, 2, 4, 2, argmax, [10, 20], &dx)
+        #expect(dx == [0, 10, 20, 0, 0, 0, 0, 0])
+    }
+
+    @Test func softmaxCrossEntropyIsStableForLargeLogitsAndCountsCorrect() {
+        let z: [Float] = [1000, 0, -1000, 0, 0, 0]
+        var probs = [Float](repeating: 0, count: 6), correct: Int32 = 0
+        let loss = mc_softmax_xent_forward(2, 3, z, [0, 2], &probs, &correct)
+        #expect(abs(loss - (0 + log(3.0)) / 2) < 1e-6)
+        #expect(correct == 1)
+        #expect(probs[0] == 1 && abs(probs[3] - 1 / 3) < 1e-6)
+    }
+
+    @Test func batchNormTrainingModeUpdatesRunningStatisticsWithUnbiasedVariance() throws {
+        let model = try Model(inputShape: [2], layers: [BatchNorm(2)])
+        let workspace = Workspace(model: model)
+        workspace.normalization = .training(momentum: 0.25)
+        let inputs = try Tensor(shape: [4, 2], scalars: [1, 10, 2, 20, 3, 30, 6, 40])
+        _ = try workspace.loss(at: model.initialParameters(seed: 0), on: Batch(inputs: inputs, labels: [0, 1, 0, 1]))
+        // Channel 0: mean 3, unbiased variance 14/3; channel 1: mean 25, unbiased variance 500/3.
+        let expected: [Float] = [0.75 * 0 + 0.25 * 3, 0.25 * 25, 0.75 + 0.25 * 14 / 3, 0.75 + 0.25 * 500 / 3]
+        let state = workspace.state
+        #expect(zip([state[0], state[1], state[2], state[3]], expected).allSatisfy { abs($0 - $1) < 1e-4 })
+        // Transductive mode leaves them alone.
+        workspace.normalization = .transductive
+        _ = try workspace.loss(at: model.initialParameters(seed: 0), on: Batch(inputs: inputs, labels: [0, 1, 0, 1]))
+        #expect(workspace.state == state)
+    }
+}
+
+import Foundation

@@ -1,0 +1,135 @@
+import Testing
+@testable import MetaCore
+
+@Suite("Models, batches and their errors")
+struct ModelTests {
+    @Test func builtInNetworksHaveTheStandardShapesAndParameterCounts() throws {
+        let mlp = try Model.mlp([1, 40, 40, 1])
+        #expect(mlp.parameterCount == 1 * 40 + 40 + 40 * 40 + 40 + 40 + 1)
+        #expect(mlp.layout.entries.map(\.name) == ["0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias"])
+
+        let conv4 = try Model.conv4(classes: 5)
+        #expect(conv4.shapes[4] == [64, 14, 14] && conv4.shapes[16] == [64, 1, 1] && conv4.outputShape == [5])
+        // 4 conv blocks (weights, bias, BN γ, β) and a 64 -> 5 head: the familiar 113k-parameter Conv-4.
+        let blocks = (64 * 9 + 64 + 128) + 3 * (64 * 64 * 9 + 64 + 128)
+        #expect(conv4.parameterCount == blocks + 64 * 5 + 5)
+        #expect(conv4.stateLayout.count == 4 * 128)
+
+        let embedding = try Model.conv4(classes: 0, inputShape: [3, 84, 84], channels: 32)
+        #expect(embedding.outputShape == [32 * 5 * 5])
+    }
+
+    @Test func initialisationIsDeterministicPerSeed() throws {
+        let model = try Model.conv4(classes: 5, channels: 8)
+        #expect(model.initialParameters(seed: 1) == model.initialParameters(seed: 1))
+        #expect(model.initialParameters(seed: 1) != model.initialParameters(seed: 2))
+        // Within PyTorch's bound for the first convolution: 1/sqrt(1*3*3).
+        let first = try model.layout.tensor(named: "0.weight", in: model.initialParameters(seed: 1))
+        #expect(first.scalars.allSatisfy { abs($0) <= 1 / 3 } && Set(first.scalars).count == first.count)
+    }
+
+    @Test func predictionIsTheForwardPass() throws {
+        let model = try Model(inputShape: [2], layers: [Linear(2, 1)])
+        let workspace = Workspace(model: model)
+        // weight [1, 2] = (2, -1), bias 0.5
+        let outputs = try workspace.predict(at: [2, -1, 0.5], inputs: Tensor(shape: [2, 2], scalars: [1, 1, 3, 0]))
+        #expect(outputs == (try Tensor(shape: [2, 1], scalars: [1.5, 6.5])))
+    }
+
+    @Test func aWorkspaceServesBatchesOfDifferentSizes() throws {
+        let model = try Model.conv4(classes: 3, inputShape: [1, 8, 8], channels: 4, blocks: 2)
+        let workspace = Workspace(model: model)
+        let theta = model.initialParameters(seed: 0)
+        var random = RandomSource(seed: 1)
+        var g1: [Float] = [], g2: [Float] = []
+        let small = random.batch(for: model, count: 3, classification: true)
+        let large = random.batch(for: model, count: 9, classification: true)
+        try workspace.gradient(at: theta, on: small, into: &g1)
+        try workspace.gradient(at: theta, on: large, into: &g2)
+        let fresh = Workspace(model: model)
+        var g3: [Float] = []
+        try fresh.gradient(at: theta, on: small, into: &g3)
+        try workspace.gradient(at: theta, on: small, into: &g2)
+        #expect(g2 == g3)
+    }
+
+    // MARK: Bad input gets a clear MetaCoreError
+
+    func expectError(_ kind: MetaCoreError.Kind, mentioning text: String, _ body: () throws -> Void) {
+        do {
+            try body()
+            Issue.record("expected a \(kind) error mentioning '\(text)'")
+        } catch let error as MetaCoreError {
+            #expect(error.kind == kind)
+            #expect(error.message.contains(text), "message was: \(error.message)")
+        } catch {
+            Issue.record("unexpected error \(error)")
+        }
+    }
+
+    @Test func badInputIsReportedNotCrashed() throws {
+        let model = try Model.mlp([2, 4, 3])
+        let workspace = Workspace(model: model)
+        let theta = model.initialParameters(seed: 0)
+        let inputs = try Tensor(shape: [2, 2], scalars: [1, 2, 3, 4])
+        let batch = try Batch(inputs: inputs, labels: [0, 2])
+        var g: [Float] = []
+
+        expectError(.shapeMismatch, mentioning: "parameter vector has 5 entries; the model has 27") {
+            try workspace.gradient(at: Array(theta[0 ..< 5]), on: batch, into: &g)
+        }
+        expectError(.shapeMismatch, mentioning: "direction vector has 1 entries") {
+            try workspace.hessianVectorProduct(at: theta, on: batch, direction: [1], into: &g)
+        }
+        expectError(.shapeMismatch, mentioning: "batch samples are 3 but the model takes 2") {
+            _ = try workspace.loss(at: theta, on: Batch(inputs: Tensor(shape: [1, 3], scalars: [1, 2, 3]), labels: [0]))
+        }
+        expectError(.emptyBatch, mentioning: "empty") {
+            _ = try Batch(inputs: Tensor(shape: [0, 2], scalars: []), labels: [])
+        }
+        expectError(.invalidLabel, mentioning: "label 3 is out of range for a model with 3 outputs") {
+            _ = try workspace.loss(at: theta, on: Batch(inputs: inputs, labels: [0, 3]))
+        }
+        expectError(.invalidLabel, mentioning: "label -1 is negative") {
+            _ = try Batch(inputs: inputs, labels: [0, -1])
+        }
+        expectError(.shapeMismatch, mentioning: "2 inputs but 1 labels") {
+            _ = try Batch(inputs: inputs, labels: [0])
+        }
+        expectError(.shapeMismatch, mentioning: "regression targets are 1 per sample but the model outputs 3") {
+            _ = try workspace.loss(at: theta, on: Batch(inputs: inputs, values: Tensor(shape: [2, 1], scalars: [0, 0])))
+        }
+        expectError(.shapeMismatch, mentioning: "needs 6 scalars, got 4") {
+            _ = try Tensor(shape: [2, 3], scalars: [1, 2, 3, 4])
+        }
+        expectError(.shapeMismatch, mentioning: "workspace state has 1 entries") {
+            let bn = Workspace(model: try Model(inputShape: [2], layers: [BatchNorm(2)]))
+            bn.state = [0]
+            _ = try bn.loss(at: [1, 1, 0, 0], on: Batch(inputs: inputs, labels: [0, 1]))
+        }
+        expectError(.shapeMismatch, mentioning: "inputs are 3 per sample but the model takes 2") {
+            _ = try workspace.predict(at: theta, inputs: Tensor(shape: [1, 3], scalars: [1, 2, 3]))
+        }
+        expectError(.unknownName, mentioning: "no parameter named '9.weight'") {
+            _ = try model.layout.tensor(named: "9.weight", in: theta)
+        }
+    }
+
+    @Test func layersThatDoNotFitAreNamed() {
+        expectError(.shapeMismatch, mentioning: "layer 1 (Linear): Linear(5, 2) expects 5 features per sample, got 4") {
+            _ = try Model(inputShape: [3], layers: [Linear(3, 4), Linear(5, 2)])
+        }
+        expectError(.shapeMismatch, mentioning: "does not fit a 2x2 image") {
+            _ = try Model(inputShape: [1, 2, 2], layers: [Conv2d(1, 1, kernel: 5)])
+        }
+        expectError(.shapeMismatch, mentioning: "Conv-4 takes CxHxW images") {
+            _ = try Model.conv4(classes: 5, inputShape: [784])
+        }
+        expectError(.invalidArgument, mentioning: "Linear needs positive sizes") {
+            _ = try Model.mlp([1, 0, 1])
+        }
+        expectError(.shapeMismatch, mentioning: "MaxPool(2) expects CxHxW images at least 2x2") {
+            _ = try Model.conv4(classes: 5, inputShape: [1, 8, 8], blocks: 4)
+        }
+    }
+}
