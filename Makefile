@@ -1,0 +1,36 @@
+# MetaCore — build, test, run and benchmark. `make test` and `make run` work on a fresh Debian/Ubuntu
+# machine on their own: they install the system libraries first (`make deps`).
+
+SWIFT ?= swift
+DEB_PACKAGES := libopenblas-dev liblapacke-dev
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+BENCH_DIR := bench-results
+
+.PHONY: deps build test run bench clean
+
+# Installs the Debian packages the C kernels link against; does nothing when they are already present.
+deps:
+	@if dpkg-query -W -f='$${Status}\n' $(DEB_PACKAGES) 2>/dev/null | grep -qv 'install ok installed' \
+	    || [ "$$(dpkg-query -W -f='$${Status}\n' $(DEB_PACKAGES) 2>/dev/null | wc -l)" != "$(words $(DEB_PACKAGES))" ]; then \
+	    echo "installing $(DEB_PACKAGES)"; \
+	    $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEB_PACKAGES); \
+	else echo "deps: $(DEB_PACKAGES) already installed"; fi
+
+build: deps
+	$(SWIFT) build -c release
+
+test: deps
+	$(SWIFT) test
+
+run: build
+	.build/release/metactl demo
+
+bench: build
+	@mkdir -p $(BENCH_DIR)
+	.build/release/metactl bench
+	.build/release/metactl bench --json > $(BENCH_DIR)/bench.json
+	@{ lscpu; echo; free -h; } > $(BENCH_DIR)/machine.txt
+	@echo "wrote $(BENCH_DIR)/bench.json and $(BENCH_DIR)/machine.txt"
+
+clean:
+	rm -rf .build $(BENCH_DIR)

@@ -1,0 +1,11 @@
+import ArgumentParser
+
+@main
+struct MetaCtl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "metactl",
+        abstract: "Meta-learning on CPU servers: train, evaluate and benchmark MetaCore models.",
+        subcommands: [Demo.self, Bench.self],
+        defaultSubcommand: Demo.self
+    )
+}
