@@ -47,6 +47,22 @@ public struct Batch: Sendable, Equatable {
     /// Per-sample input shape.
     public var sampleShape: [Int] { Array(inputs.shape.dropFirst()) }
 
+    /// This batch followed by `other` (same per-sample shape and kind of target).
+    public func concatenated(with other: Batch) throws -> Batch {
+        guard sampleShape == other.sampleShape else {
+            throw MetaCoreError.shape("cannot join batches of \(describe(sampleShape)) and \(describe(other.sampleShape)) samples")
+        }
+        let inputs = try Tensor(shape: [count + other.count] + sampleShape, scalars: self.inputs.scalars + other.inputs.scalars)
+        switch (targets, other.targets) {
+        case let (.labels(a), .labels(b)):
+            return try Batch(inputs: inputs, labels: a + b)
+        case let (.values(a), .values(b)) where a.shape.dropFirst() == b.shape.dropFirst():
+            return try Batch(inputs: inputs, values: Tensor(shape: [a.shape[0] + b.shape[0]] + Array(a.shape.dropFirst()), scalars: a.scalars + b.scalars))
+        default:
+            throw MetaCoreError.shape("cannot join batches with different kinds or shapes of targets")
+        }
+    }
+
     /// Throws unless this batch fits `model`: its per-sample shape is the model's input shape and its targets
     /// fit the model's output (labels below the number of outputs, values of the output shape).
     public func check(against model: Model) throws {

@@ -126,13 +126,14 @@ extension Model {
     }
 
     /// "Conv-4", the standard few-shot image network (Vinyals et al. 2016; Finn et al. 2017): `blocks` blocks
-    /// of 3x3 convolution (padding 1) with `channels` filters, batch normalisation, ReLU and 2x2 max-pooling,
+    /// of 3x3 convolution (padding 1) with `channels` filters, batch normalisation, ReLU (or `activation`) and
+    /// 2x2 max-pooling,
     /// then a linear head to `classes` outputs. On 28x28x1 Omniglot images the head sees 64 features.
     ///
     /// - Parameter classes: outputs of the linear head; `0` leaves the head off (an embedding network, as
     ///   Prototypical and Matching Networks use).
     public static func conv4(classes: Int, inputShape: [Int] = [1, 28, 28], channels: Int = 64, blocks: Int = 4,
-                             batchNorm: Bool = true) throws -> Model {
+                             batchNorm: Bool = true, activation: Activation = .relu) throws -> Model {
         guard inputShape.count == 3 else {
             throw MetaCoreError.shape("Conv-4 takes CxHxW images, got input shape \(describe(inputShape))")
         }
@@ -144,7 +145,7 @@ extension Model {
         for _ in 0 ..< blocks {
             layers.append(try Conv2d(inChannels, channels, kernel: 3, padding: 1))
             if batchNorm { layers.append(try BatchNorm(channels)) }
-            layers.append(ReLU())
+            layers.append(activation.layer())
             layers.append(try MaxPool(2))
             inChannels = channels
         }

@@ -1,0 +1,21 @@
+/// One few-shot task: a support set to adapt on and a query set to measure the adapted model on.
+public struct Task: Sendable {
+    public let support: Batch
+    public let query: Batch
+    public init(support: Batch, query: Batch) { self.support = support; self.query = query }
+}
+
+/// A distribution over tasks. Sampling is a pure function of the random source, so a seed reproduces the
+/// tasks exactly (and a resumed run sees the tasks an uninterrupted one would have).
+public protocol TaskDistribution: Sendable {
+    /// Per-sample input shape of the tasks' batches.
+    var inputShape: [Int] { get }
+    /// Per-sample output shape the model must produce.
+    var outputShape: [Int] { get }
+    /// A fresh task; `queryCount` overrides the query-set size (evaluation uses larger query sets).
+    func sample(_ random: inout RandomSource, queryCount: Int?) throws -> Task
+}
+
+extension TaskDistribution {
+    public func sample(_ random: inout RandomSource) throws -> Task { try sample(&random, queryCount: nil) }
+}

@@ -1,0 +1,94 @@
+/// A first-order optimiser over a flat parameter vector. Its state (e.g. Adam's moments) is part of it, so a
+/// checkpoint that saves ``state`` and restores it resumes the exact trajectory.
+public protocol Optimizer: Sendable {
+    /// parameters ← parameters − update(gradient).
+    mutating func step(_ parameters: inout [Float], gradient: [Float])
+    /// Named state vectors and the step count, for checkpoints.
+    var state: (step: Int, vectors: [String: [Float]]) { get }
+    /// Restores ``state``; throws if the vectors do not fit `parameterCount`.
+    mutating func restore(step: Int, vectors: [String: [Float]], parameterCount: Int) throws
+}
+
+/// Plain stochastic gradient descent.
+public struct SGD: Optimizer {
+    public let learningRate: Float
+    public private(set) var steps = 0
+
+    public init(learningRate: Float) throws {
+        guard learningRate > 0, learningRate.isFinite else {
+            throw MetaCoreError.argument("SGD learning rate must be a positive number, got \(learningRate)")
+        }
+        self.learningRate = learningRate
+    }
+
+    public mutating func step(_ parameters: inout [Float], gradient: [Float]) {
+        parameters.add(gradient, scaledBy: -learningRate)
+        steps += 1
+    }
+
+    public var state: (step: Int, vectors: [String: [Float]]) { (steps, [:]) }
+    public mutating func restore(step: Int, vectors: [String: [Float]], parameterCount: Int) throws { steps = step }
+}
+
+/// Adam (Kingma & Ba 2015) with bias correction, as `torch.optim.Adam` and `optax.adam` define it.
+public struct Adam: Optimizer {
+    public let learningRate: Float, beta1: Float, beta2: Float, epsilon: Float
+    private var m: [Float] = [], v: [Float] = []
+    public private(set) var steps = 0
+
+    public init(learningRate: Float, beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8) throws {
+        guard learningRate > 0, learningRate.isFinite else {
+            throw MetaCoreError.argument("Adam learning rate must be a positive number, got \(learningRate)")
+        }
+        guard (0 ..< 1).contains(beta1), (0 ..< 1).contains(beta2), epsilon > 0 else {
+            throw MetaCoreError.argument("Adam needs betas in [0, 1) and epsilon > 0, got \(beta1), \(beta2), \(epsilon)")
+        }
+        self.learningRate = learningRate; self.beta1 = beta1; self.beta2 = beta2; self.epsilon = epsilon
+    }
+
+    public mutating func step(_ parameters: inout [Float], gradient: [Float]) {
+        if m.count != parameters.count {
+            m = [Float](repeating: 0, count: parameters.count)
+            v = m
+        }
+        steps += 1
+        let c1 = 1 - pow(Double(beta1), Double(steps)), c2 = 1 - pow(Double(beta2), Double(steps))
+        let rate = Float(Double(learningRate) * c2.squareRoot() / c1), eps = Float(Double(epsilon) * c2.squareRoot())
+        let (b1, b2) = (beta1, beta2)
+        parameters.withUnsafeMutableBufferPointer { p in
+            m.withUnsafeMutableBufferPointer { m in
+                v.withUnsafeMutableBufferPointer { v in
+                    gradient.withUnsafeBufferPointer { g in
+                        for i in p.indices {
+                            m[i] = b1 * m[i] + (1 - b1) * g[i]
+                            v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i]
+                            p[i] -= rate * m[i] / (v[i].squareRoot() + eps)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    public var state: (step: Int, vectors: [String: [Float]]) { (steps, m.isEmpty ? [:] : ["m": m, "v": v]) }
+
+    public mutating func restore(step: Int, vectors: [String: [Float]], parameterCount: Int) throws {
+        if step == 0 && vectors.isEmpty { steps = 0; m = []; v = []; return }
+        guard let m = vectors["m"], let v = vectors["v"], m.count == parameterCount, v.count == parameterCount else {
+            throw MetaCoreError(.corruptData, "Adam state needs moment vectors 'm' and 'v' of \(parameterCount) entries each")
+        }
+        self.steps = step; self.m = m; self.v = v
+    }
+}
+
+/// Scales `gradient` so that its norm is at most `maxNorm`; returns the norm before clipping.
+@discardableResult
+public func clipNorm(_ gradient: inout [Float], maxNorm: Float) -> Double {
+    let norm = gradient.norm
+    if norm > Double(maxNorm) { gradient.scale(by: Float(Double(maxNorm) / norm)) }
+    return norm
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

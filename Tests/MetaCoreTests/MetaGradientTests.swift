@@ -1,0 +1,143 @@
+import Testing
+@testable import MetaCore
+
+/// A learner, a model and a task distribution on which to check the meta-gradient.
+struct MetaCase: CustomTestStringConvertible, Sendable {
+    let name: String
+    let learner: @Sendable () throws -> any MetaLearner
+    let model: @Sendable () throws -> Model
+    let tasks: @Sendable () throws -> any TaskDistribution
+    var testDescription: String { name }
+}
+
+/// Few-shot classification tasks on random images, for the convolutional checks.
+struct RandomImageTasks: TaskDistribution {
+    let ways: Int, shots: Int, queries: Int, inputShape: [Int]
+    var outputShape: [Int] { [ways] }
+    func sample(_ random: inout RandomSource, queryCount: Int?) throws -> Task {
+        func batch(_ perClass: Int) throws -> Batch {
+            let n = ways * perClass
+            return try Batch(inputs: random.tensor([n] + inputShape), labels: (0 ..< n).map { Int32($0 % ways) })
+        }
+        return Task(support: try batch(shots), query: try batch(queryCount ?? queries))
+    }
+}
+
+let sine = { @Sendable () throws -> any TaskDistribution in try SinusoidTasks(shots: 5) }
+let images = { @Sendable () throws -> any TaskDistribution in RandomImageTasks(ways: 3, shots: 2, queries: 2, inputShape: [1, 8, 8]) }
+let tanhMLP = { @Sendable in try Model.mlp([1, 20, 20, 1], activation: .tanh) }
+/// Two Conv-4 blocks (3x3 convolution, batch-norm, activation, downsampling) and a linear head. Downsampling
+/// is a stride-2 convolution rather than max-pooling here: a finite-difference step through an inner SGD step
+/// would cross max-pool ties (the meta-loss jumps there), while max-pooling's own gradient and H·v are
+/// checked exactly in DerivativeTests. Smooth activations for the same reason.
+let smallConv4 = { @Sendable in
+    try Model(inputShape: [1, 8, 8], layers: [
+        Conv2d(1, 4, kernel: 3, padding: 1), BatchNorm(4), Tanh(), Conv2d(4, 4, kernel: 3, stride: 2, padding: 1),
+        Conv2d(4, 4, kernel: 3, padding: 1), BatchNorm(4), Tanh(), Conv2d(4, 4, kernel: 3, stride: 2, padding: 1),
+        Flatten(), Linear(16, 3),
+    ])
+}
+
+let metaCases: [MetaCase] = [1, 2, 3].flatMap { k in [
+    MetaCase(name: "MAML K=\(k), MLP", learner: { MAML(inner: try InnerLoop(steps: k, learningRate: 0.05)) }, model: tanhMLP, tasks: sine),
+    MetaCase(name: "MAML K=\(k), Conv-4 with BatchNorm", learner: { MAML(inner: try InnerLoop(steps: k, learningRate: 0.3)) }, model: smallConv4, tasks: images),
+    MetaCase(name: "Meta-SGD K=\(k), MLP", learner: { MetaSGD(inner: try InnerLoop(steps: k, learningRate: 0.05)) }, model: tanhMLP, tasks: sine),
+    MetaCase(name: "Meta-SGD K=\(k), Conv-4 with BatchNorm", learner: { MetaSGD(inner: try InnerLoop(steps: k, learningRate: 0.3)) }, model: smallConv4, tasks: images),
+    MetaCase(name: "ANIL K=\(k), MLP", learner: { ANIL(inner: try InnerLoop(steps: k, learningRate: 0.05)) }, model: tanhMLP, tasks: sine),
+    MetaCase(name: "ANIL K=\(k), Conv-4 with BatchNorm", learner: { ANIL(inner: try InnerLoop(steps: k, learningRate: 0.3)) }, model: smallConv4, tasks: images),
+] }
+
+/// The largest relative disagreement between the analytic meta-gradient and central finite differences of
+/// the meta-loss, over a random direction and one direction per meta-parameter tensor.
+func metaGradientError(_ learner: any MetaLearner, model: Model, tasks: any TaskDistribution, seed: UInt64) throws -> (Double, String) {
+    var random = RandomSource(seed: seed)
+    let task = try tasks.sample(&random)
+    let workspace = Workspace(model: model)
+    var meta = learner.initialMetaParameters(for: model, seed: seed)
+    for i in 0 ..< model.parameterCount { meta[i] += random.normal() * 0.05 }
+    var gradient: [Float] = []
+    _ = try learner.metaGradient(meta, task: task, workspace: workspace, into: &gradient)
+    let metaLoss = { (p: [Float]) in try learner.metaLoss(p, task: task, workspace: workspace).loss }
+
+    var pieces: [(String, Range<Int>)] = [("all", 0 ..< meta.count)]
+    pieces += model.layout.entries.map { ($0.name, $0.range) } + learner.extraMetaParameters(for: model)
+    var worst = (0.0, "")
+    for (name, range) in pieces {
+        var u = [Float](repeating: 0, count: meta.count)
+        for i in range { u[i] = random.normal() }
+        let numeric = try FiniteDifferences.directional(metaLoss, at: meta, along: u, step: 1e-3)
+        let analytic = dot(gradient, u)
+        let scale = 1e-2 * gradient.norm * u.norm
+        let error = abs(analytic - numeric) / max(abs(numeric), scale, 1e-9)
+        if error > worst.0 { worst = (error, "\(name): analytic \(analytic), finite differences \(numeric)") }
+    }
+    return worst
+}
+
+/// MAML with one Hessian-vector product left out: what a "second-order" implementation that silently
+/// drops a term computes. The checks must reject it.
+struct MAMLMissingOneHessianTerm: MetaLearner {
+    let inner: InnerLoop
+    var name: String { "broken" }
+    func innerStep(_ theta: inout [Float], meta: [Float], support: Batch, workspace: Workspace) throws {
+        try sgdStep(&theta, learningRate: inner.learningRate, support: support, workspace: workspace)
+    }
+    func metaGradient(_ meta: [Float], task: Task, workspace: Workspace, into gradient: inout [Float]) throws -> LossValue {
+        let trajectory = try innerTrajectory(meta, support: task.support, workspace: workspace)
+        let value = try workspace.gradient(at: trajectory[inner.steps], on: task.query, into: &gradient)
+        var hv: [Float] = []
+        for k in stride(from: inner.steps - 1, through: 1, by: -1) {   // k = 0 forgotten
+            try workspace.hessianVectorProduct(at: trajectory[k], on: task.support, direction: gradient, into: &hv)
+            gradient.add(hv, scaledBy: -inner.learningRate)
+        }
+        return value
+    }
+}
+
+@Suite("Meta-gradients")
+struct MetaGradientTests {
+    @Test(arguments: metaCases)
+    func metaGradientMatchesFiniteDifferencesOfTheMetaLoss(_ c: MetaCase) throws {
+        let (error, detail) = try metaGradientError(c.learner(), model: c.model(), tasks: c.tasks(), seed: 31)
+        #expect(error < 5e-3, "\(c.name): relative error \(error) on \(detail)")
+    }
+
+    @Test(arguments: [1, 2])
+    func aMissingHessianTermIsCaught(_ k: Int) throws {
+        for (model, tasks, lr) in [(try tanhMLP(), try sine(), Float(0.05)), (try smallConv4(), try images(), Float(0.3))] {
+            let broken = MAMLMissingOneHessianTerm(inner: try InnerLoop(steps: k, learningRate: lr))
+            let (error, _) = try metaGradientError(broken, model: model, tasks: tasks, seed: 31)
+            #expect(error > 5e-2, "dropping a Hessian-vector product went unnoticed (relative error \(error))")
+        }
+    }
+
+    /// First-order MAML differs from MAML by exactly the Hessian terms: for K = 1,
+    /// g_MAML = g_FOMAML − α H_S(θ) g_FOMAML.
+    @Test func firstOrderDiffersFromSecondOrderByTheHessianTerm() throws {
+        let model = try tanhMLP(), inner = try InnerLoop(steps: 1, learningRate: 0.05)
+        var random = RandomSource(seed: 5)
+        let task = try SinusoidTasks(shots: 5).sample(&random)
+        let workspace = Workspace(model: model)
+        let theta = model.initialParameters(seed: 1)
+        var second: [Float] = [], first: [Float] = [], hv: [Float] = []
+        _ = try MAML(inner: inner, order: .second).metaGradient(theta, task: task, workspace: workspace, into: &second)
+        _ = try MAML(inner: inner, order: .first).metaGradient(theta, task: task, workspace: workspace, into: &first)
+        try workspace.hessianVectorProduct(at: theta, on: task.support, direction: first, into: &hv)
+        var expected = first
+        expected.add(hv, scaledBy: -inner.learningRate)
+        #expect(second == expected)
+        #expect(relativeError(second.map(Double.init), first.map(Double.init)) > 1e-3, "the Hessian term should matter here")
+    }
+
+    @Test func reptileMovesTowardsTheAdaptedParameters() throws {
+        let model = try tanhMLP(), inner = try InnerLoop(steps: 3, learningRate: 0.05)
+        var random = RandomSource(seed: 6)
+        let task = try SinusoidTasks(shots: 5).sample(&random)
+        let workspace = Workspace(model: model)
+        let theta = model.initialParameters(seed: 1)
+        var direction: [Float] = []
+        _ = try Reptile(inner: inner).metaGradient(theta, task: task, workspace: workspace, into: &direction)
+        let adapted = try Reptile(inner: inner).adapt(theta, support: task.support, steps: 3, workspace: workspace)
+        #expect(zip(zip(theta, adapted), direction).allSatisfy { abs($0.0 - $0.1 - $1) < 1e-6 })
+    }
+}
