@@ -1,0 +1,65 @@
+import Foundation
+
+/// A meta-training run's state as a safetensors file: the meta-parameters under the model's tensor names
+/// (`0.weight`, …; Meta-SGD's learning rates as `alpha.0.weight`, …), the meta-optimiser's state
+/// (`optimizer.m`, `optimizer.v`), and in the metadata the configuration (JSON) and the iteration.
+public enum TrainingCheckpoint {
+    static let format = "metacore-training-1"
+
+    public static func make(_ trainer: MetaTrainer, configuration: TrainingConfiguration) throws -> SafeTensors {
+        let model = trainer.workspace.model, meta = trainer.metaParameters
+        var file = SafeTensors()
+        for entry in model.layout.entries {
+            file.tensors.append((entry.name, try Tensor(shape: entry.shape, scalars: Array(meta[entry.range]))))
+        }
+        for (name, range) in trainer.learner.extraMetaParameters(for: model) {
+            file.tensors.append((name, try Tensor(shape: [range.count], scalars: Array(meta[range]))))
+        }
+        let state = trainer.optimizer.state
+        for (name, vector) in state.vectors.sorted(by: { $0.key < $1.key }) {
+            file.tensors.append(("optimizer.\(name)", try Tensor(shape: [vector.count], scalars: vector)))
+        }
+        let config = String(decoding: try JSONEncoder().encode(configuration), as: UTF8.self)
+        file.metadata = ["format": format, "configuration": config, "iteration": String(trainer.iteration),
+                         "optimizer.step": String(state.step)]
+        return file
+    }
+
+    /// The configuration stored in a checkpoint.
+    public static func configuration(of file: SafeTensors) throws -> TrainingConfiguration {
+        guard file.metadata["format"] == format, let json = file.metadata["configuration"] else {
+            throw MetaCoreError(.corruptData, "not a MetaCore training checkpoint (metadata 'format' is \(file.metadata["format"] ?? "missing"), expected \(format))")
+        }
+        do { return try JSONDecoder().decode(TrainingConfiguration.self, from: Data(json.utf8)) } catch {
+            throw MetaCoreError(.corruptData, "the checkpoint's configuration is unreadable: \(error)")
+        }
+    }
+
+    /// The trainer as it was when the checkpoint was written, ready to continue.
+    public static func restore(_ file: SafeTensors) throws -> (MetaTrainer, TrainingConfiguration) {
+        let configuration = try configuration(of: file)
+        var trainer = try configuration.makeTrainer()
+        let model = trainer.workspace.model
+        var meta = trainer.metaParameters
+        let pieces = model.layout.entries.map { ($0.name, $0.range, $0.shape) }
+            + trainer.learner.extraMetaParameters(for: model).map { ($0.name, $0.range, [$0.range.count]) }
+        for (name, range, shape) in pieces {
+            guard let tensor = file.tensor(named: name) else { throw MetaCoreError(.corruptData, "checkpoint lacks tensor '\(name)'") }
+            guard tensor.shape == shape else {
+                throw MetaCoreError(.corruptData, "checkpoint tensor '\(name)' is \(describe(tensor.shape)), the model needs \(describe(shape))")
+            }
+            meta.replaceSubrange(range, with: tensor.scalars)
+        }
+        guard meta.allSatisfy(\.isFinite) else { throw MetaCoreError(.corruptData, "checkpoint parameters contain NaN or infinity") }
+        trainer.metaParameters = meta
+        guard let iteration = Int(file.metadata["iteration"] ?? ""), iteration >= 0,
+              let step = Int(file.metadata["optimizer.step"] ?? ""), step >= 0 else {
+            throw MetaCoreError(.corruptData, "checkpoint metadata lacks a valid 'iteration' or 'optimizer.step'")
+        }
+        trainer.iteration = iteration
+        var vectors: [String: [Float]] = [:]
+        for (name, tensor) in file.tensors where name.hasPrefix("optimizer.") { vectors[String(name.dropFirst(10))] = tensor.scalars }
+        try trainer.optimizer.restore(step: step, vectors: vectors, parameterCount: meta.count)
+        return (trainer, configuration)
+    }
+}

@@ -1,0 +1,93 @@
+import ArgumentParser
+import Foundation
+import MetaCore
+
+/// Meta-trains a model with one of the MAML-family algorithms.
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Meta-train with MAML, first-order MAML, Reptile, Meta-SGD, ANIL or the multi-task baseline.")
+
+    @Option(help: "maml | fomaml | reptile | metasgd | anil | pretrain.") var algorithm = "maml"
+    @Option(help: "Task family: sine.") var task = "sine"
+    @Option(help: "Support examples per task (per class for classification).") var shots = 10
+    @Option(help: "Query examples per task.") var queries = 10
+    @Option(help: "Inner SGD steps during meta-training.") var innerSteps = 1
+    @Option(help: "Inner learning rate.") var innerLr: Float = 0.01
+    @Option(help: "Meta-optimiser: adam | sgd.") var metaOptimizer = "adam"
+    @Option(help: "Meta learning rate.") var metaLr: Float = 0.001
+    @Option(help: "Tasks per meta-batch.") var metaBatch = 25
+    @Option(help: "Clip the meta-gradient to this norm.") var clip: Float?
+    @Option(help: "Meta-iterations in total.") var iterations = 70_000
+    @Option(help: "Random seed (initialisation and tasks).") var seed: UInt64 = 0
+    @Option(help: "OpenBLAS threads.") var threads = 1
+    @Option(help: "Checkpoint file (safetensors), written at intervals and at the end.") var checkpoint = "checkpoint.safetensors"
+    @Option(help: "Write the checkpoint every N iterations.") var checkpointEvery = 1000
+    @Option(help: "Metrics log (JSON lines), one line every --log-every iterations.") var log: String?
+    @Option(help: "Iterations between metrics lines.") var logEvery = 100
+    @Flag(help: "Continue the run stored in --checkpoint instead of starting afresh.") var resume = false
+
+    func validate() throws {
+        guard threads > 0 else { throw ValidationError("--threads must be at least 1") }
+        guard checkpointEvery > 0, logEvery > 0 else { throw ValidationError("--checkpoint-every and --log-every must be positive") }
+    }
+
+    func run() throws {
+        BLAS.threads = threads
+        let url = URL(fileURLWithPath: checkpoint)
+        var trainer: MetaTrainer, config: TrainingConfiguration
+        if resume {
+            (trainer, config) = try TrainingCheckpoint.restore(SafeTensors.read(from: url))
+            print("resuming \(config.algorithm) on \(config.task) at iteration \(trainer.iteration) of \(config.iterations)")
+        } else {
+            config = TrainingConfiguration()
+            config.algorithm = algorithm; config.task = task; config.shots = shots; config.queries = queries
+            config.innerSteps = innerSteps; config.innerLearningRate = innerLr
+            config.metaOptimizer = metaOptimizer; config.metaLearningRate = metaLr; config.metaBatch = metaBatch
+            config.clip = clip; config.iterations = iterations; config.seed = seed
+            trainer = try config.makeTrainer()
+        }
+        let logHandle = try log.map { path -> FileHandle in
+            if !resume || !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+            try handle.seekToEnd()
+            return handle
+        }
+        let clock = ContinuousClock(), start = clock.now, first = trainer.iteration
+        var recent = 0.0, recentCount = 0
+        while trainer.iteration < config.iterations {
+            let result = try trainer.step()
+            recent += result.loss; recentCount += 1
+            let done = trainer.iteration
+            let seconds = (clock.now - start).seconds
+            if done % logEvery == 0 || done == config.iterations {
+                let rate = Double(done - first) / seconds
+                let line = String(format: "\riter %d/%d  %.1f it/s  loss %.4f  ETA %@   ", done, config.iterations, rate,
+                                  recent / Double(recentCount), formatDuration(Double(config.iterations - done) / rate))
+                FileHandle.standardError.write(Data(line.utf8))
+                if let logHandle {
+                    var record: [String: Any] = ["iteration": done, "loss": recent / Double(recentCount), "seconds": seconds,
+                                                 "gradient_norm": result.gradientNorm]
+                    if let accuracy = result.accuracy { record["accuracy"] = accuracy }
+                    logHandle.write(try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]) + Data("\n".utf8))
+                }
+                recent = 0; recentCount = 0
+            }
+            if done % checkpointEvery == 0 || done == config.iterations {
+                try TrainingCheckpoint.make(trainer, configuration: config).write(to: url)
+            }
+        }
+        if trainer.iteration == first { try TrainingCheckpoint.make(trainer, configuration: config).write(to: url) }
+        FileHandle.standardError.write(Data("\n".utf8))
+        print("trained \(config.algorithm) on \(config.task): \(trainer.iteration) iterations, this run \(formatDuration((clock.now - start).seconds)); checkpoint \(url.path)")
+    }
+}
+
+func formatDuration(_ seconds: Double) -> String {
+    guard seconds.isFinite else { return "?" }
+    let s = Int(seconds.rounded())
+    return s >= 3600 ? String(format: "%dh%02dm", s / 3600, s % 3600 / 60) : s >= 60 ? String(format: "%dm%02ds", s / 60, s % 60) : "\(s)s"
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
+}

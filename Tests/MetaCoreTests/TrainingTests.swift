@@ -1,0 +1,111 @@
+import Foundation
+import Testing
+@testable import MetaCore
+
+@Suite("Training, evaluation and checkpoints")
+struct TrainingTests {
+    func configuration(_ algorithm: String) -> TrainingConfiguration {
+        var config = TrainingConfiguration()
+        config.algorithm = algorithm
+        config.metaBatch = 4
+        config.iterations = 6
+        config.shots = 5
+        config.queries = 5
+        return config
+    }
+
+    /// Training three iterations, saving, restoring and training three more equals six straight iterations,
+    /// bit for bit — for every algorithm (Meta-SGD's α and Adam's moments included).
+    @Test(arguments: TrainingConfiguration.algorithms)
+    func resumedRunContinuesExactly(_ algorithm: String) throws {
+        let config = configuration(algorithm)
+        var straight = try config.makeTrainer()
+        for _ in 0 ..< 6 { _ = try straight.step() }
+
+        var first = try config.makeTrainer()
+        for _ in 0 ..< 3 { _ = try first.step() }
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("resume-\(algorithm)-\(UUID()).safetensors")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try TrainingCheckpoint.make(first, configuration: config).write(to: url)
+        var (resumed, restoredConfig) = try TrainingCheckpoint.restore(SafeTensors.read(from: url))
+        #expect(restoredConfig == config && resumed.iteration == 3)
+        for _ in 0 ..< 3 { _ = try resumed.step() }
+        #expect(resumed.metaParameters == straight.metaParameters)
+    }
+
+    @Test func safetensorsRoundTripAndLayout() throws {
+        let a = try Tensor(shape: [2, 3], scalars: [1, 2, 3, 4, 5, -6.5]), b = try Tensor(shape: [1], scalars: [.pi])
+        let file = SafeTensors(tensors: [("a", a), ("b", b)], metadata: ["k": "v"])
+        let data = try file.encoded()
+        let length = Int(data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) })
+        #expect((8 + length) % 8 == 0 && data.count == 8 + length + 28)
+        let header = try JSONSerialization.jsonObject(with: data[8 ..< 8 + length]) as! [String: Any]
+        #expect((header["a"] as! [String: Any])["data_offsets"] as! [Int] == [0, 24])
+        let decoded = try SafeTensors(decoding: data, source: "test")
+        #expect(decoded.tensor(named: "a") == a && decoded.tensor(named: "b") == b && decoded.metadata == ["k": "v"])
+    }
+
+    @Test func corruptCheckpointsAreRejectedWithAReason() throws {
+        let good = try SafeTensors(tensors: [("a", Tensor(shape: [4], scalars: [1, 2, 3, 4]))]).encoded()
+        for (bytes, reason) in [(good.prefix(5), "shorter than the 8-byte header"),
+                                (good.prefix(good.count - 4), "does not match its byte range"),
+                                (Data([255, 0, 0, 0, 0, 0, 0, 0]) + good.dropFirst(8), "exceeds the file")] {
+            #expect {
+                _ = try SafeTensors(decoding: Data(bytes), source: "x.safetensors")
+            } throws: { error in
+                (error as? MetaCoreError)?.kind == .corruptData && "\(error)".contains(reason)
+            }
+        }
+        // A valid safetensors file that is not a training checkpoint.
+        #expect(throws: MetaCoreError.self) { try TrainingCheckpoint.restore(SafeTensors(decoding: good, source: "x")) }
+        #expect { try SafeTensors.read(from: URL(fileURLWithPath: "/nonexistent/run.safetensors")) } throws: {
+            (($0 as? MetaCoreError)?.kind == .missingData)
+        }
+    }
+
+    @Test func atomicWriteReplacesTheFileAndLeavesNoTemporary() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("atomic-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let url = directory.appendingPathComponent("c.safetensors")
+        try SafeTensors(tensors: [("a", Tensor(shape: [1], scalars: [1]))]).write(to: url)
+        try SafeTensors(tensors: [("a", Tensor(shape: [1], scalars: [2]))]).write(to: url)
+        #expect(try SafeTensors.read(from: url).tensor(named: "a")?.scalars == [2])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path) == ["c.safetensors"])
+    }
+
+    @Test func evaluationIsReproducibleAndAdaptationHelps() throws {
+        var config = configuration("maml")
+        config.iterations = 200
+        var trainer = try config.makeTrainer()
+        for _ in 0 ..< 200 { _ = try trainer.step() }
+        let run = {
+            try Evaluation.run(trainer.learner, meta: trainer.metaParameters, tasks: config.makeTasks(), taskCount: 50,
+                               steps: 5, queryCount: 50, seed: 9, workspace: trainer.workspace)
+        }
+        let a = try run(), b = try run()
+        #expect(a.loss.map(\.mean) == b.loss.map(\.mean))
+        #expect(a.loss[5].mean < a.loss[0].mean, "adaptation should lower the query loss: \(a.loss.map(\.mean))")
+        #expect(a.loss.allSatisfy { $0.confidence95 > 0 })
+    }
+
+    @Test func nonsenseHyperParametersAreRejected() {
+        var config = TrainingConfiguration()
+        config.algorithm = "mamll"
+        #expect(throws: MetaCoreError.self) { try config.makeTrainer() }
+        config = TrainingConfiguration(); config.innerLearningRate = -1
+        #expect(throws: MetaCoreError.self) { try config.makeTrainer() }
+        config = TrainingConfiguration(); config.metaBatch = 0
+        #expect(throws: MetaCoreError.self) { try config.makeTrainer() }
+        config = TrainingConfiguration(); config.shots = 0
+        #expect(throws: MetaCoreError.self) { try config.makeTrainer() }
+    }
+
+    @Test func adamMatchesItsDefinition() throws {
+        var adam = try Adam(learningRate: 0.1)
+        var p: [Float] = [1, -1]
+        adam.step(&p, gradient: [0.5, -2])
+        // First step: m̂ = g, v̂ = g², update = lr · g / (|g| + eps) = lr · sign(g).
+        #expect(abs(p[0] - 0.9) < 1e-6 && abs(p[1] - (-0.9)) < 1e-6)
+    }
+}
