@@ -14,6 +14,7 @@ struct Train: ParsableCommand {
     @Option(help: "Inner SGD steps during meta-training.") var innerSteps = 1
     @Option(help: "Inner learning rate.") var innerLr: Float = 0.01
     @Option(help: "Meta-optimiser: adam | sgd.") var metaOptimizer = "adam"
+    @Option(help: "Reptile's inner optimiser: sgd | adam.") var innerOptimizer = "sgd"
     @Option(help: "Meta learning rate.") var metaLr: Float = 0.001
     @Option(help: "Tasks per meta-batch.") var metaBatch = 25
     @Option(help: "Clip the meta-gradient to this norm.") var clip: Float?
@@ -42,7 +43,7 @@ struct Train: ParsableCommand {
             config = TrainingConfiguration()
             config.algorithm = algorithm; config.task = task; config.shots = shots; config.queries = queries
             config.innerSteps = innerSteps; config.innerLearningRate = innerLr
-            config.metaOptimizer = metaOptimizer; config.metaLearningRate = metaLr; config.metaBatch = metaBatch
+            config.metaOptimizer = metaOptimizer; config.innerOptimizer = innerOptimizer; config.metaLearningRate = metaLr; config.metaBatch = metaBatch
             config.clip = clip; config.iterations = iterations; config.seed = seed
             trainer = try config.makeTrainer()
         }

@@ -140,4 +140,27 @@ struct MetaGradientTests {
         let adapted = try Reptile(inner: inner).adapt(theta, support: task.support, steps: 3, workspace: workspace)
         #expect(zip(zip(theta, adapted), direction).allSatisfy { abs($0.0 - $0.1 - $1) < 1e-6 })
     }
+
+    /// With Adam as the inner optimiser, the direction is θ − θ_K for Adam's θ_K, and the adaptation curve
+    /// follows the same Adam trajectory.
+    @Test func reptileWithAnAdamInnerLoop() throws {
+        let model = try tanhMLP(), inner = try InnerLoop(steps: 3, learningRate: 0.01)
+        var random = RandomSource(seed: 7)
+        let task = try SinusoidTasks(shots: 5).sample(&random)
+        let workspace = Workspace(model: model)
+        let theta = model.initialParameters(seed: 1)
+        var direction: [Float] = [], sgdDirection: [Float] = []
+        _ = try Reptile(inner: inner, innerOptimizer: .adam).metaGradient(theta, task: task, workspace: workspace, into: &direction)
+        _ = try Reptile(inner: inner).metaGradient(theta, task: task, workspace: workspace, into: &sgdDirection)
+        var expected = theta, adam = try Adam(learningRate: 0.01), g: [Float] = []
+        for _ in 0 ..< 3 {
+            try workspace.gradient(at: expected, on: task.support, into: &g)
+            adam.step(&expected, gradient: g)
+        }
+        #expect(zip(zip(theta, expected), direction).allSatisfy { $0.0 - $0.1 == $1 })
+        #expect(direction != sgdDirection)
+        let curve = try Reptile(inner: inner, innerOptimizer: .adam).adaptationCurve(theta, task: task, steps: 3, workspace: workspace)
+        let final = try workspace.loss(at: expected, on: task.query)
+        #expect(curve.count == 4 && curve[3] == final)
+    }
 }

@@ -36,6 +36,10 @@ public protocol MetaLearner: Sendable {
     /// The query loss after ``inner`` adaptation from `meta`, and the meta-gradient (for Reptile, its update
     /// direction) with respect to the meta-parameters, written into `gradient`.
     func metaGradient(_ meta: [Float], task: Task, workspace: Workspace, into gradient: inout [Float]) throws -> LossValue
+
+    /// The query loss after 0, 1, ..., `steps` inner steps (default: repeated ``innerStep(_:meta:support:workspace:)``;
+    /// a learner whose inner loop carries state, such as Reptile with Adam, provides its own).
+    func adaptationCurve(_ meta: [Float], task: Task, steps: Int, workspace: Workspace) throws -> [LossValue]
 }
 
 extension MetaLearner {
@@ -55,7 +59,6 @@ extension MetaLearner {
         return theta
     }
 
-    /// The query loss after 0, 1, ..., `steps` inner steps: the adaptation curve evaluation reports.
     public func adaptationCurve(_ meta: [Float], task: Task, steps: Int, workspace: Workspace) throws -> [LossValue] {
         var theta = modelParameters(meta, model: workspace.model)
         var curve = [try workspace.loss(at: theta, on: task.query)]

@@ -4,17 +4,47 @@
 /// Its "meta-gradient" is the update direction θ − θ_K: with a plain SGD meta-optimiser of learning rate ε
 /// this is exactly Reptile's update (with Adam, the common adaptive variant). It is not the gradient of any
 /// loss, so `metactl verify` does not apply to it.
+///
+/// The inner optimiser is SGD (as in the paper's sinusoid experiments) or Adam (as in its few-shot image
+/// experiments), fresh for every task.
 public struct Reptile: MetaLearner {
+    public enum InnerOptimizer: String, Sendable, Codable { case sgd, adam }
     public let inner: InnerLoop
-    public init(inner: InnerLoop) { self.inner = inner }
+    public let innerOptimizer: InnerOptimizer
+    public init(inner: InnerLoop, innerOptimizer: InnerOptimizer = .sgd) {
+        self.inner = inner
+        self.innerOptimizer = innerOptimizer
+    }
     public var name: String { "reptile" }
 
+    /// One SGD step (the stateless inner step; Adam's state lives in ``adaptationCurve(_:task:steps:workspace:)``).
     public func innerStep(_ theta: inout [Float], meta: [Float], support: Batch, workspace: Workspace) throws {
         try sgdStep(&theta, learningRate: inner.learningRate, support: support, workspace: workspace)
     }
 
+    /// Parameters after `steps` inner steps with the chosen inner optimiser; `query` (if given) is measured
+    /// before the first step and after each.
+    func adapted(_ meta: [Float], support: Batch, steps: Int, query: Batch?, workspace: Workspace) throws -> ([Float], [LossValue]) {
+        var theta = meta, curve: [LossValue] = [], gradient: [Float] = []
+        var adam = try Adam(learningRate: inner.learningRate)
+        if let query { curve.append(try workspace.loss(at: theta, on: query)) }
+        for _ in 0 ..< steps {
+            try workspace.gradient(at: theta, on: support, into: &gradient)
+            switch innerOptimizer {
+            case .sgd: theta.add(gradient, scaledBy: -inner.learningRate)
+            case .adam: adam.step(&theta, gradient: gradient)
+            }
+            if let query { curve.append(try workspace.loss(at: theta, on: query)) }
+        }
+        return (theta, curve)
+    }
+
+    public func adaptationCurve(_ meta: [Float], task: Task, steps: Int, workspace: Workspace) throws -> [LossValue] {
+        try adapted(meta, support: task.support, steps: steps, query: task.query, workspace: workspace).1
+    }
+
     public func metaGradient(_ meta: [Float], task: Task, workspace: Workspace, into gradient: inout [Float]) throws -> LossValue {
-        let adapted = try adapt(meta, support: task.support, steps: inner.steps, workspace: workspace)
+        let adapted = try adapted(meta, support: task.support, steps: inner.steps, query: nil, workspace: workspace).0
         gradient = meta
         gradient.add(adapted, scaledBy: -1)
         return try workspace.loss(at: adapted, on: task.query)

@@ -11,6 +11,8 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     public var innerLearningRate: Float = 0.01
     /// `adam` or `sgd`.
     public var metaOptimizer = "adam"
+    /// Reptile's inner optimiser: `sgd` or `adam`.
+    public var innerOptimizer = "sgd"
     public var metaLearningRate: Float = 0.001
     public var metaBatch = 25
     public var clip: Float?
@@ -27,7 +29,11 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
         switch algorithm {
         case "maml": return MAML(inner: inner, order: .second)
         case "fomaml": return MAML(inner: inner, order: .first)
-        case "reptile": return Reptile(inner: inner)
+        case "reptile":
+            guard let optimizer = Reptile.InnerOptimizer(rawValue: innerOptimizer) else {
+                throw MetaCoreError(.unknownName, "unknown inner optimizer '\(innerOptimizer)'; choose sgd or adam")
+            }
+            return Reptile(inner: inner, innerOptimizer: optimizer)
         case "metasgd": return MetaSGD(inner: inner)
         case "anil": return ANIL(inner: inner)
         case "pretrain": return Pretrained(inner: inner)
