@@ -23,9 +23,7 @@ struct Bench: ParsableCommand {
         var timings = [256, 512, 1024].map { KernelBenchmarks.gemm(m: $0, n: $0, k: $0, repetitions: repetitions) }
         timings.append(try KernelBenchmarks.conv4ForwardBackward(batch: batch, repetitions: repetitions))
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(timings), as: UTF8.self))
+            try printJSON(timings)
             return
         }
         print("BLAS threads: \(BLAS.threads)")

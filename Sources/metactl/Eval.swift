@@ -28,9 +28,7 @@ struct Eval: ParsableCommand {
         let result = try Evaluation.run(trainer.learner, meta: trainer.metaParameters, tasks: config.makeTasks(), taskCount: tasks,
                                         steps: steps, queryCount: queries, seed: evalSeed, workspace: trainer.workspace)
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(result), as: UTF8.self))
+            try printJSON(result)
             return
         }
         print("\(config.algorithm) on \(config.task), \(trainer.iteration) iterations; \(tasks) tasks, \(config.shots) shots, \(queries) query points, inner lr \(config.innerLearningRate)")

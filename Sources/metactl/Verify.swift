@@ -41,14 +41,10 @@ struct Verify: ParsableCommand {
                 var u = [Float](repeating: 0, count: meta.count)
                 for i in range { u[i] = random.normal() }
                 u.scale(by: Float(1 / u.norm))   // unit length: a step h moves the parameters by exactly h
-                func loss(_ s: Double) throws -> Double {
-                    var p = meta
-                    p.add(u, scaledBy: Float(s))
-                    return try learner.metaLoss(p, task: sample, workspace: workspace).loss
-                }
+                let metaLoss = { (p: [Float]) in try learner.metaLoss(p, task: sample, workspace: workspace).loss }
                 let analytic = zip(gradient, u).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
                 let errors = try steps.map { h in
-                    let numeric = try ((loss(-2 * h) - loss(2 * h)) + 8 * (loss(h) - loss(-h))) / (12 * h)
+                    let numeric = try FiniteDifferences.directional(metaLoss, at: meta, along: u, step: h)
                     return abs(analytic - numeric) / max(abs(numeric), 1e-12)
                 }
                 row += String(format: "%-14.2e", errors.min()!)

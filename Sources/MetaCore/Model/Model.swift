@@ -74,23 +74,10 @@ public struct Model: Sendable {
     }
 
     /// The slice of the flat parameter vector that belongs to layer `index`.
-    public func parameterRange(ofLayer index: Int) -> Range<Int> {
-        range(of: index, in: layout)
-    }
+    public func parameterRange(ofLayer index: Int) -> Range<Int> { layout.layerRanges[index] }
 
     /// The slice of the flat state vector that belongs to layer `index`.
-    public func stateRange(ofLayer index: Int) -> Range<Int> {
-        range(of: index, in: stateLayout)
-    }
-
-    private func range(of layer: Int, in layout: ParameterLayout) -> Range<Int> {
-        let entries = layout.entries.filter { $0.layer == layer }
-        guard let first = entries.first, let last = entries.last else {
-            let start = layout.entries.first(where: { $0.layer > layer })?.offset ?? layout.count
-            return start ..< start
-        }
-        return first.offset ..< last.range.upperBound
-    }
+    public func stateRange(ofLayer index: Int) -> Range<Int> { stateLayout.layerRanges[index] }
 
     /// One line per layer: its type, output shape and parameter count.
     public var summary: String {

@@ -17,18 +17,23 @@ public struct ParameterLayout: Sendable, Equatable {
     public let entries: [Entry]
     /// Length of the flat vector.
     public let count: Int
+    /// The slice of the flat vector that belongs to each layer (empty for layers without tensors).
+    public let layerRanges: [Range<Int>]
 
     init(layers: [[(name: String, shape: [Int])]]) {
-        var entries: [Entry] = []
+        var entries: [Entry] = [], layerRanges: [Range<Int>] = []
         var offset = 0
         for (index, tensors) in layers.enumerated() {
+            let start = offset
             for tensor in tensors {
                 entries.append(Entry(name: "\(index).\(tensor.name)", shape: tensor.shape, offset: offset, layer: index))
                 offset += tensor.shape.reduce(1, *)
             }
+            layerRanges.append(start ..< offset)
         }
         self.entries = entries
         self.count = offset
+        self.layerRanges = layerRanges
     }
 
     /// The entry with this name; throws `unknownName` listing the names that exist.

@@ -182,9 +182,9 @@ public final class Workspace {
     private func sweep(_ direction: Direction, batch n: Int, input: UnsafePointer<Float>, theta: UnsafePointer<Float>,
                        v: UnsafePointer<Float>?, gradient: UnsafeMutablePointer<Float>?, hv: UnsafeMutablePointer<Float>?) {
         state.withUnsafeMutableBufferPointer { s in
-            let order = direction == .backward || direction == .rBackward
-                ? Array(model.layers.indices.reversed()) : Array(model.layers.indices)
-            for l in order {
+            let reverse = direction == .backward || direction == .rBackward, last = model.layers.count - 1
+            for step in 0 ... last {
+                let l = reverse ? last - step : step
                 let p = pass(l, batch: n, input: input, theta: theta, state: s.baseAddress, v: v, gradient: gradient, hv: hv)
                 switch direction {
                 case .forward: model.layers[l].forward(p)
