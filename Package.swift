@@ -16,11 +16,17 @@ let package = Package(
             name: "CKernels",
             linkerSettings: [.linkedLibrary("openblas"), .linkedLibrary("lapacke"), .linkedLibrary("m")]
         ),
-        .target(name: "MetaCore", dependencies: ["CKernels"]),
+        // Dataset input in plain C11: zip archives (libzip), PNG (libpng), CRC-32 (zlib).
+        // Debian: libzip-dev, libpng-dev, zlib1g-dev.
+        .target(
+            name: "CDataIO",
+            linkerSettings: [.linkedLibrary("zip"), .linkedLibrary("png"), .linkedLibrary("z"), .linkedLibrary("m")]
+        ),
+        .target(name: "MetaCore", dependencies: ["CKernels", "CDataIO"]),
         .executableTarget(
             name: "metactl",
             dependencies: ["MetaCore", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
-        .testTarget(name: "MetaCoreTests", dependencies: ["MetaCore", "CKernels"]),
+        .testTarget(name: "MetaCoreTests", dependencies: ["MetaCore", "CKernels", "CDataIO"]),
     ]
 )

@@ -5,12 +5,13 @@ import MetaCore
 /// Meta-trains a model with one of the MAML-family algorithms.
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Meta-train with MAML, first-order MAML, Reptile, Meta-SGD, ANIL or the multi-task baseline.")
+        abstract: "Meta-train with MAML, first-order MAML, Reptile, Meta-SGD, ANIL, the multi-task baseline, Prototypical or Matching Networks.")
 
-    @Option(help: "maml | fomaml | reptile | metasgd | anil | pretrain.") var algorithm = "maml"
-    @Option(help: "Task family: sine.") var task = "sine"
+    @Option(help: "maml | fomaml | reptile | metasgd | anil | pretrain | protonet | matchnet.") var algorithm = "maml"
+    @Option(help: "Task family: sine | omniglot.") var task = "sine"
+    @Option(help: "Classes per episode (omniglot).") var ways: Int?
     @Option(help: "Support examples per task (per class for classification).") var shots = 10
-    @Option(help: "Query examples per task.") var queries = 10
+    @Option(help: "Query examples per task (per class for classification).") var queries = 10
     @Option(help: "Inner SGD steps during meta-training.") var innerSteps = 1
     @Option(help: "Inner learning rate.") var innerLr: Float = 0.01
     @Option(help: "Meta-optimiser: adam | sgd.") var metaOptimizer = "adam"
@@ -23,13 +24,17 @@ struct Train: ParsableCommand {
     @Option(help: "OpenBLAS threads.") var threads = 1
     @Option(help: "Checkpoint file (safetensors), written at intervals and at the end.") var checkpoint = "checkpoint.safetensors"
     @Option(help: "Write the checkpoint every N iterations.") var checkpointEvery = 1000
+    @Option(help: "Also keep a copy of the checkpoint every N iterations, as NAME-ITERATION.safetensors (for learning curves).") var snapshotEvery: Int?
     @Option(help: "Metrics log (JSON lines), one line every --log-every iterations.") var log: String?
     @Option(help: "Iterations between metrics lines.") var logEvery = 100
     @Flag(help: "Continue the run stored in --checkpoint instead of starting afresh.") var resume = false
+    @OptionGroup var dataset: DatasetOptions
 
     func validate() throws {
         guard threads > 0 else { throw ValidationError("--threads must be at least 1") }
-        guard checkpointEvery > 0, logEvery > 0 else { throw ValidationError("--checkpoint-every and --log-every must be positive") }
+        guard checkpointEvery > 0, logEvery > 0, (snapshotEvery ?? 1) > 0 else {
+            throw ValidationError("--checkpoint-every, --snapshot-every and --log-every must be positive")
+        }
     }
 
     func run() throws {
@@ -37,15 +42,17 @@ struct Train: ParsableCommand {
         let url = URL(fileURLWithPath: checkpoint)
         var trainer: MetaTrainer, config: TrainingConfiguration
         if resume {
-            (trainer, config) = try TrainingCheckpoint.restore(SafeTensors.read(from: url))
+            let file = try SafeTensors.read(from: url)
+            (trainer, config) = try TrainingCheckpoint.restore(file, dataset: dataset.load(for: TrainingCheckpoint.configuration(of: file)))
             print("resuming \(config.algorithm) on \(config.task) at iteration \(trainer.iteration) of \(config.iterations)")
         } else {
             config = TrainingConfiguration()
-            config.algorithm = algorithm; config.task = task; config.shots = shots; config.queries = queries
+            config.algorithm = algorithm; config.task = task; config.ways = ways; config.shots = shots; config.queries = queries
+            config.dataPath = dataset.data.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
             config.innerSteps = innerSteps; config.innerLearningRate = innerLr
             config.metaOptimizer = metaOptimizer; config.innerOptimizer = innerOptimizer; config.metaLearningRate = metaLr; config.metaBatch = metaBatch
             config.clip = clip; config.iterations = iterations; config.seed = seed
-            trainer = try config.makeTrainer()
+            trainer = try config.makeTrainer(dataset: dataset.load(for: config))
         }
         let logHandle = try log.map { path -> FileHandle in
             if !resume || !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
@@ -54,27 +61,32 @@ struct Train: ParsableCommand {
             return handle
         }
         let clock = ContinuousClock(), start = clock.now, first = trainer.iteration
-        var recent = 0.0, recentCount = 0
+        var recent = 0.0, recentAccuracy = 0.0, recentCount = 0
         while trainer.iteration < config.iterations {
             let result = try trainer.step()
-            recent += result.loss; recentCount += 1
+            recent += result.loss; recentAccuracy += result.accuracy ?? 0; recentCount += 1
             let done = trainer.iteration
             let seconds = (clock.now - start).seconds
             if done % logEvery == 0 || done == config.iterations {
                 let rate = Double(done - first) / seconds
-                let line = String(format: "\riter %d/%d  %.1f it/s  loss %.4f  ETA %@   ", done, config.iterations, rate,
-                                  recent / Double(recentCount), formatDuration(Double(config.iterations - done) / rate))
+                let accuracy = result.accuracy != nil ? String(format: "  accuracy %.1f%%", 100 * recentAccuracy / Double(recentCount)) : ""
+                let line = String(format: "\riter %d/%d  %.2f it/s  loss %.4f%@  ETA %@   ", done, config.iterations, rate,
+                                  recent / Double(recentCount), accuracy, formatDuration(Double(config.iterations - done) / rate))
                 FileHandle.standardError.write(Data(line.utf8))
                 if let logHandle {
                     var record: [String: Any] = ["iteration": done, "loss": recent / Double(recentCount), "seconds": seconds,
                                                  "gradient_norm": result.gradientNorm]
-                    if let accuracy = result.accuracy { record["accuracy"] = accuracy }
+                    if result.accuracy != nil { record["accuracy"] = recentAccuracy / Double(recentCount) }
                     logHandle.write(try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]) + Data("\n".utf8))
                 }
-                recent = 0; recentCount = 0
+                recent = 0; recentAccuracy = 0; recentCount = 0
             }
             if done % checkpointEvery == 0 || done == config.iterations {
                 try TrainingCheckpoint.make(trainer, configuration: config).write(to: url)
+            }
+            if let snapshotEvery, done % snapshotEvery == 0 {
+                let name = url.deletingPathExtension().lastPathComponent + "-\(done)." + url.pathExtension
+                try TrainingCheckpoint.make(trainer, configuration: config).write(to: url.deletingLastPathComponent().appendingPathComponent(name))
             }
         }
         if trainer.iteration == first { try TrainingCheckpoint.make(trainer, configuration: config).write(to: url) }

@@ -38,7 +38,13 @@ let smallConv4 = { @Sendable in
     ])
 }
 
-let metaCases: [MetaCase] = [1, 2, 3].flatMap { k in [
+/// `smallConv4` without its head: an embedding network for the metric learners.
+let smallConv4Embedding = { @Sendable in try Model(inputShape: [1, 8, 8], layers: Array(try smallConv4().layers.dropLast())) }
+
+let metaCases: [MetaCase] = [
+    MetaCase(name: "Prototypical Networks, Conv-4 embedding with BatchNorm", learner: { PrototypicalNetworks() }, model: smallConv4Embedding, tasks: images),
+    MetaCase(name: "Matching Networks, Conv-4 embedding with BatchNorm", learner: { MatchingNetworks() }, model: smallConv4Embedding, tasks: images),
+] + [1, 2, 3].flatMap { k in [
     MetaCase(name: "MAML K=\(k), MLP", learner: { MAML(inner: try InnerLoop(steps: k, learningRate: 0.05)) }, model: tanhMLP, tasks: sine),
     MetaCase(name: "MAML K=\(k), Conv-4 with BatchNorm", learner: { MAML(inner: try InnerLoop(steps: k, learningRate: 0.3)) }, model: smallConv4, tasks: images),
     MetaCase(name: "Meta-SGD K=\(k), MLP", learner: { MetaSGD(inner: try InnerLoop(steps: k, learningRate: 0.05)) }, model: tanhMLP, tasks: sine),
@@ -76,7 +82,7 @@ func metaGradientError(_ learner: any MetaLearner, model: Model, tasks: any Task
 
 /// MAML with one Hessian-vector product left out: what a "second-order" implementation that silently
 /// drops a term computes. The checks must reject it.
-struct MAMLMissingOneHessianTerm: MetaLearner {
+struct MAMLMissingOneHessianTerm: GradientMetaLearner {
     let inner: InnerLoop
     var name: String { "broken" }
     func innerStep(_ theta: inout [Float], meta: [Float], support: Batch, workspace: Workspace) throws {

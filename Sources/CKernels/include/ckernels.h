@@ -241,6 +241,31 @@ double mc_mse_forward(size_t count, const float *z, const float *t);
 void mc_mse_backward(size_t count, const float *z, const float *t, float *dz);
 void mc_mse_rbackward(size_t count, const float *Rz, float *Rdz);
 
+/* ---------------------------------------------------------------------------------------------------------
+ * Metric losses of few-shot episodes (metric.c). z [ns + nq, d] holds the embeddings of one episode, the ns
+ * support rows first, then the nq query rows; labels [ns + nq] are classes in [0, ways) and every class has at
+ * least one support row. The loss is averaged over the queries; correct (may be NULL) receives the number of
+ * queries whose predicted class is their label. With dz non-NULL, dz [ns + nq, d] receives dL/dz for support
+ * and query rows alike. Metric learners are first-order (no R-forms). scratch is caller-owned, sizes below.
+ * --------------------------------------------------------------------------------------------------------- */
+
+/* Prototypical Networks (Snell et al. 2017): prototype c_k = mean of the support rows of class k, logits
+ * -||q - c_k||^2, softmax cross-entropy. scratch: ways * d + ways + nq * ways doubles. */
+double mc_proto_loss(int ns, int nq, int d, int ways, const float *z, const int32_t *labels, float *dz,
+                     double *scratch, int *correct);
+static inline size_t mc_proto_scratch(int nq, int d, int ways) {
+    return (size_t)ways * d + ways + (size_t)nq * ways;
+}
+
+/* Matching Networks (Vinyals et al. 2016) without full-context embeddings: attention a(q, s) = softmax over
+ * the support of cos(q, s), with norms sqrt(|x|^2 + 1e-8); class probability p_k = sum of a(q, s) over the
+ * support rows of class k; L = -mean log p_label. scratch: (ns + nq) + nq * ns + nq * ways doubles. */
+double mc_matching_loss(int ns, int nq, int d, int ways, const float *z, const int32_t *labels, float *dz,
+                        double *scratch, int *correct);
+static inline size_t mc_matching_scratch(int ns, int nq, int ways) {
+    return (size_t)ns + nq + (size_t)nq * ns + (size_t)nq * ways;
+}
+
 #ifdef __cplusplus
 }
 #endif

@@ -84,26 +84,7 @@ public struct SafeTensors: Sendable {
     /// Writes the file atomically: to a temporary file beside `url`, flushed to disk, then renamed over it,
     /// so an interrupted write never leaves a truncated checkpoint behind.
     public func write(to url: URL) throws {
-        let data = try encoded()
-        let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier).tmp")
-        do {
-            guard FileManager.default.createFile(atPath: temporary.path, contents: nil) else {
-                throw MetaCoreError(.io, "cannot create \(temporary.path)")
-            }
-            let handle = try FileHandle(forWritingTo: temporary)
-            try handle.write(contentsOf: data)
-            try handle.synchronize()
-            try handle.close()
-            guard rename(temporary.path, url.path) == 0 else {
-                throw MetaCoreError(.io, "cannot move the checkpoint into place at \(url.path) (errno \(errno))")
-            }
-        } catch let error as MetaCoreError {
-            try? FileManager.default.removeItem(at: temporary)
-            throw error
-        } catch {
-            try? FileManager.default.removeItem(at: temporary)
-            throw MetaCoreError(.io, "cannot write \(url.path): \(error.localizedDescription)")
-        }
+        try writeAtomically(encoded(), to: url)
     }
 
     /// Reads and validates a safetensors file.

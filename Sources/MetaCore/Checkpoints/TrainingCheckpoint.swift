@@ -35,10 +35,10 @@ public enum TrainingCheckpoint {
         }
     }
 
-    /// The trainer as it was when the checkpoint was written, ready to continue.
-    public static func restore(_ file: SafeTensors) throws -> (MetaTrainer, TrainingConfiguration) {
+    /// The trainer as it was when the checkpoint was written, ready to continue (`dataset`: for Omniglot runs).
+    public static func restore(_ file: SafeTensors, dataset: Omniglot? = nil) throws -> (MetaTrainer, TrainingConfiguration) {
         let configuration = try configuration(of: file)
-        var trainer = try configuration.makeTrainer()
+        var trainer = try configuration.makeTrainer(dataset: dataset)
         let model = trainer.workspace.model
         var meta = trainer.metaParameters
         let pieces = model.layout.entries.map { ($0.name, $0.range, $0.shape) }

@@ -4,7 +4,7 @@
 /// With P the projection onto the head's parameters, θ_{k+1} = θ_k − α P ∇L_S(θ_k), so the reverse step is
 /// g ← g − α H_S(θ_k) (P g): one Hessian-vector product along a head-only direction, whose result reaches
 /// the body through the Hessian's off-diagonal blocks.
-public struct ANIL: MetaLearner {
+public struct ANIL: GradientMetaLearner {
     public let inner: InnerLoop
     public init(inner: InnerLoop) { self.inner = inner }
     public var name: String { "anil" }

@@ -4,7 +4,7 @@
 /// L_Q(θ_K), reverse accumulation through the inner steps gives g ← ∇L_Q(θ_K), then for k = K−1 … 0:
 /// g ← g − α H_S(θ_k) g, one exact Hessian-vector product per step. Memory grows with the K stored
 /// parameter vectors, not with a recorded graph. First order drops the Hessian terms: g = ∇L_Q(θ_K).
-public struct MAML: MetaLearner {
+public struct MAML: GradientMetaLearner {
     public enum Order: String, Sendable, Codable { case first, second }
     public let inner: InnerLoop
     public let order: Order

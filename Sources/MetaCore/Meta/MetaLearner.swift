@@ -13,32 +13,36 @@ public struct InnerLoop: Sendable, Codable, Equatable {
     }
 }
 
-/// A gradient-based meta-learning algorithm.
+/// A meta-learning algorithm.
 ///
 /// A learner owns a vector of *meta-parameters* — the model's initial parameters θ, plus whatever else it
-/// learns (Meta-SGD's per-parameter learning rates) — and knows how to adapt θ to a task's support set and
-/// how to differentiate the query loss after adaptation with respect to its meta-parameters. Adding an
-/// algorithm means one new type conforming to this protocol.
+/// learns (Meta-SGD's per-parameter learning rates) — and knows how to turn a task's support set into a
+/// prediction on its query set and how to differentiate the query loss with respect to its meta-parameters.
+/// Gradient-based learners (the MAML family) adapt by inner SGD steps (``GradientMetaLearner``); metric-based
+/// ones (Prototypical and Matching Networks) classify queries by comparing embeddings with the support's.
+/// Adding an algorithm means one new type conforming to this protocol.
 public protocol MetaLearner: Sendable {
-    /// Short identifier (`maml`, `fomaml`, ...), used by the CLI and stored in checkpoints.
+    /// Short identifier (`maml`, `protonet`, ...), used by the CLI and stored in checkpoints.
     var name: String { get }
-    /// The inner loop used for meta-training.
-    var inner: InnerLoop { get }
 
     /// The meta-parameters a fresh run starts from, for `model`.
     func initialMetaParameters(for model: Model, seed: UInt64) -> [Float]
     /// Named pieces of the meta-parameter vector beyond the model's parameters (for checkpoints).
     func extraMetaParameters(for model: Model) -> [(name: String, range: Range<Int>)]
 
-    /// One inner-loop update of the model parameters `theta` on `support`.
-    func innerStep(_ theta: inout [Float], meta: [Float], support: Batch, workspace: Workspace) throws
+    /// Throws, naming the mismatch, unless this learner can meta-train `model` on `tasks` (default: the model
+    /// maps the tasks' input shape to their output shape).
+    func check(model: Model, tasks: any TaskDistribution) throws
 
-    /// The query loss after ``inner`` adaptation from `meta`, and the meta-gradient (for Reptile, its update
-    /// direction) with respect to the meta-parameters, written into `gradient`.
+    /// The query loss after adaptation from `meta`, and the meta-gradient (for Reptile, its update direction)
+    /// with respect to the meta-parameters, written into `gradient`.
     func metaGradient(_ meta: [Float], task: Task, workspace: Workspace, into gradient: inout [Float]) throws -> LossValue
 
-    /// The query loss after 0, 1, ..., `steps` inner steps (default: repeated ``innerStep(_:meta:support:workspace:)``;
-    /// a learner whose inner loop carries state, such as Reptile with Adam, provides its own).
+    /// The meta-loss alone: the query loss after adaptation (what ``metaGradient(_:task:workspace:into:)`` differentiates).
+    func metaLoss(_ meta: [Float], task: Task, workspace: Workspace) throws -> LossValue
+
+    /// The query loss after 0, 1, ..., `steps` adaptation steps. A learner that adapts without gradient steps
+    /// (metric-based) returns its one post-adaptation value whatever `steps` is.
     func adaptationCurve(_ meta: [Float], task: Task, steps: Int, workspace: Workspace) throws -> [LossValue]
 }
 
@@ -47,6 +51,23 @@ extension MetaLearner {
 
     public func initialMetaParameters(for model: Model, seed: UInt64) -> [Float] { model.initialParameters(seed: seed) }
 
+    public func check(model: Model, tasks: any TaskDistribution) throws {
+        guard model.inputShape == tasks.inputShape, model.outputShape == tasks.outputShape else {
+            throw MetaCoreError.shape("the tasks are \(describe(tasks.inputShape)) -> \(describe(tasks.outputShape)) but the model maps \(describe(model.inputShape)) -> \(describe(model.outputShape))")
+        }
+    }
+}
+
+/// A meta-learner that adapts by gradient steps on the support set: the MAML family.
+public protocol GradientMetaLearner: MetaLearner {
+    /// The inner loop used for meta-training.
+    var inner: InnerLoop { get }
+
+    /// One inner-loop update of the model parameters `theta` on `support`.
+    func innerStep(_ theta: inout [Float], meta: [Float], support: Batch, workspace: Workspace) throws
+}
+
+extension GradientMetaLearner {
     /// The model-parameter part θ of a meta-parameter vector.
     public func modelParameters(_ meta: [Float], model: Model) -> [Float] {
         meta.count == model.parameterCount ? meta : Array(meta[0 ..< model.parameterCount])
@@ -69,7 +90,7 @@ extension MetaLearner {
         return curve
     }
 
-    /// The meta-loss alone: the query loss after ``inner`` adaptation (what the meta-gradient differentiates).
+    /// The query loss after ``inner`` adaptation.
     public func metaLoss(_ meta: [Float], task: Task, workspace: Workspace) throws -> LossValue {
         try workspace.loss(at: adapt(meta, support: task.support, steps: inner.steps, workspace: workspace), on: task.query)
     }

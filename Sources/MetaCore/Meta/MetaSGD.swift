@@ -3,7 +3,7 @@
 ///
 /// Exact second order: with g = ∂L_Q/∂θ_{k+1}, each step back gives ∂/∂α += −∇L_S(θ_k) ⊙ g and
 /// g ← g − H_S(θ_k) (α ⊙ g). The Hessian-vector product also returns ∇L_S(θ_k), so a step costs one R-pass.
-public struct MetaSGD: MetaLearner {
+public struct MetaSGD: GradientMetaLearner {
     public let inner: InnerLoop
     public init(inner: InnerLoop) { self.inner = inner }
     public var name: String { "metasgd" }

@@ -1,7 +1,7 @@
 /// The non-meta-learning baseline: plain multi-task training of one network on every task's data (the
 /// support and query sets together), then fine-tuning by SGD at test time. Its "meta-gradient" is the
 /// ordinary gradient of the joint loss; evaluation adapts with the same inner loop as the meta-learners.
-public struct Pretrained: MetaLearner {
+public struct Pretrained: GradientMetaLearner {
     public let inner: InnerLoop
     public init(inner: InnerLoop) { self.inner = inner }
     public var name: String { "pretrain" }

@@ -86,12 +86,7 @@ public final class Workspace {
 
     /// The model's outputs `[N, ...output shape]` (logits for classification) for `inputs` `[N, ...]`.
     public func predict(at parameters: [Float], inputs: Tensor) throws -> Tensor {
-        guard let n = inputs.shape.first, n > 0 else { throw MetaCoreError(.emptyBatch, "no inputs to predict (0 samples)") }
-        guard Array(inputs.shape.dropFirst()) == model.inputShape else {
-            throw MetaCoreError.shape("inputs are \(describe(Array(inputs.shape.dropFirst()))) per sample but the model takes \(describe(model.inputShape))")
-        }
-        try model.layout.check(parameters, "parameter vector")
-        try checkState()
+        let n = try check(inputs: inputs, parameters: parameters)
         reserve(batch: n, stage: .forward)
         inputs.scalars.withUnsafeBufferPointer { x in
             parameters.withUnsafeBufferPointer { p in
@@ -101,6 +96,55 @@ public final class Workspace {
         let count = n * model.outputShape.reduce(1, *)
         let output = Array(UnsafeBufferPointer(start: forwardArena.base + layout.activation[model.layers.count], count: count))
         return try Tensor(shape: [n] + model.outputShape, scalars: output)
+    }
+
+    /// A loss the caller defines on the model's outputs (an episode's metric loss, say): runs the forward pass
+    /// on `inputs` and calls `loss` with the outputs `[N, ...output shape]` and, when a gradient is wanted,
+    /// a buffer of the same size for dL/d(outputs) that `loss` must fill. Returns what `loss` returns.
+    public typealias OutputLoss = (_ outputs: UnsafeBufferPointer<Float>, _ outputGradient: UnsafeMutableBufferPointer<Float>?) throws -> LossValue
+
+    /// The value of an ``OutputLoss`` at `parameters` on `inputs`: a forward pass only.
+    public func loss(at parameters: [Float], inputs: Tensor, _ loss: OutputLoss) throws -> LossValue {
+        try runOutputLoss(parameters: parameters, inputs: inputs, gradient: nil, loss)
+    }
+
+    /// An ``OutputLoss`` and its gradient with respect to the parameters, written into `gradient` (resized
+    /// to the parameter count if needed), by one forward and one backward pass.
+    @discardableResult
+    public func gradient(at parameters: [Float], inputs: Tensor, into gradient: inout [Float], _ loss: OutputLoss) throws -> LossValue {
+        fit(&gradient)
+        return try gradient.withUnsafeMutableBufferPointer { g in
+            try runOutputLoss(parameters: parameters, inputs: inputs, gradient: g.baseAddress, loss)
+        }
+    }
+
+    private func runOutputLoss(parameters: [Float], inputs: Tensor, gradient: UnsafeMutablePointer<Float>?,
+                               _ loss: OutputLoss) throws -> LossValue {
+        let n = try check(inputs: inputs, parameters: parameters)
+        reserve(batch: n, stage: gradient == nil ? .forward : .backward)
+        let count = n * model.outputShape.reduce(1, *), last = model.layers.count
+        return try parameters.withUnsafeBufferPointer { p in
+            try inputs.scalars.withUnsafeBufferPointer { x in
+                let theta = p.baseAddress ?? UnsafePointer(placeholder)
+                forwardLayers(batch: n, input: x.baseAddress!, theta: theta)
+                let outputs = UnsafeBufferPointer(start: forwardArena.base + layout.activation[last], count: count)
+                guard let gradient else { return try loss(outputs, nil) }
+                let value = try loss(outputs, UnsafeMutableBufferPointer(start: backwardArena.base + layout.gradient[last], count: count))
+                sweep(.backward, batch: n, input: x.baseAddress!, theta: theta, v: nil, gradient: gradient, hv: nil)
+                return value
+            }
+        }
+    }
+
+    /// Checks a bare input tensor and the parameters against the model; returns the batch size.
+    private func check(inputs: Tensor, parameters: [Float]) throws -> Int {
+        guard let n = inputs.shape.first, n > 0 else { throw MetaCoreError(.emptyBatch, "no inputs (0 samples)") }
+        guard Array(inputs.shape.dropFirst()) == model.inputShape else {
+            throw MetaCoreError.shape("inputs are \(describe(Array(inputs.shape.dropFirst()))) per sample but the model takes \(describe(model.inputShape))")
+        }
+        try model.layout.check(parameters, "parameter vector")
+        try checkState()
+        return n
     }
 
     // MARK: - The passes

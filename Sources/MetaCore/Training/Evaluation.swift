@@ -11,7 +11,7 @@ public struct Evaluation: Sendable, Codable {
         }
     }
 
-    /// `loss[k]`: the query loss after k adaptation steps (k = 0 … steps).
+    /// `loss[k]`: the query loss after k adaptation steps (k = 0 … steps; one entry for metric learners).
     public let loss: [Estimate]
     /// The same for accuracy, for classification tasks.
     public let accuracy: [Estimate]?
@@ -23,13 +23,15 @@ public struct Evaluation: Sendable, Codable {
                            steps: Int, queryCount: Int?, seed: UInt64, workspace: Workspace) throws -> Evaluation {
         guard taskCount > 0 else { throw MetaCoreError.argument("evaluation needs at least 1 task, got \(taskCount)") }
         guard steps >= 0 else { throw MetaCoreError.argument("adaptation steps must be >= 0, got \(steps)") }
-        var losses = [[Double]](repeating: [], count: steps + 1), accuracies = losses
+        // Metric learners return one value however many steps are asked for: size by the curves themselves.
+        var losses: [[Double]] = [], accuracies: [[Double]] = []
         var classification = false
         let root = RandomSource(seed: seed)
         for index in 0 ..< taskCount {
             var random = root.fork(UInt64(index))
             let task = try tasks.sample(&random, queryCount: queryCount)
             for (k, value) in try learner.adaptationCurve(meta, task: task, steps: steps, workspace: workspace).enumerated() {
+                if k == losses.count { losses.append([]); accuracies.append([]) }
                 losses[k].append(value.loss)
                 if let accuracy = value.accuracy { accuracies[k].append(accuracy); classification = true }
             }

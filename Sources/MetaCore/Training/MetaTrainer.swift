@@ -19,9 +19,7 @@ public struct MetaTrainer {
                 metaBatch: Int, clip: Float? = nil, seed: UInt64) throws {
         guard metaBatch > 0 else { throw MetaCoreError.argument("meta-batch must be at least 1 task, got \(metaBatch)") }
         if let clip, !(clip > 0) { throw MetaCoreError.argument("gradient clipping norm must be positive, got \(clip)") }
-        guard model.inputShape == tasks.inputShape, model.outputShape == tasks.outputShape else {
-            throw MetaCoreError.shape("the tasks are \(describe(tasks.inputShape)) -> \(describe(tasks.outputShape)) but the model maps \(describe(model.inputShape)) -> \(describe(model.outputShape))")
-        }
+        try learner.check(model: model, tasks: tasks)
         self.learner = learner; self.tasks = tasks; self.optimizer = optimizer
         self.metaBatch = metaBatch; self.clip = clip; self.seed = seed
         self.metaParameters = learner.initialMetaParameters(for: model, seed: seed)

@@ -1,12 +1,18 @@
 /// Everything that defines a meta-training run: algorithm, task, model and optimiser settings. Stored in
 /// every checkpoint, so that a checkpoint alone is enough to evaluate or resume the run.
 public struct TrainingConfiguration: Codable, Sendable, Equatable {
-    /// `maml`, `fomaml`, `reptile`, `metasgd`, `anil` or `pretrain` (multi-task baseline).
+    /// `maml`, `fomaml`, `reptile`, `metasgd`, `anil`, `pretrain` (multi-task baseline), `protonet` or `matchnet`.
     public var algorithm = "maml"
-    /// `sine`.
+    /// `sine` or `omniglot`.
     public var task = "sine"
+    /// Classes per episode (classification tasks).
+    public var ways: Int?
+    /// Support examples per task (per class for classification).
     public var shots = 10
+    /// Query examples per task (per class for classification).
     public var queries = 10
+    /// Where the dataset lives (`omniglot`: the directory holding images_background and images_evaluation).
+    public var dataPath: String?
     public var innerSteps = 1
     public var innerLearningRate: Float = 0.01
     /// `adam` or `sgd`.
@@ -21,8 +27,19 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
 
     public init() {}
 
-    public static let algorithms = ["maml", "fomaml", "reptile", "metasgd", "anil", "pretrain"]
-    public static let tasks = ["sine"]
+    public static let algorithms = ["maml", "fomaml", "reptile", "metasgd", "anil", "pretrain", "protonet", "matchnet"]
+    public static let tasks = ["sine", "omniglot"]
+
+    /// Which characters episodes come from: meta-training or meta-testing ones (sinusoids have one distribution).
+    public enum Split: Sendable { case train, test }
+
+    /// The Omniglot character split: 1200 meta-training and 423 meta-test characters, from this seed.
+    public static let omniglotSplitSeed: UInt64 = 0
+    /// Meta-training classes are every training character at 0°, 90°, 180° and 270°; test classes are unrotated.
+    public static let omniglotTrainRotations = [0, 1, 2, 3]
+
+    /// Whether the algorithm classifies by comparing embeddings (the model then has no classification head).
+    public var isMetric: Bool { ["protonet", "matchnet"].contains(algorithm) }
 
     public func makeLearner() throws -> any MetaLearner {
         let inner = try InnerLoop(steps: innerSteps, learningRate: innerLearningRate)
@@ -37,6 +54,8 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
         case "metasgd": return MetaSGD(inner: inner)
         case "anil": return ANIL(inner: inner)
         case "pretrain": return Pretrained(inner: inner)
+        case "protonet": return PrototypicalNetworks()
+        case "matchnet": return MatchingNetworks()
         default:
             throw MetaCoreError(.unknownName, "unknown algorithm '\(algorithm)'; choose one of \(Self.algorithms.joined(separator: ", "))")
         }
@@ -45,15 +64,34 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     public func makeModel() throws -> Model {
         switch task {
         case "sine": return try Model.mlp([1, 40, 40, 1])
-        default: throw MetaCoreError(.unknownName, "unknown task '\(task)'; choose one of \(Self.tasks.joined(separator: ", "))")
+        case "omniglot": return try Model.conv4(classes: isMetric ? 0 : omniglotWays())
+        default: throw unknownTask
         }
     }
 
-    public func makeTasks() throws -> any TaskDistribution {
+    /// The task distribution of `split`; Omniglot tasks draw from `dataset` (see ``Omniglot/load(from:side:cacheDirectory:)``).
+    public func makeTasks(_ split: Split = .train, dataset: Omniglot? = nil) throws -> any TaskDistribution {
         switch task {
         case "sine": return try SinusoidTasks(shots: shots, queries: queries)
-        default: throw MetaCoreError(.unknownName, "unknown task '\(task)'; choose one of \(Self.tasks.joined(separator: ", "))")
+        case "omniglot":
+            guard let dataset else {
+                throw MetaCoreError(.missingData, "omniglot tasks need the dataset: pass --data PATH (the directory with images_background and images_evaluation)")
+            }
+            let characters = try dataset.split(seed: Self.omniglotSplitSeed)
+            return try OmniglotTasks(dataset, characters: split == .train ? characters.train : characters.test,
+                                     rotations: split == .train ? Self.omniglotTrainRotations : [0],
+                                     ways: omniglotWays(), shots: shots, queries: queries)
+        default: throw unknownTask
         }
+    }
+
+    private func omniglotWays() throws -> Int {
+        guard let ways else { throw MetaCoreError.argument("omniglot tasks need a number of ways (classes per episode): pass --ways N") }
+        return ways
+    }
+
+    private var unknownTask: MetaCoreError {
+        MetaCoreError(.unknownName, "unknown task '\(task)'; choose one of \(Self.tasks.joined(separator: ", "))")
     }
 
     public func makeOptimizer() throws -> any Optimizer {
@@ -65,9 +103,9 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     }
 
     /// A trainer at iteration 0 for this configuration.
-    public func makeTrainer() throws -> MetaTrainer {
+    public func makeTrainer(dataset: Omniglot? = nil) throws -> MetaTrainer {
         guard iterations >= 0 else { throw MetaCoreError.argument("iterations must be >= 0, got \(iterations)") }
-        return try MetaTrainer(learner: makeLearner(), model: makeModel(), tasks: makeTasks(), optimizer: makeOptimizer(),
+        return try MetaTrainer(learner: makeLearner(), model: makeModel(), tasks: makeTasks(.train, dataset: dataset), optimizer: makeOptimizer(),
                                metaBatch: metaBatch, clip: clip, seed: seed)
     }
 }

@@ -1,0 +1,252 @@
+import Foundation
+
+/// The Omniglot dataset (Lake et al. 2015): 1623 handwritten characters from 50 alphabets, 20 drawings
+/// each, preprocessed as the few-shot literature does — inverted so ink is 1, area-resized from 105x105 to
+/// `side` x `side` (28 by default), both parts merged.
+///
+/// ```swift
+/// let (omniglot, _) = try Omniglot.load(from: "data/omniglot")
+/// let split = omniglot.split(seed: 0)                 // 1200 meta-training / 423 meta-test characters
+/// let tasks = try OmniglotTasks(omniglot, characters: split.train, rotations: [0, 1, 2, 3],
+///                               ways: 5, shots: 1, queries: 15)
+/// ```
+///
+/// `load` reads the layout users download from github.com/brendenlake/omniglot: `images_background` and
+/// `images_evaluation`, each `ALPHABET/characterNN/*.png`, as folders or as the two zip files, and keeps a
+/// checksummed cache of the preprocessed pixels (see ``OmniglotCache``) so later runs start at once.
+public struct Omniglot: Sendable {
+    /// The two parts of the download: 30 "background" alphabets (964 characters) and 20 "evaluation" alphabets (659).
+    public enum Part: String, Sendable, CaseIterable, Codable {
+        case background, evaluation
+        /// The folder (or, with ".zip", the archive) the part is distributed as.
+        public var directoryName: String { "images_\(rawValue)" }
+    }
+
+    /// One character class.
+    public struct CharacterClass: Sendable, Hashable {
+        public let part: Part
+        public let alphabet: String
+        public let name: String
+        /// "background/Latin/character01".
+        public var path: String { "\(part.rawValue)/\(alphabet)/\(name)" }
+    }
+
+    public static let drawingsPerCharacter = 20
+
+    /// Side of the square images after resizing.
+    public let side: Int
+    /// Every character, ordered by part, alphabet and name.
+    public let characters: [CharacterClass]
+    /// `[characters, drawings, side, side]` gray levels, ink 255 and background 0.
+    public let pixels: [UInt8]
+
+    init(side: Int, characters: [CharacterClass], pixels: [UInt8]) {
+        precondition(pixels.count == characters.count * Self.drawingsPerCharacter * side * side)
+        self.side = side
+        self.characters = characters
+        self.pixels = pixels
+    }
+
+    /// The pixels of drawing `drawing` of character `character`: `side * side` bytes, row-major.
+    public func image(character: Int, drawing: Int) -> ArraySlice<UInt8> {
+        let size = side * side, start = (character * Self.drawingsPerCharacter + drawing) * size
+        return pixels[start ..< start + size]
+    }
+
+    /// Indices of the characters of `part`.
+    public func characters(in part: Part) -> [Int] { characters.indices.filter { characters[$0].part == part } }
+
+    /// A seeded split of the characters into `trainCount` for meta-training and the rest for meta-testing
+    /// (Vinyals et al. 2016 and Finn et al. 2017 use 1200 / 423 of the merged set). The characters are
+    /// shuffled with ``RandomSource`` seeded by `seed`; the first `trainCount` are the training ones. Both
+    /// lists are returned in dataset order.
+    public func split(trainCount: Int = 1200, seed: UInt64 = 0) throws -> (train: [Int], test: [Int]) {
+        guard trainCount > 0, trainCount < characters.count else {
+            throw MetaCoreError.argument("the training split needs between 1 and \(characters.count - 1) characters, got \(trainCount)")
+        }
+        var order = Array(characters.indices), random = RandomSource(seed: seed)
+        order.shuffle(using: &random)
+        return (order[..<trainCount].sorted(), order[trainCount...].sorted())
+    }
+}
+
+// MARK: - Reading the download
+
+extension Omniglot {
+    /// Where a dataset's cache goes by default: `$XDG_CACHE_HOME/metacore`, else `~/.cache/metacore`.
+    public static var defaultCacheDirectory: URL {
+        if let xdg = ProcessInfo.processInfo.environment["XDG_CACHE_HOME"], !xdg.isEmpty {
+            return URL(fileURLWithPath: xdg).appendingPathComponent("metacore")
+        }
+        return FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/metacore")
+    }
+
+    /// How ``load(from:side:cacheDirectory:)`` got its data.
+    public enum CacheStatus: Sendable, Equatable {
+        /// No cache directory was given: decoded from the PNGs.
+        case disabled
+        /// Read from a valid cache.
+        case loaded(URL)
+        /// Decoded from the PNGs and written to the cache, for the reason given (no cache yet, stale, corrupt).
+        case rebuilt(URL, reason: String)
+    }
+
+    /// Loads Omniglot from `path` (the directory holding `images_background` and `images_evaluation`, as folders
+    /// or zip files), through a cache in `cacheDirectory` (`nil`: no cache). A cache that is corrupt or was
+    /// built from different files is rebuilt, never used.
+    public static func load(from path: String, side: Int = 28,
+                            cacheDirectory: URL? = Omniglot.defaultCacheDirectory) throws -> (Omniglot, CacheStatus) {
+        let sources = try Part.allCases.map { try Source(root: path, part: $0) }
+        guard let cacheDirectory else { return (try decode(sources, side: side), .disabled) }
+        let cache = OmniglotCache(directory: cacheDirectory, datasetPath: sources[0].root, side: side)
+        let fingerprint = try sources.map { try $0.fingerprint() }.joined(separator: "\n")
+        let reason: String
+        switch cache.read(fingerprint: fingerprint) {
+        case .success(let dataset): return (dataset, .loaded(cache.url))
+        case .failure(let problem): reason = problem.message
+        }
+        let dataset = try decode(sources, side: side)
+        try FileManager.default.createDirectory(at: cacheDirectory, withIntermediateDirectories: true)
+        try cache.write(dataset, fingerprint: fingerprint)
+        return (dataset, .rebuilt(cache.url, reason: reason))
+    }
+
+    /// Decodes every PNG of `sources` (no cache).
+    static func decode(_ sources: [Source], side: Int) throws -> Omniglot {
+        guard side > 0 else { throw MetaCoreError.argument("image side must be positive, got \(side)") }
+        var characters: [CharacterClass] = [], pixels: [UInt8] = []
+        let size = side * side
+        for source in sources {
+            for (character, drawings) in try source.characters() {
+                characters.append(character)
+                let start = pixels.count
+                pixels.append(contentsOf: repeatElement(0, count: drawings.count * size))
+                for (d, drawing) in drawings.enumerated() {
+                    let png: (pixels: [UInt8], height: Int, width: Int)
+                    do { png = try GrayImage.decodePNG(source.read(drawing)) } catch let error as MetaCoreError {
+                        throw MetaCoreError(error.kind, "\(source.describe(drawing)): \(error.message)")
+                    }
+                    guard png.height >= side, png.width >= side else {
+                        throw MetaCoreError(.corruptData, "\(source.describe(drawing)) is \(png.width)x\(png.height), smaller than \(side)x\(side)")
+                    }
+                    try pixels.withUnsafeMutableBufferPointer { all in
+                        let offset = start + d * size
+                        try GrayImage.resizeArea(png.pixels, height: png.height, width: png.width, side: side, invert: true,
+                                                 into: UnsafeMutableBufferPointer(rebasing: all[offset ..< offset + size]))
+                    }
+                }
+            }
+        }
+        return Omniglot(side: side, characters: characters, pixels: pixels)
+    }
+
+    /// One part of the download, as a folder or a zip archive.
+    struct Source {
+        let root: String, part: Part
+        enum Storage { case folder(URL), zip(ZipArchive) }
+        let storage: Storage
+        /// A drawing: a file path, or an entry index of the archive.
+        enum Drawing { case file(URL), entry(Int, String) }
+
+        init(root: String, part: Part) throws {
+            let rootURL = URL(fileURLWithPath: root).standardizedFileURL
+            self.root = rootURL.path
+            self.part = part
+            let folder = rootURL.appendingPathComponent(part.directoryName), zip = folder.appendingPathExtension("zip")
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDirectory), isDirectory.boolValue {
+                storage = .folder(folder)
+            } else if FileManager.default.fileExists(atPath: zip.path) {
+                storage = .zip(try ZipArchive(path: zip.path))
+            } else {
+                throw MetaCoreError(.missingData, "no Omniglot \(part.rawValue) set in \(rootURL.path): expected a folder \(part.directoryName)/ (ALPHABET/characterNN/*.png) or \(part.directoryName).zip, as downloaded from github.com/brendenlake/omniglot")
+            }
+        }
+
+        /// What the cache compares: the files' identity (names, sizes, modification times) without reading them.
+        func fingerprint() throws -> String {
+            switch storage {
+            case .zip(let archive):
+                let attributes = try FileManager.default.attributesOfItem(atPath: archive.path)
+                let size = (attributes[.size] as? NSNumber)?.int64Value ?? -1
+                let modified = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+                return "\(archive.path) zip \(size) bytes, modified \(modified)"
+            case .folder(let folder):
+                // A character folder's modification time changes when a drawing is added, removed or renamed.
+                var lines = ["\(folder.path) folder"]
+                for alphabet in try subfolders(folder) {
+                    for character in try subfolders(alphabet) {
+                        let modified = (try FileManager.default.attributesOfItem(atPath: character.path)[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+                        lines.append("\(alphabet.lastPathComponent)/\(character.lastPathComponent) \(modified)")
+                    }
+                }
+                return lines.joined(separator: "\n")
+            }
+        }
+
+        /// The characters of this part in name order, each with its drawings in name order; throws unless every
+        /// character has exactly ``drawingsPerCharacter`` drawings.
+        func characters() throws -> [(CharacterClass, [Drawing])] {
+            var found: [String: [String: [(name: String, drawing: Drawing)]]] = [:]
+            switch storage {
+            case .folder(let folder):
+                for alphabet in try subfolders(folder) {
+                    for character in try subfolders(alphabet) {
+                        let files = try FileManager.default.contentsOfDirectory(atPath: character.path).filter { $0.hasSuffix(".png") }
+                        found[alphabet.lastPathComponent, default: [:]][character.lastPathComponent, default: []] +=
+                            files.map { ($0, .file(character.appendingPathComponent($0))) }
+                    }
+                }
+            case .zip(let archive):
+                for (index, name) in archive.names.enumerated() where name.hasSuffix(".png") {
+                    let components = name.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+                    guard components.count == 4, components[0] == part.directoryName else { continue }
+                    found[components[1], default: [:]][components[2], default: []].append((components[3], .entry(index, name)))
+                }
+            }
+            guard !found.isEmpty else {
+                throw MetaCoreError(.corruptData, "\(location) holds no drawings: expected \(part.directoryName)/ALPHABET/characterNN/*.png")
+            }
+            var result: [(CharacterClass, [Drawing])] = []
+            for alphabet in found.keys.sorted() {
+                for (name, drawings) in found[alphabet]!.sorted(by: { $0.key < $1.key }) {
+                    guard drawings.count == drawingsPerCharacter else {
+                        throw MetaCoreError(.corruptData, "\(location): \(alphabet)/\(name) has \(drawings.count) drawings; every Omniglot character has \(drawingsPerCharacter)")
+                    }
+                    result.append((CharacterClass(part: part, alphabet: alphabet, name: name), drawings.sorted { $0.name < $1.name }.map(\.drawing)))
+                }
+            }
+            return result
+        }
+
+        func read(_ drawing: Drawing) throws -> [UInt8] {
+            switch (drawing, storage) {
+            case (.file(let url), _):
+                guard let data = FileManager.default.contents(atPath: url.path) else { throw MetaCoreError(.io, "cannot read \(url.path)") }
+                return [UInt8](data)
+            case (.entry(let index, _), .zip(let archive)): return try archive.read(index)
+            case (.entry, .folder): preconditionFailure("a zip entry of a folder source")
+            }
+        }
+
+        func describe(_ drawing: Drawing) -> String {
+            switch drawing {
+            case .file(let url): return url.path
+            case .entry(_, let name): return "\(location) entry \(name)"
+            }
+        }
+
+        var location: String {
+            switch storage {
+            case .folder(let url): return url.path
+            case .zip(let archive): return archive.path
+            }
+        }
+
+        private func subfolders(_ url: URL) throws -> [URL] {
+            try FileManager.default.contentsOfDirectory(at: url, includingPropertiesForKeys: [.isDirectoryKey])
+                .filter { !$0.lastPathComponent.hasPrefix(".") && ((try? $0.resourceValues(forKeys: [.isDirectoryKey]).isDirectory) ?? false) == true }
+                .sorted { $0.lastPathComponent < $1.lastPathComponent }
+        }
+    }
+}

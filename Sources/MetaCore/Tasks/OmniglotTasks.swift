@@ -1,0 +1,91 @@
+/// N-way K-shot few-shot classification episodes from Omniglot characters (Vinyals et al. 2016).
+///
+/// A class is a character at one rotation: with `rotations: [0, 1, 2, 3]` each character gives four classes
+/// (0°, 90°, 180°, 270°), the augmentation of the few-shot literature. An episode draws `ways` distinct classes
+/// and, for each, `shots + queries` distinct drawings; class `j` of the episode gets label `j`, so labels follow
+/// the random order the classes were drawn in. Support and query sets are class-major, inputs `[1, side, side]`
+/// in [0, 1] with ink 1. Sampling is a pure function of the random source.
+public struct OmniglotTasks: TaskDistribution {
+    /// A character at a rotation of `quarterTurns` × 90° counter-clockwise.
+    public struct ImageClass: Sendable, Hashable {
+        public let character: Int
+        public let quarterTurns: Int
+    }
+
+    public let dataset: Omniglot
+    public let classes: [ImageClass]
+    public let ways: Int
+    public let shots: Int
+    /// Query drawings per class.
+    public let queries: Int
+
+    /// - Parameters:
+    ///   - characters: indices into `dataset.characters` (e.g. one side of ``Omniglot/split(trainCount:seed:)``).
+    ///   - rotations: quarter turns applied to every character, each a class of its own.
+    ///   - queries: query drawings per class (`shots + queries` must not exceed 20).
+    public init(_ dataset: Omniglot, characters: [Int], rotations: [Int] = [0], ways: Int, shots: Int, queries: Int) throws {
+        guard ways >= 2 else { throw MetaCoreError.argument("an episode needs at least 2 ways (classes), got \(ways)") }
+        guard shots >= 1, queries >= 1 else {
+            throw MetaCoreError.argument("an episode needs at least 1 shot and 1 query per class, got \(shots) and \(queries)")
+        }
+        guard !rotations.isEmpty, rotations.allSatisfy({ (0 ... 3).contains($0) }), Set(rotations).count == rotations.count else {
+            throw MetaCoreError.argument("rotations are distinct quarter turns in 0...3, got \(rotations)")
+        }
+        if let bad = characters.first(where: { !dataset.characters.indices.contains($0) }) {
+            throw MetaCoreError.argument("character index \(bad) is outside the dataset's \(dataset.characters.count) characters")
+        }
+        guard Set(characters).count == characters.count else { throw MetaCoreError.argument("the character list repeats a character") }
+        let classes = characters.flatMap { c in rotations.map { ImageClass(character: c, quarterTurns: $0) } }
+        guard ways <= classes.count else {
+            throw MetaCoreError.argument("\(ways)-way episodes need \(ways) classes; \(characters.count) characters x \(rotations.count) rotations give \(classes.count)")
+        }
+        try Self.checkDrawings(shots: shots, queries: queries)
+        self.dataset = dataset; self.classes = classes
+        self.ways = ways; self.shots = shots; self.queries = queries
+    }
+
+    private static func checkDrawings(shots: Int, queries: Int) throws {
+        guard shots + queries <= Omniglot.drawingsPerCharacter else {
+            throw MetaCoreError.argument("\(shots) shots + \(queries) queries per class exceed the \(Omniglot.drawingsPerCharacter) drawings of an Omniglot character")
+        }
+    }
+
+    public var inputShape: [Int] { [1, dataset.side, dataset.side] }
+    public var outputShape: [Int] { [ways] }
+
+    /// An episode; `queryCount` overrides the query drawings *per class*.
+    public func sample(_ random: inout RandomSource, queryCount: Int?) throws -> Task {
+        let queries = queryCount ?? self.queries
+        guard queries >= 1 else { throw MetaCoreError.argument("an episode needs at least 1 query per class, got \(queries)") }
+        try Self.checkDrawings(shots: shots, queries: queries)
+        let chosen = Self.choose(ways, from: classes.count, using: &random)
+        let drawings = chosen.map { _ in Self.choose(shots + queries, from: Omniglot.drawingsPerCharacter, using: &random) }
+        let size = dataset.side * dataset.side
+        func batch(_ range: Range<Int>) throws -> Batch {
+            var inputs = [Float](repeating: 0, count: ways * range.count * size), labels: [Int32] = []
+            dataset.pixels.withUnsafeBufferPointer { all in
+                inputs.withUnsafeMutableBufferPointer { out in
+                    for (label, c) in chosen.enumerated() {
+                        for (j, d) in drawings[label][range].enumerated() {
+                            let imageClass = classes[c]
+                            let start = (imageClass.character * Omniglot.drawingsPerCharacter + d) * size
+                            GrayImage.rotate(UnsafeBufferPointer(rebasing: all[start ..< start + size]), side: dataset.side,
+                                             quarterTurns: imageClass.quarterTurns,
+                                             into: out.baseAddress! + (label * range.count + j) * size)
+                            labels.append(Int32(label))
+                        }
+                    }
+                }
+            }
+            return try Batch(inputs: Tensor(shape: [labels.count] + inputShape, scalars: inputs), labels: labels)
+        }
+        return Task(support: try batch(0 ..< shots), query: try batch(shots ..< shots + queries))
+    }
+
+    /// `k` distinct indices from `0 ..< n` in random order (a partial Fisher–Yates shuffle).
+    static func choose(_ k: Int, from n: Int, using random: inout RandomSource) -> [Int] {
+        var pool = Array(0 ..< n)
+        for i in 0 ..< k { pool.swapAt(i, i + Int(random.next() % UInt64(n - i))) }
+        return Array(pool[..<k])
+    }
+}

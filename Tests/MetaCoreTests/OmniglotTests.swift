@@ -1,0 +1,240 @@
+import Foundation
+import Testing
+@testable import MetaCore
+
+/// Where the tests look for the real Omniglot download: $METACORE_OMNIGLOT, else ../shared/data/omniglot
+/// beside the package.
+let omniglotPath: String = ProcessInfo.processInfo.environment["METACORE_OMNIGLOT"]
+    ?? URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../../shared/data/omniglot").standardizedFileURL.path
+let omniglotPresent = FileManager.default.fileExists(atPath: omniglotPath + "/images_background.zip")
+    || FileManager.default.fileExists(atPath: omniglotPath + "/images_background")
+let skipMessage: Comment = "Omniglot not found at \(omniglotPath) (set METACORE_OMNIGLOT): skipping the tests on real data"
+
+/// The full dataset, decoded once for all tests (through a cache in a fresh temporary directory).
+let omniglotFixture: Result<(Omniglot, Omniglot.CacheStatus, URL), any Error> = Result {
+    let cache = FileManager.default.temporaryDirectory.appendingPathComponent("metacore-tests-\(UUID().uuidString)")
+    let (dataset, status) = try Omniglot.load(from: omniglotPath, cacheDirectory: cache)
+    return (dataset, status, cache)
+}
+
+func temporaryDirectory() throws -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("metacore-tests-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    return url
+}
+
+@Suite("Omniglot on the real data", .enabled(if: omniglotPresent, skipMessage))
+struct OmniglotTests {
+    var omniglot: Omniglot { get throws { try omniglotFixture.get().0 } }
+
+    @Test func countsAndPreprocessing() throws {
+        let data = try omniglot
+        #expect(data.characters.count == 1623)
+        #expect(data.characters(in: .background).count == 964)
+        #expect(data.characters(in: .evaluation).count == 659)
+        #expect(Set(data.characters.map { "\($0.part)/\($0.alphabet)" }).count == 50)
+        #expect(data.pixels.count == 1623 * 20 * 28 * 28)
+        #expect(data.characters.first?.path == "background/Alphabet_of_the_Magi/character01")
+        // Inverted: the page is 0 and strokes are bright; a stroke covers a small part of the image.
+        let mean = Double(data.pixels.reduce(0) { $0 + Int($1) }) / Double(data.pixels.count) / 255
+        #expect(mean > 0.03 && mean < 0.2, "mean ink \(mean)")
+        let corners = (0 ..< 1623).map { data.image(character: $0, drawing: 0).first! }
+        #expect(corners.filter { $0 == 0 }.count > 1600, "the corners of the images should be blank page")
+        // The area filter leaves grey levels at stroke edges rather than a thresholded image.
+        #expect(Set(data.image(character: 0, drawing: 0)).count > 10)
+    }
+
+    @Test func splitIsSeededDisjointAndComplete() throws {
+        let data = try omniglot
+        let split = try data.split(seed: 0)
+        #expect(split.train.count == 1200 && split.test.count == 423)
+        #expect(Set(split.train).isDisjoint(with: split.test))
+        #expect(Set(split.train + split.test) == Set(data.characters.indices))
+        #expect(try data.split(seed: 0).train == split.train)
+        #expect(try data.split(seed: 1).train != split.train)
+        #expect(throws: MetaCoreError.self) { try data.split(trainCount: 1623) }
+    }
+
+    @Test func rotationsAreExtraClasses() throws {
+        let data = try omniglot, split = try data.split()
+        let tasks = try OmniglotTasks(data, characters: split.train, rotations: [0, 1, 2, 3], ways: 5, shots: 1, queries: 1)
+        #expect(tasks.classes.count == 4800)
+        #expect(Set(tasks.classes).count == 4800)
+        // An episode's image of a class at one quarter turn is the stored drawing turned counter-clockwise.
+        let character = split.train[7]
+        let turned = try OmniglotTasks(data, characters: [character, split.train[8]], rotations: [1], ways: 2, shots: 1, queries: 19)
+        var random = RandomSource(seed: 3)
+        let task = try turned.sample(&random)
+        let drawings = (0 ..< 20).map { d in
+            let image = Array(data.image(character: character, drawing: d))
+            return (0 ..< 28 * 28).map { i in Float(image[(i % 28) * 28 + (27 - i / 28)]) / 255 }   // out[y][x] = in[x][27 - y]
+        }
+        let support = (0 ..< 2).map { row in Array(task.support.inputs.scalars[row * 784 ..< (row + 1) * 784]) }
+        #expect(support.contains { drawings.contains($0) }, "no support image equals a drawing of character \(character) turned by 90°")
+        #expect(!support.contains { image in (0 ..< 20).contains { Array(data.image(character: character, drawing: $0)).map { Float($0) / 255 } == image } },
+                "the support should hold the turned drawing, not the upright one")
+    }
+
+    @Test func episodesAreBalancedAndReproducible() throws {
+        let data = try omniglot, split = try data.split()
+        let tasks = try OmniglotTasks(data, characters: split.test, ways: 5, shots: 1, queries: 15)
+        #expect(tasks.inputShape == [1, 28, 28] && tasks.outputShape == [5])
+        var a = RandomSource(seed: 11), b = RandomSource(seed: 11), c = RandomSource(seed: 12)
+        let first = try tasks.sample(&a), again = try tasks.sample(&b), other = try tasks.sample(&c)
+        #expect(first.support == again.support && first.query == again.query)
+        #expect(first.support != other.support)
+        guard case .labels(let support) = first.support.targets, case .labels(let query) = first.query.targets else {
+            Issue.record("episodes must carry labels"); return
+        }
+        #expect(support == [0, 1, 2, 3, 4])
+        #expect((0 ..< 5).allSatisfy { k in query.filter { $0 == k }.count == 15 })
+        // Evaluation overrides the queries per class; more drawings than a character has is an error.
+        var d = RandomSource(seed: 1)
+        #expect(try tasks.sample(&d, queryCount: 19).query.count == 95)
+        #expect(throws: MetaCoreError.self) { try tasks.sample(&d, queryCount: 20) }
+        // Over many episodes every class is drawn, about equally often.
+        var counts = [Int](repeating: 0, count: tasks.classes.count), random = RandomSource(seed: 5)
+        for _ in 0 ..< 2000 { for c in OmniglotTasks.choose(5, from: counts.count, using: &random) { counts[c] += 1 } }
+        #expect(counts.min()! > 5 && counts.max()! < 60, "class frequencies \(counts.min()!) ... \(counts.max()!), expected about 23.6")
+        #expect(Set(OmniglotTasks.choose(20, from: 20, using: &random)) == Set(0 ..< 20))
+    }
+
+    @Test func invalidEpisodesAreRejected() throws {
+        let data = try omniglot
+        #expect(throws: MetaCoreError.self) { try OmniglotTasks(data, characters: [0, 1, 2], ways: 5, shots: 1, queries: 1) }
+        #expect(throws: MetaCoreError.self) { try OmniglotTasks(data, characters: [0, 1], ways: 2, shots: 10, queries: 11) }
+        #expect(throws: MetaCoreError.self) { try OmniglotTasks(data, characters: [0, 5000], ways: 2, shots: 1, queries: 1) }
+        #expect(throws: MetaCoreError.self) { try OmniglotTasks(data, characters: [0, 1], rotations: [4], ways: 2, shots: 1, queries: 1) }
+    }
+
+    @Test func theCacheRoundTrips() throws {
+        let (data, status, cache) = try omniglotFixture.get()
+        guard case .rebuilt = status else { Issue.record("a fresh cache directory should be built, got \(status)"); return }
+        let clock = ContinuousClock(), start = clock.now
+        let (again, second) = try Omniglot.load(from: omniglotPath, cacheDirectory: cache)
+        let seconds = Double((clock.now - start).components.attoseconds) * 1e-18 + Double((clock.now - start).components.seconds)
+        guard case .loaded = second else { Issue.record("the second load should read the cache, got \(second)"); return }
+        #expect(again.pixels == data.pixels && again.characters == data.characters)
+        #expect(seconds < 5, "reading the cache took \(seconds) s")
+    }
+
+    /// A few real characters copied out of the zip files into the folder layout.
+    func smallFolderDataset() throws -> (URL, [Int]) {
+        let data = try omniglot, root = try temporaryDirectory()
+        let picks = [0, 1, 964]   // two background characters, one evaluation character
+        for (part, zipName) in [(Omniglot.Part.background, "images_background"), (.evaluation, "images_evaluation")] {
+            let archive = try ZipArchive(path: omniglotPath + "/\(zipName).zip")
+            for (index, name) in archive.names.enumerated() where name.hasSuffix(".png") {
+                let parts = name.split(separator: "/").map(String.init)
+                guard picks.contains(where: { data.characters[$0].part == part && data.characters[$0].alphabet == parts[1] && data.characters[$0].name == parts[2] }) else { continue }
+                let folder = root.appendingPathComponent("\(zipName)/\(parts[1])/\(parts[2])")
+                try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+                try Data(archive.read(index)).write(to: folder.appendingPathComponent(parts[3]))
+            }
+        }
+        return (root, picks)
+    }
+
+    @Test func foldersDecodeLikeTheZipFiles() throws {
+        let data = try omniglot
+        let (root, picks) = try smallFolderDataset()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let (small, status) = try Omniglot.load(from: root.path, cacheDirectory: nil)
+        #expect(status == .disabled)
+        #expect(small.characters == picks.map { data.characters[$0] })
+        for (i, c) in picks.enumerated() {
+            #expect((0 ..< 20).allSatisfy { small.image(character: i, drawing: $0) == data.image(character: c, drawing: $0) })
+        }
+    }
+
+    @Test func aCorruptOrStaleCacheIsRebuilt() throws {
+        let (root, _) = try smallFolderDataset()
+        let cache = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: root); try? FileManager.default.removeItem(at: cache) }
+        let (original, first) = try Omniglot.load(from: root.path, cacheDirectory: cache)
+        #expect(try Omniglot.load(from: root.path, cacheDirectory: nil).0.pixels == original.pixels)
+        guard case .rebuilt(let file, _) = first else { Issue.record("expected a new cache, got \(first)"); return }
+
+        func reload() throws -> String? {
+            let (dataset, status) = try Omniglot.load(from: root.path, cacheDirectory: cache)
+            let decoded = try Omniglot.load(from: root.path, cacheDirectory: nil).0
+            #expect(dataset.pixels == decoded.pixels && dataset.characters == decoded.characters)
+            if case .rebuilt(_, let reason) = status { return reason }
+            return nil
+        }
+        #expect(try reload() == nil)
+
+        var bytes = try Data(contentsOf: file)
+        bytes[bytes.count / 2] ^= 0x40                          // one flipped bit among the pixels
+        try bytes.write(to: file)
+        #expect(try reload()?.contains("checksum mismatch") == true)
+
+        try Data(try Data(contentsOf: file).prefix(1000)).write(to: file)   // truncated
+        #expect(try reload()?.contains("corrupt") == true)
+
+        try Data("not a cache".utf8).write(to: file)
+        #expect(try reload()?.contains("corrupt") == true)
+
+        // Renaming a drawing changes its character folder: the cache no longer describes the files.
+        let alphabet = try FileManager.default.contentsOfDirectory(atPath: root.path + "/images_background").sorted()[0]
+        let folder = root.path + "/images_background/\(alphabet)/character01"
+        let drawing = try FileManager.default.contentsOfDirectory(atPath: folder).sorted()[0]
+        Thread.sleep(forTimeInterval: 0.01)
+        try FileManager.default.moveItem(atPath: folder + "/" + drawing, toPath: folder + "/renamed_" + drawing)
+        #expect(try reload()?.contains("stale") == true)
+        #expect(try reload() == nil)
+    }
+
+    @Test func missingOrMalformedDataIsExplained() throws {
+        let empty = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: empty) }
+        do {
+            _ = try Omniglot.load(from: empty.path, cacheDirectory: nil)
+            Issue.record("an empty directory must not load")
+        } catch let error as MetaCoreError {
+            #expect(error.kind == .missingData)
+            #expect(error.message.contains("images_background") && error.message.contains(empty.path))
+        }
+
+        let (root, _) = try smallFolderDataset()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let alphabet = try FileManager.default.contentsOfDirectory(atPath: root.path + "/images_background").sorted()[0]
+        let folder = root.path + "/images_background/\(alphabet)/character02"
+        try FileManager.default.removeItem(atPath: folder + "/" + FileManager.default.contentsOfDirectory(atPath: folder).sorted()[0])
+        do {
+            _ = try Omniglot.load(from: root.path, cacheDirectory: nil)
+            Issue.record("a character with 19 drawings must not load")
+        } catch let error as MetaCoreError {
+            #expect(error.kind == .corruptData)
+            #expect(error.message.contains("character02 has 19 drawings"))
+        }
+
+        try Data("not a png".utf8).write(to: URL(fileURLWithPath: folder + "/0000_99.png"))
+        do {
+            _ = try Omniglot.load(from: root.path, cacheDirectory: nil)
+            Issue.record("a file that is not a PNG must not load")
+        } catch let error as MetaCoreError {
+            #expect(error.kind == .corruptData)
+            #expect(error.message.contains("0000_99.png"), "\(error.message)")
+        }
+    }
+
+    /// A few hundred 5-way 1-shot episodes of Prototypical Networks lift test accuracy far above chance (20%)
+    /// and well above the untrained embedding.
+    @Test func prototypicalNetworksLearn() throws {
+        let data = try omniglot, split = try data.split()
+        let train = try OmniglotTasks(data, characters: split.train, rotations: [0, 1, 2, 3], ways: 5, shots: 1, queries: 5)
+        let test = try OmniglotTasks(data, characters: split.test, ways: 5, shots: 1, queries: 5)
+        let model = try Model.conv4(classes: 0, channels: 32)
+        var trainer = try MetaTrainer(learner: PrototypicalNetworks(), model: model, tasks: train, optimizer: Adam(learningRate: 0.003),
+                                      metaBatch: 1, seed: 1)
+        func accuracy() throws -> Double {
+            try Evaluation.run(trainer.learner, meta: trainer.metaParameters, tasks: test, taskCount: 100, steps: 0, queryCount: nil,
+                               seed: 2, workspace: trainer.workspace).accuracy![0].mean
+        }
+        let before = try accuracy()
+        for _ in 0 ..< 300 { _ = try trainer.step() }
+        let after = try accuracy()
+        #expect(after > 0.85 && after > before + 0.1, "5-way 1-shot accuracy \(before) untrained, \(after) after 300 episodes")
+    }
+}
