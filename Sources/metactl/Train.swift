@@ -27,11 +27,13 @@ struct Train: ParsableCommand {
     @Option(help: "Also keep a copy of the checkpoint every N iterations, as NAME-ITERATION.safetensors (for learning curves).") var snapshotEvery: Int?
     @Option(help: "Metrics log (JSON lines), one line every --log-every iterations.") var log: String?
     @Option(help: "Iterations between metrics lines.") var logEvery = 100
+    @Option(help: "Stop (with a checkpoint) after this many minutes of training, even before --iterations.") var timeLimit: Double?
     @Flag(help: "Continue the run stored in --checkpoint instead of starting afresh.") var resume = false
     @OptionGroup var dataset: DatasetOptions
 
     func validate() throws {
         guard threads > 0 else { throw ValidationError("--threads must be at least 1") }
+        guard (timeLimit ?? 1) > 0 else { throw ValidationError("--time-limit must be a positive number of minutes") }
         guard checkpointEvery > 0, logEvery > 0, (snapshotEvery ?? 1) > 0 else {
             throw ValidationError("--checkpoint-every, --snapshot-every and --log-every must be positive")
         }
@@ -62,12 +64,14 @@ struct Train: ParsableCommand {
         }
         let clock = ContinuousClock(), start = clock.now, first = trainer.iteration
         var recent = 0.0, recentAccuracy = 0.0, recentCount = 0
-        while trainer.iteration < config.iterations {
+        var outOfTime = false
+        while trainer.iteration < config.iterations && !outOfTime {
             let result = try trainer.step()
             recent += result.loss; recentAccuracy += result.accuracy ?? 0; recentCount += 1
             let done = trainer.iteration
             let seconds = (clock.now - start).seconds
-            if done % logEvery == 0 || done == config.iterations {
+            outOfTime = timeLimit.map { seconds >= $0 * 60 } ?? false
+            if done % logEvery == 0 || done == config.iterations || outOfTime {
                 let rate = Double(done - first) / seconds
                 let accuracy = result.accuracy != nil ? String(format: "  accuracy %.1f%%", 100 * recentAccuracy / Double(recentCount)) : ""
                 let line = String(format: "\riter %d/%d  %.2f it/s  loss %.4f%@  ETA %@   ", done, config.iterations, rate,
@@ -81,7 +85,7 @@ struct Train: ParsableCommand {
                 }
                 recent = 0; recentAccuracy = 0; recentCount = 0
             }
-            if done % checkpointEvery == 0 || done == config.iterations {
+            if done % checkpointEvery == 0 || done == config.iterations || outOfTime {
                 try TrainingCheckpoint.make(trainer, configuration: config).write(to: url)
             }
             if let snapshotEvery, done % snapshotEvery == 0 {
@@ -91,6 +95,7 @@ struct Train: ParsableCommand {
         }
         if trainer.iteration == first { try TrainingCheckpoint.make(trainer, configuration: config).write(to: url) }
         FileHandle.standardError.write(Data("\n".utf8))
+        if outOfTime { print("stopped at the time limit of \(timeLimit!) minutes") }
         print("trained \(config.algorithm) on \(config.task): \(trainer.iteration) iterations, this run \(formatDuration((clock.now - start).seconds)); checkpoint \(url.path)")
     }
 }

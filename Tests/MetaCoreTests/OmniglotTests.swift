@@ -219,6 +219,15 @@ struct OmniglotTests {
         }
     }
 
+    @Test(arguments: ["protonet", "matchnet", "fomaml"])
+    func omniglotRunsResumeExactly(_ algorithm: String) throws {
+        var config = TrainingConfiguration()
+        config.algorithm = algorithm; config.task = "omniglot"
+        config.ways = 3; config.shots = 1; config.queries = 2; config.metaBatch = 2; config.iterations = 6
+        config.innerLearningRate = 0.4
+        try expectResumedRunContinuesExactly(config, dataset: omniglot)
+    }
+
     /// A few hundred 5-way 1-shot episodes of Prototypical Networks lift test accuracy far above chance (20%)
     /// and well above the untrained embedding.
     @Test func prototypicalNetworksLearn() throws {

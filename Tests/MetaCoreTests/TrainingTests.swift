@@ -16,21 +16,19 @@ struct TrainingTests {
 
     /// Training three iterations, saving, restoring and training three more equals six straight iterations,
     /// bit for bit — for every algorithm (Meta-SGD's α and Adam's moments included).
-    @Test(arguments: TrainingConfiguration.algorithms)
+    @Test(arguments: TrainingConfiguration.algorithms.filter { !["protonet", "matchnet"].contains($0) })
     func resumedRunContinuesExactly(_ algorithm: String) throws {
-        let config = configuration(algorithm)
-        var straight = try config.makeTrainer()
-        for _ in 0 ..< 6 { _ = try straight.step() }
+        try expectResumedRunContinuesExactly(configuration(algorithm))
+    }
 
-        var first = try config.makeTrainer()
-        for _ in 0 ..< 3 { _ = try first.step() }
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("resume-\(algorithm)-\(UUID()).safetensors")
-        defer { try? FileManager.default.removeItem(at: url) }
-        try TrainingCheckpoint.make(first, configuration: config).write(to: url)
-        var (resumed, restoredConfig) = try TrainingCheckpoint.restore(SafeTensors.read(from: url))
-        #expect(restoredConfig == config && resumed.iteration == 3)
-        for _ in 0 ..< 3 { _ = try resumed.step() }
-        #expect(resumed.metaParameters == straight.metaParameters)
+    @Test(arguments: ["protonet", "matchnet"])
+    func metricLearnersRefuseRegressionTasks(_ algorithm: String) throws {
+        do {
+            _ = try configuration(algorithm).makeTrainer()
+            Issue.record("\(algorithm) on sinusoids must be refused")
+        } catch let error as MetaCoreError {
+            #expect(error.message.contains("classification"), "\(error.message)")
+        }
     }
 
     @Test func safetensorsRoundTripAndLayout() throws {
@@ -108,4 +106,20 @@ struct TrainingTests {
         // First step: m̂ = g, v̂ = g², update = lr · g / (|g| + eps) = lr · sign(g).
         #expect(abs(p[0] - 0.9) < 1e-6 && abs(p[1] - (-0.9)) < 1e-6)
     }
+}
+
+/// Training three iterations, saving, restoring and training three more equals six straight iterations, bit for bit.
+func expectResumedRunContinuesExactly(_ config: TrainingConfiguration, dataset: Omniglot? = nil) throws {
+    var straight = try config.makeTrainer(dataset: dataset)
+    for _ in 0 ..< 6 { _ = try straight.step() }
+
+    var first = try config.makeTrainer(dataset: dataset)
+    for _ in 0 ..< 3 { _ = try first.step() }
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("resume-\(config.algorithm)-\(UUID()).safetensors")
+    defer { try? FileManager.default.removeItem(at: url) }
+    try TrainingCheckpoint.make(first, configuration: config).write(to: url)
+    var (resumed, restoredConfig) = try TrainingCheckpoint.restore(SafeTensors.read(from: url), dataset: dataset)
+    #expect(restoredConfig == config && resumed.iteration == 3)
+    for _ in 0 ..< 3 { _ = try resumed.step() }
+    #expect(resumed.metaParameters == straight.metaParameters)
 }

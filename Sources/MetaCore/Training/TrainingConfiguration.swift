@@ -105,6 +105,9 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     /// A trainer at iteration 0 for this configuration.
     public func makeTrainer(dataset: Omniglot? = nil) throws -> MetaTrainer {
         guard iterations >= 0 else { throw MetaCoreError.argument("iterations must be >= 0, got \(iterations)") }
+        guard !isMetric || task != "sine" else {
+            throw MetaCoreError.argument("\(algorithm) is for classification tasks (omniglot); sine is regression")
+        }
         return try MetaTrainer(learner: makeLearner(), model: makeModel(), tasks: makeTasks(.train, dataset: dataset), optimizer: makeOptimizer(),
                                metaBatch: metaBatch, clip: clip, seed: seed)
     }
