@@ -82,8 +82,8 @@ double mc_proto_loss(int ns, int nq, int d, int ways, const float *z, const int3
     return loss / nq;
 }
 
-double mc_matching_loss(int ns, int nq, int d, int ways, const float *z, const int32_t *labels, float *dz,
-                        double *scratch, int *correct) {
+double mc_matching_loss(int ns, int nq, int d, int ways, const float *z, const int32_t *labels, float scale,
+                        float *dz, double *dscale, double *scratch, int *correct) {
     const double eps = 1e-8;
     double *norm = scratch, *att = norm + ns + nq, *prob = att + (size_t)nq * ns;
     const float *query = z + (size_t)ns * d;
@@ -97,7 +97,7 @@ double mc_matching_loss(int ns, int nq, int d, int ways, const float *z, const i
     for (int i = 0; i < nq; i++) {
         double *a = att + (size_t)i * ns, *p = prob + (size_t)i * ways;
         for (int s = 0; s < ns; s++)
-            a[s] = dot_f(d, query + (size_t)i * d, z + (size_t)s * d) / (norm[ns + i] * norm[s]);
+            a[s] = scale * dot_f(d, query + (size_t)i * d, z + (size_t)s * d) / (norm[ns + i] * norm[s]);
         softmax_row(ns, a);
         for (int k = 0; k < ways; k++) p[k] = 0.0;
         for (int s = 0; s < ns; s++) p[labels[s]] += a[s];
@@ -107,25 +107,29 @@ double mc_matching_loss(int ns, int nq, int d, int ways, const float *z, const i
     if (correct) *correct = hits;
     if (!dz) return loss / nq;
 
-    /* dL/da_s = -[y_s = y] / (p_y nq); through the softmax, dc_s = a_s (dL/da_s + 1/nq).
-     * With c = q.s / (|q| |s|): dc/dq = s / (|q| |s|) - c q / |q|^2, and symmetrically for s. */
+    /* dL/da_s = -[y_s = y] / (p_y nq); through the softmax of u = scale c, du_s = a_s (dL/da_s + 1/nq), so
+     * dc_s = scale du_s and dscale = sum du_s c_s. With c = q.s / (|q| |s|): dc/dq = s / (|q| |s|) - c q / |q|^2,
+     * and symmetrically for s. */
     memset(dz, 0, sizeof(float) * (size_t)(ns + nq) * d);
+    double gscale = 0.0;
     for (int i = 0; i < nq; i++) {
         const double *a = att + (size_t)i * ns;
         const float *q = query + (size_t)i * d;
         float *dq = dz + (size_t)(ns + i) * d;
         const double nqi = norm[ns + i], py = prob[(size_t)i * ways + qlabels[i]];
         for (int s = 0; s < ns; s++) {
-            double g = a[s] * (((labels[s] == qlabels[i]) ? -1.0 / py : 0.0) + 1.0) / nq;
-            if (g == 0.0) continue;
+            const double du = a[s] * (((labels[s] == qlabels[i]) ? -1.0 / py : 0.0) + 1.0) / nq, g = scale * du;
+            if (du == 0.0) continue;
             const float *x = z + (size_t)s * d;
             float *dx = dz + (size_t)s * d;
             const double ns_ = norm[s], c = dot_f(d, q, x) / (nqi * ns_);
+            gscale += du * c;
             for (int j = 0; j < d; j++) {
                 dq[j] += (float)(g * (x[j] / (nqi * ns_) - c * q[j] / (nqi * nqi)));
                 dx[j] += (float)(g * (q[j] / (nqi * ns_) - c * x[j] / (ns_ * ns_)));
             }
         }
     }
+    if (dscale) *dscale = gscale;
     return loss / nq;
 }

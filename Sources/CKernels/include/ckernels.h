@@ -258,10 +258,11 @@ static inline size_t mc_proto_scratch(int nq, int d, int ways) {
 }
 
 /* Matching Networks (Vinyals et al. 2016) without full-context embeddings: attention a(q, s) = softmax over
- * the support of cos(q, s), with norms sqrt(|x|^2 + 1e-8); class probability p_k = sum of a(q, s) over the
- * support rows of class k; L = -mean log p_label. scratch: (ns + nq) + nq * ns + nq * ways doubles. */
-double mc_matching_loss(int ns, int nq, int d, int ways, const float *z, const int32_t *labels, float *dz,
-                        double *scratch, int *correct);
+ * the support of scale * cos(q, s), with norms sqrt(|x|^2 + 1e-8); class probability p_k = sum of a(q, s)
+ * over the support rows of class k; L = -mean log p_label. With dz, dscale (may be NULL) receives dL/dscale.
+ * scratch: (ns + nq) + nq * ns + nq * ways doubles. */
+double mc_matching_loss(int ns, int nq, int d, int ways, const float *z, const int32_t *labels, float scale,
+                        float *dz, double *dscale, double *scratch, int *correct);
 static inline size_t mc_matching_scratch(int ns, int nq, int ways) {
     return (size_t)ns + nq + (size_t)nq * ns + (size_t)nq * ways;
 }
