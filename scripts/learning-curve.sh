@@ -16,6 +16,7 @@ for snapshot in $(ls "$stem"-*.safetensors | sort -V); do
 import json, sys
 iteration, log = int(sys.argv[1]), sys.argv[2]
 result = json.load(sys.stdin)["accuracy"][-1]
+mean, ci = 100 * result["mean"], 100 * result["confidence95"]
 seconds = next(r["seconds"] for r in map(json.loads, open(log)) if r["iteration"] >= iteration)
-print(f"{iteration},{seconds / 60:.1f},{100 * result[\"mean\"]:.2f},{100 * result[\"confidence95\"]:.2f}")' "$iteration" "$log"
+print(f"{iteration},{seconds / 60:.1f},{mean:.2f},{ci:.2f}")' "$iteration" "$log"
 done
