@@ -107,7 +107,7 @@ public struct PrototypicalNetworks: MetricMetaLearner {
 ///
 /// The scale multiplies the cosines before the softmax. Vinyals et al. use none (scale 1): cosines lie in
 /// [−1, 1], so the attention can never be sharp — with 5 classes a query's probability stays below 0.65 —
-/// and training stalls early (85% on 5-way 1-shot Omniglot after 40 minutes here). By default the scale is
+/// and training stalls early (85% on 5-way 1-shot Omniglot after 32 minutes here). By default the scale is
 /// therefore a meta-parameter (`matchnet.scale`, from 10), as in Gidaris & Komodakis 2018.
 public struct MatchingNetworks: MetricMetaLearner {
     /// The scale's initial value, or its value throughout when it is not learned.
