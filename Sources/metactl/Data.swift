@@ -8,32 +8,14 @@ struct Prepare: ParsableCommand {
         commandName: "data",
         abstract: "Check an Omniglot download and build its preprocessed cache.")
 
-    @Option(help: "Directory with images_background and images_evaluation (folders or .zip files).") var data: String
-    @Option(help: "Cache directory (default: $XDG_CACHE_HOME/metacore or ~/.cache/metacore).") var cache: String?
-    @Flag(help: "Do not use or write a cache.") var noCache = false
+    @OptionGroup var dataset: DatasetOptions
 
     func run() throws {
-        let clock = ContinuousClock(), start = clock.now
-        let (omniglot, status) = try loadOmniglot(data, cache: cache, noCache: noCache)
-        let seconds = (clock.now - start).seconds
+        guard let path = dataset.data else { throw ValidationError("pass --data PATH: the directory with images_background and images_evaluation") }
+        let omniglot = try dataset.load(path)
         let background = omniglot.characters(in: .background).count
         let alphabets = Set(omniglot.characters.map { "\($0.part)/\($0.alphabet)" }).count
-        print("Omniglot at \(data): \(omniglot.characters.count) characters (\(background) background, \(omniglot.characters.count - background) evaluation) from \(alphabets) alphabets, \(Omniglot.drawingsPerCharacter) drawings each, \(omniglot.side)x\(omniglot.side)")
-        print("\(describe(status)) in \(String(format: "%.2f", seconds)) s")
-    }
-}
-
-/// Loads Omniglot through the cache the options describe.
-func loadOmniglot(_ path: String, cache: String?, noCache: Bool) throws -> (Omniglot, Omniglot.CacheStatus) {
-    let directory = noCache ? nil : cache.map { URL(fileURLWithPath: $0) } ?? Omniglot.defaultCacheDirectory
-    return try Omniglot.load(from: path, cacheDirectory: directory)
-}
-
-func describe(_ status: Omniglot.CacheStatus) -> String {
-    switch status {
-    case .disabled: return "decoded (no cache)"
-    case .loaded(let url): return "read from cache \(url.path)"
-    case .rebuilt(let url, let reason): return "decoded and cached at \(url.path) (\(reason))"
+        print("Omniglot at \(path): \(omniglot.characters.count) characters (\(background) background, \(omniglot.characters.count - background) evaluation) from \(alphabets) alphabets, \(Omniglot.drawingsPerCharacter) drawings each, \(omniglot.side)x\(omniglot.side)")
     }
 }
 
@@ -49,9 +31,21 @@ struct DatasetOptions: ParsableArguments {
         guard let path = data ?? config.dataPath else {
             throw ValidationError("omniglot needs --data PATH: the directory with images_background and images_evaluation (folders or .zip files)")
         }
+        return try load(path)
+    }
+
+    /// Omniglot at `path` through the cache these options describe; says on stderr how it was read and how long it took.
+    func load(_ path: String) throws -> Omniglot {
         let clock = ContinuousClock(), start = clock.now
-        let (omniglot, status) = try loadOmniglot(path, cache: cache, noCache: noCache)
-        FileHandle.standardError.write(Data("omniglot: \(describe(status)) in \(String(format: "%.2f", (clock.now - start).seconds)) s\n".utf8))
+        let directory = noCache ? nil : cache.map { URL(fileURLWithPath: $0) } ?? Omniglot.defaultCacheDirectory
+        let (omniglot, status) = try Omniglot.load(from: path, cacheDirectory: directory)
+        let how: String
+        switch status {
+        case .disabled: how = "decoded (no cache)"
+        case .loaded(let url): how = "read from cache \(url.path)"
+        case .rebuilt(let url, let reason): how = "decoded and cached at \(url.path) (\(reason))"
+        }
+        FileHandle.standardError.write(Data("omniglot: \(how) in \(String(format: "%.2f", (clock.now - start).seconds)) s\n".utf8))
         return omniglot
     }
 }

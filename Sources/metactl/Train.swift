@@ -85,12 +85,15 @@ struct Train: ParsableCommand {
                 }
                 recent = 0; recentAccuracy = 0; recentCount = 0
             }
-            if done % checkpointEvery == 0 || done == config.iterations || outOfTime {
-                try TrainingCheckpoint.make(trainer, configuration: config).write(to: url)
-            }
-            if let snapshotEvery, done % snapshotEvery == 0 {
-                let name = url.deletingPathExtension().lastPathComponent + "-\(done)." + url.pathExtension
-                try TrainingCheckpoint.make(trainer, configuration: config).write(to: url.deletingLastPathComponent().appendingPathComponent(name))
+            let checkpointNow = done % checkpointEvery == 0 || done == config.iterations || outOfTime
+            let snapshotNow = snapshotEvery.map { done % $0 == 0 } ?? false
+            if checkpointNow || snapshotNow {
+                let file = try TrainingCheckpoint.make(trainer, configuration: config)
+                if checkpointNow { try file.write(to: url) }
+                if snapshotNow {
+                    let name = url.deletingPathExtension().lastPathComponent + "-\(done)." + url.pathExtension
+                    try file.write(to: url.deletingLastPathComponent().appendingPathComponent(name))
+                }
             }
         }
         if trainer.iteration == first { try TrainingCheckpoint.make(trainer, configuration: config).write(to: url) }

@@ -14,6 +14,7 @@ struct MetaCase: CustomTestStringConvertible, Sendable {
 struct RandomImageTasks: TaskDistribution {
     let ways: Int, shots: Int, queries: Int, inputShape: [Int]
     var outputShape: [Int] { [ways] }
+    var isClassification: Bool { true }
     func sample(_ random: inout RandomSource, queryCount: Int?) throws -> Task {
         func batch(_ perClass: Int) throws -> Batch {
             let n = ways * perClass

@@ -16,12 +16,12 @@ struct TrainingTests {
 
     /// Training three iterations, saving, restoring and training three more equals six straight iterations,
     /// bit for bit — for every algorithm (Meta-SGD's α and Adam's moments included).
-    @Test(arguments: TrainingConfiguration.algorithms.filter { !["protonet", "matchnet"].contains($0) })
+    @Test(arguments: TrainingConfiguration.algorithms.filter { !TrainingConfiguration.metricAlgorithms.contains($0) })
     func resumedRunContinuesExactly(_ algorithm: String) throws {
         try expectResumedRunContinuesExactly(configuration(algorithm))
     }
 
-    @Test(arguments: ["protonet", "matchnet"])
+    @Test(arguments: TrainingConfiguration.metricAlgorithms)
     func metricLearnersRefuseRegressionTasks(_ algorithm: String) throws {
         do {
             _ = try configuration(algorithm).makeTrainer()

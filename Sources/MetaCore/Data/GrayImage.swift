@@ -8,13 +8,13 @@ enum GrayImage {
         var error = [CChar](repeating: 0, count: 512)
         var width: Int32 = 0, height: Int32 = 0
         guard mc_png_size(bytes, bytes.count, &width, &height, &error, error.count) == 0 else {
-            throw MetaCoreError(.corruptData, message(error))
+            throw MetaCoreError(.corruptData, errorText(error))
         }
         var pixels = [UInt8](repeating: 0, count: Int(width) * Int(height))
         let status = pixels.withUnsafeMutableBufferPointer {
             mc_png_read_gray(bytes, bytes.count, $0.baseAddress, width, height, &error, error.count)
         }
-        guard status == 0 else { throw MetaCoreError(.corruptData, message(error)) }
+        guard status == 0 else { throw MetaCoreError(.corruptData, errorText(error)) }
         return (pixels, Int(height), Int(width))
     }
 
@@ -25,7 +25,7 @@ enum GrayImage {
         var error = [CChar](repeating: 0, count: 512)
         guard mc_resize_area_u8(pixels, Int32(height), Int32(width), destination.baseAddress, Int32(side), Int32(side),
                                 invert ? 1 : 0, &error, error.count) == 0 else {
-            throw MetaCoreError.argument(message(error))
+            throw MetaCoreError.argument(errorText(error))
         }
     }
 
@@ -53,6 +53,6 @@ enum GrayImage {
 }
 
 /// The NUL-terminated message a CDataIO function wrote into `buffer`.
-func message(_ buffer: [CChar]) -> String {
+func errorText(_ buffer: [CChar]) -> String {
     String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }

@@ -6,7 +6,7 @@ import Foundation
 ///
 /// ```swift
 /// let (omniglot, _) = try Omniglot.load(from: "data/omniglot")
-/// let split = omniglot.split(seed: 0)                 // 1200 meta-training / 423 meta-test characters
+/// let split = try omniglot.split(seed: 0)                 // 1200 meta-training / 423 meta-test characters
 /// let tasks = try OmniglotTasks(omniglot, characters: split.train, rotations: [0, 1, 2, 3],
 ///                               ways: 5, shots: 1, queries: 15)
 /// ```

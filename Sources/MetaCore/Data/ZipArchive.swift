@@ -7,7 +7,7 @@ final class ZipArchive {
 
     init(path: String) throws {
         var error = [CChar](repeating: 0, count: 512)
-        guard let handle = mc_zip_open(path, &error, error.count) else { throw MetaCoreError(.corruptData, message(error)) }
+        guard let handle = mc_zip_open(path, &error, error.count) else { throw MetaCoreError(.corruptData, errorText(error)) }
         self.path = path
         self.handle = handle
     }
@@ -26,7 +26,7 @@ final class ZipArchive {
         var bytes = [UInt8](repeating: 0, count: Int(size))
         var error = [CChar](repeating: 0, count: 512)
         let status = bytes.withUnsafeMutableBufferPointer { mc_zip_read(handle, Int64(index), $0.baseAddress, size, &error, error.count) }
-        guard status == 0 else { throw MetaCoreError(.corruptData, "\(path): \(message(error))") }
+        guard status == 0 else { throw MetaCoreError(.corruptData, "\(path): \(errorText(error))") }
         return bytes
     }
 }

@@ -56,6 +56,11 @@ extension MetaLearner {
             throw MetaCoreError.shape("the tasks are \(describe(tasks.inputShape)) -> \(describe(tasks.outputShape)) but the model maps \(describe(model.inputShape)) -> \(describe(model.outputShape))")
         }
     }
+
+    /// The model-parameter part θ of a meta-parameter vector.
+    public func modelParameters(_ meta: [Float], model: Model) -> [Float] {
+        meta.count == model.parameterCount ? meta : Array(meta[0 ..< model.parameterCount])
+    }
 }
 
 /// A meta-learner that adapts by gradient steps on the support set: the MAML family.
@@ -68,11 +73,6 @@ public protocol GradientMetaLearner: MetaLearner {
 }
 
 extension GradientMetaLearner {
-    /// The model-parameter part θ of a meta-parameter vector.
-    public func modelParameters(_ meta: [Float], model: Model) -> [Float] {
-        meta.count == model.parameterCount ? meta : Array(meta[0 ..< model.parameterCount])
-    }
-
     /// Model parameters after `steps` inner steps on `support`.
     public func adapt(_ meta: [Float], support: Batch, steps: Int, workspace: Workspace) throws -> [Float] {
         var theta = modelParameters(meta, model: workspace.model)

@@ -23,7 +23,7 @@ extension MetricMetaLearner {
         guard model.inputShape == tasks.inputShape else {
             throw MetaCoreError.shape("the tasks' inputs are \(describe(tasks.inputShape)) but the embedding network takes \(describe(model.inputShape))")
         }
-        guard model.outputShape.count == 1, tasks.outputShape.count == 1 else {
+        guard tasks.isClassification, model.outputShape.count == 1 else {
             throw MetaCoreError.shape("\(name) needs classification tasks and an embedding network with vector outputs; the model outputs \(describe(model.outputShape)), the tasks \(describe(tasks.outputShape))")
         }
     }
@@ -31,7 +31,7 @@ extension MetricMetaLearner {
     public func metaGradient(_ meta: [Float], task: Task, workspace: Workspace, into gradient: inout [Float]) throws -> LossValue {
         let episode = try Episode(task), count = workspace.model.parameterCount
         var extraGradient = [Float](repeating: 0, count: meta.count - count)
-        let value = try workspace.gradient(at: Array(meta[..<count]), inputs: episode.inputs, into: &gradient) { z, dz in
+        let value = try workspace.gradient(at: modelParameters(meta, model: workspace.model), inputs: episode.inputs, into: &gradient) { z, dz in
             extraGradient.withUnsafeMutableBufferPointer { episode.loss(self, z: z, extra: meta[count...], gradient: dz, extraGradient: $0) }
         }
         gradient += extraGradient
@@ -41,7 +41,7 @@ extension MetricMetaLearner {
     public func metaLoss(_ meta: [Float], task: Task, workspace: Workspace) throws -> LossValue {
         let episode = try Episode(task), count = workspace.model.parameterCount
         var unused = [Float](repeating: 0, count: meta.count - count)
-        return try workspace.loss(at: Array(meta[..<count]), inputs: episode.inputs) { z, _ in
+        return try workspace.loss(at: modelParameters(meta, model: workspace.model), inputs: episode.inputs) { z, _ in
             unused.withUnsafeMutableBufferPointer { episode.loss(self, z: z, extra: meta[count...], gradient: nil, extraGradient: $0) }
         }
     }

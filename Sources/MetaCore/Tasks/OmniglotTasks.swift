@@ -52,6 +52,7 @@ public struct OmniglotTasks: TaskDistribution {
 
     public var inputShape: [Int] { [1, dataset.side, dataset.side] }
     public var outputShape: [Int] { [ways] }
+    public var isClassification: Bool { true }
 
     /// An episode; `queryCount` overrides the query drawings *per class*.
     public func sample(_ random: inout RandomSource, queryCount: Int?) throws -> Task {

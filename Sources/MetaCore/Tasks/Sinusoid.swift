@@ -17,6 +17,7 @@ public struct SinusoidTasks: TaskDistribution {
 
     public var inputShape: [Int] { [1] }
     public var outputShape: [Int] { [1] }
+    public var isClassification: Bool { false }
 
     public func sample(_ random: inout RandomSource, queryCount: Int?) throws -> Task {
         let a = random.uniform(amplitude.lowerBound, amplitude.upperBound)

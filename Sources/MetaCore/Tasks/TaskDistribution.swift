@@ -12,6 +12,8 @@ public protocol TaskDistribution: Sendable {
     var inputShape: [Int] { get }
     /// Per-sample output shape the model must produce.
     var outputShape: [Int] { get }
+    /// Whether the tasks' targets are class labels (else regression values).
+    var isClassification: Bool { get }
     /// A fresh task; `queryCount` overrides the query-set size (evaluation uses larger query sets).
     func sample(_ random: inout RandomSource, queryCount: Int?) throws -> Task
 }

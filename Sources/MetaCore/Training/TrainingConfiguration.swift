@@ -27,7 +27,8 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
 
     public init() {}
 
-    public static let algorithms = ["maml", "fomaml", "reptile", "metasgd", "anil", "pretrain", "protonet", "matchnet"]
+    public static let metricAlgorithms = ["protonet", "matchnet"]
+    public static let algorithms = ["maml", "fomaml", "reptile", "metasgd", "anil", "pretrain"] + metricAlgorithms
     public static let tasks = ["sine", "omniglot"]
 
     /// Which characters episodes come from: meta-training or meta-testing ones (sinusoids have one distribution).
@@ -39,7 +40,7 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     public static let omniglotTrainRotations = [0, 1, 2, 3]
 
     /// Whether the algorithm classifies by comparing embeddings (the model then has no classification head).
-    public var isMetric: Bool { ["protonet", "matchnet"].contains(algorithm) }
+    public var isMetric: Bool { Self.metricAlgorithms.contains(algorithm) }
 
     public func makeLearner() throws -> any MetaLearner {
         let inner = try InnerLoop(steps: innerSteps, learningRate: innerLearningRate)
@@ -105,9 +106,6 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     /// A trainer at iteration 0 for this configuration.
     public func makeTrainer(dataset: Omniglot? = nil) throws -> MetaTrainer {
         guard iterations >= 0 else { throw MetaCoreError.argument("iterations must be >= 0, got \(iterations)") }
-        guard !isMetric || task != "sine" else {
-            throw MetaCoreError.argument("\(algorithm) is for classification tasks (omniglot); sine is regression")
-        }
         return try MetaTrainer(learner: makeLearner(), model: makeModel(), tasks: makeTasks(.train, dataset: dataset), optimizer: makeOptimizer(),
                                metaBatch: metaBatch, clip: clip, seed: seed)
     }
