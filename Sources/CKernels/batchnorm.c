@@ -6,22 +6,69 @@
 /* Element (i, ch, j) of an [N, C, S] tensor. */
 #define AT(p, i, j) (p)[((size_t)(i) * c + ch) * s + (j)]
 #define FOR_CHANNEL(i, j) for (int i = 0; i < n; i++) for (int j = 0; j < s; j++)
+/* Plane (i, ch): the S contiguous values of sample i in channel ch. */
+#define PLANE(p, i) ((p) + ((size_t)(i) * c + ch) * s)
+
+/* Per-plane sums run in LANES independent float accumulators (vectorised; a float sum of S/LANES terms
+ * loses nothing that matters), and the planes' partial sums are accumulated in double across the batch. */
+enum { LANES = 8 };
+
+static double sum_plane(const float *restrict p, int s) {
+    float acc[LANES] = {0};
+    int j = 0;
+    for (; j + LANES <= s; j += LANES)
+        for (int l = 0; l < LANES; l++) acc[l] += p[j + l];
+    double total = 0.0;
+    for (; j < s; j++) total += p[j];
+    for (int l = 0; l < LANES; l++) total += acc[l];
+    return total;
+}
+
+static double dot_plane(const float *restrict p, const float *restrict q, int s) {
+    float acc[LANES] = {0};
+    int j = 0;
+    for (; j + LANES <= s; j += LANES)
+        for (int l = 0; l < LANES; l++) acc[l] += p[j + l] * q[j + l];
+    double total = 0.0;
+    for (; j < s; j++) total += (double)p[j] * q[j];
+    for (int l = 0; l < LANES; l++) total += acc[l];
+    return total;
+}
+
+/* Sum of (p - mean)^2 over a plane. */
+static double centered_squares_plane(const float *restrict p, float mean, int s) {
+    float acc[LANES] = {0};
+    int j = 0;
+    for (; j + LANES <= s; j += LANES)
+        for (int l = 0; l < LANES; l++) { const float d = p[j + l] - mean; acc[l] += d * d; }
+    double total = 0.0;
+    for (; j < s; j++) { const double d = p[j] - mean; total += d * d; }
+    for (int l = 0; l < LANES; l++) total += acc[l];
+    return total;
+}
+
+/* Mean and biased variance of channel ch (the variance about the float mean, in two passes). */
+static void channel_moments(int n, int c, int s, int ch, const float *x, double *mean, double *var) {
+    const double m = (double)n * s;
+    double sum = 0.0, sq = 0.0;
+    for (int i = 0; i < n; i++) sum += sum_plane(PLANE(x, i), s);
+    const float fm = (float)(sum / m);
+    for (int i = 0; i < n; i++) sq += centered_squares_plane(PLANE(x, i), fm, s);
+    *mean = sum / m;
+    *var = sq / m;
+}
 
 void mc_batchnorm_forward(int n, int c, int s, float eps, const float *x, const float *gamma,
                           const float *beta, float *y, float *xhat, float *invstd) {
-    const double m = (double)n * s;
     for (int ch = 0; ch < c; ch++) {
-        double sum = 0.0, sq = 0.0;
-        FOR_CHANNEL(i, j) sum += AT(x, i, j);
-        const double mean = sum / m;
-        FOR_CHANNEL(i, j) { double d = AT(x, i, j) - mean; sq += d * d; }
-        const float r = (float)(1.0 / sqrt(sq / m + eps));
-        const float fm = (float)mean;
+        double mean, var;
+        channel_moments(n, c, s, ch, x, &mean, &var);
+        const float r = (float)(1.0 / sqrt(var + eps)), fm = (float)mean, g = gamma[ch], b = beta[ch];
         invstd[ch] = r;
-        FOR_CHANNEL(i, j) {
-            float xh = (AT(x, i, j) - fm) * r;
-            AT(xhat, i, j) = xh;
-            AT(y, i, j) = gamma[ch] * xh + beta[ch];
+        for (int i = 0; i < n; i++) {
+            const float *restrict xi = PLANE(x, i);
+            float *restrict hi = PLANE(xhat, i), *restrict yi = PLANE(y, i);
+            for (int j = 0; j < s; j++) { const float xh = (xi[j] - fm) * r; hi[j] = xh; yi[j] = g * xh + b; }
         }
     }
 }
@@ -30,13 +77,11 @@ void mc_batchnorm_update_running(int n, int c, int s, float momentum, const floa
                                  float *running_mean, float *running_var) {
     const double m = (double)n * s;
     for (int ch = 0; ch < c; ch++) {
-        double sum = 0.0, sq = 0.0;
-        FOR_CHANNEL(i, j) sum += AT(x, i, j);
-        const double mean = sum / m;
-        FOR_CHANNEL(i, j) { double d = AT(x, i, j) - mean; sq += d * d; }
-        const double var = m > 1 ? sq / (m - 1) : 0.0;
+        double mean, var;
+        channel_moments(n, c, s, ch, x, &mean, &var);
+        const double unbiased = m > 1 ? var * m / (m - 1) : 0.0;
         running_mean[ch] = (float)((1.0 - momentum) * running_mean[ch] + momentum * mean);
-        running_var[ch] = (float)((1.0 - momentum) * running_var[ch] + momentum * var);
+        running_var[ch] = (float)((1.0 - momentum) * running_var[ch] + momentum * unbiased);
     }
 }
 
@@ -45,13 +90,17 @@ void mc_batchnorm_backward(int n, int c, int s, const float *xhat, const float *
     const double m = (double)n * s;
     for (int ch = 0; ch < c; ch++) {
         double sdy = 0.0, sdyx = 0.0;
-        FOR_CHANNEL(i, j) { sdy += AT(dy, i, j); sdyx += (double)AT(dy, i, j) * AT(xhat, i, j); }
+        for (int i = 0; i < n; i++) { sdy += sum_plane(PLANE(dy, i), s); sdyx += dot_plane(PLANE(dy, i), PLANE(xhat, i), s); }
         dgamma[ch] = (float)sdyx;
         dbeta[ch] = (float)sdy;
         if (!dx) continue;
         const float g = gamma[ch], r = invstd[ch];
         const float A = (float)(g * sdy / m), B = (float)(g * sdyx / m); /* mean(dxhat), mean(dxhat*xhat) */
-        FOR_CHANNEL(i, j) AT(dx, i, j) = r * (g * AT(dy, i, j) - A - AT(xhat, i, j) * B);
+        for (int i = 0; i < n; i++) {
+            const float *restrict d = PLANE(dy, i), *restrict xh = PLANE(xhat, i);
+            float *restrict out = PLANE(dx, i);
+            for (int j = 0; j < s; j++) out[j] = r * (g * d[j] - A - xh[j] * B);
+        }
     }
 }
 
@@ -60,19 +109,25 @@ void mc_batchnorm_rforward(int n, int c, int s, const float *xhat, const float *
                            float *Ry, float *Rxhat, float *Rinvstd) {
     const double m = (double)n * s;
     for (int ch = 0; ch < c; ch++) {
-        const float r = invstd[ch];
+        const float r = invstd[ch], g = gamma[ch], vg = Vgamma[ch], vb = Vbeta[ch];
         float mRx = 0.0f, mxRx = 0.0f;
         if (Rx) {
             double a = 0.0, b = 0.0;
-            FOR_CHANNEL(i, j) { a += AT(Rx, i, j); b += (double)AT(xhat, i, j) * AT(Rx, i, j); }
+            for (int i = 0; i < n; i++) { a += sum_plane(PLANE(Rx, i), s); b += dot_plane(PLANE(xhat, i), PLANE(Rx, i), s); }
             mRx = (float)(a / m);
             mxRx = (float)(b / m);
         }
         Rinvstd[ch] = -r * r * mxRx;
-        FOR_CHANNEL(i, j) {
-            float rxh = Rx ? r * (AT(Rx, i, j) - mRx - AT(xhat, i, j) * mxRx) : 0.0f;
-            AT(Rxhat, i, j) = rxh;
-            AT(Ry, i, j) = gamma[ch] * rxh + Vgamma[ch] * AT(xhat, i, j) + Vbeta[ch];
+        for (int i = 0; i < n; i++) {
+            const float *restrict xh = PLANE(xhat, i);
+            float *restrict rxh = PLANE(Rxhat, i), *restrict ry = PLANE(Ry, i);
+            if (Rx) {
+                const float *restrict rx = PLANE(Rx, i);
+                for (int j = 0; j < s; j++) rxh[j] = r * (rx[j] - mRx - xh[j] * mxRx);
+            } else {
+                for (int j = 0; j < s; j++) rxh[j] = 0.0f;
+            }
+            for (int j = 0; j < s; j++) ry[j] = g * rxh[j] + vg * xh[j] + vb;
         }
     }
 }
@@ -85,9 +140,10 @@ void mc_batchnorm_rbackward(int n, int c, int s, const float *xhat, const float 
     for (int ch = 0; ch < c; ch++) {
         const float g = gamma[ch], vg = Vgamma[ch];
         double sdy = 0.0, sdyx = 0.0, sRdy = 0.0, sRdyx = 0.0, sdyRx = 0.0;
-        FOR_CHANNEL(i, j) {
-            const double d = AT(dy, i, j), rd = AT(Rdy, i, j), xh = AT(xhat, i, j);
-            sdy += d; sdyx += d * xh; sRdy += rd; sRdyx += rd * xh; sdyRx += d * AT(Rxhat, i, j);
+        for (int i = 0; i < n; i++) {
+            const float *d = PLANE(dy, i), *rd = PLANE(Rdy, i), *xh = PLANE(xhat, i);
+            sdy += sum_plane(d, s); sdyx += dot_plane(d, xh, s);
+            sRdy += sum_plane(rd, s); sRdyx += dot_plane(rd, xh, s); sdyRx += dot_plane(d, PLANE(Rxhat, i), s);
         }
         Rdgamma[ch] = (float)(sRdyx + sdyRx);
         Rdbeta[ch] = (float)sRdy;
@@ -97,10 +153,14 @@ void mc_batchnorm_rbackward(int n, int c, int s, const float *xhat, const float 
         const float RA = (float)((g * sRdy + vg * sdy) / m);
         const float RB = (float)((g * sRdyx + vg * sdyx + g * sdyRx) / m);
         const float r = invstd[ch], Rr = Rinvstd[ch];
-        FOR_CHANNEL(i, j) {
-            const float d = AT(dy, i, j), xh = AT(xhat, i, j);
-            const float dxh = g * d, Rdxh = g * AT(Rdy, i, j) + vg * d;
-            AT(Rdx, i, j) = Rr * (dxh - A - xh * B) + r * (Rdxh - RA - AT(Rxhat, i, j) * B - xh * RB);
+        for (int i = 0; i < n; i++) {
+            const float *restrict d = PLANE(dy, i), *restrict rd = PLANE(Rdy, i);
+            const float *restrict xh = PLANE(xhat, i), *restrict rxh = PLANE(Rxhat, i);
+            float *restrict out = PLANE(Rdx, i);
+            for (int j = 0; j < s; j++) {
+                const float dxh = g * d[j], Rdxh = g * rd[j] + vg * d[j];
+                out[j] = Rr * (dxh - A - xh[j] * B) + r * (Rdxh - RA - rxh[j] * B - xh[j] * RB);
+            }
         }
     }
 }

@@ -29,42 +29,56 @@ size_t mc_conv2d_workspace_size(const mc_conv2d_shape *s) {
     return (size_t)ckk(s) * cols + 2 * (size_t)s->o * cols;
 }
 
+/* The output columns ox whose input column ox*stride - pad + kj lies inside [0, W): [*lo, *hi). */
+static void valid_columns(const mc_conv2d_shape *s, int kj, int *lo, int *hi) {
+    const int off = kj - s->pad;                       /* ix = ox*stride + off */
+    int a = off >= 0 ? 0 : (-off + s->stride - 1) / s->stride;
+    int b = s->w - off <= 0 ? 0 : (s->w - off - 1) / s->stride + 1;
+    if (b > s->ow) b = s->ow;
+    if (a > b) a = b;
+    *lo = a; *hi = b;
+}
+
 void mc_im2col(const mc_conv2d_shape *s, const float *x, float *col, int cols, int col0) {
-    const int H = s->h, W = s->w, OH = s->oh, OW = s->ow;
+    const int H = s->h, W = s->w, OH = s->oh, OW = s->ow, st = s->stride;
     for (int c = 0; c < s->c; c++)
         for (int ki = 0; ki < s->kh; ki++)
             for (int kj = 0; kj < s->kw; kj++) {
                 float *row = col + (size_t)((c * s->kh + ki) * s->kw + kj) * cols + col0;
                 const float *plane = x + (size_t)c * H * W;
+                int lo, hi;
+                valid_columns(s, kj, &lo, &hi);
+                const int off = kj - s->pad;
                 for (int oy = 0; oy < OH; oy++) {
-                    int iy = oy * s->stride - s->pad + ki;
-                    float *dst = row + (size_t)oy * OW;
+                    const int iy = oy * st - s->pad + ki;
+                    float *restrict dst = row + (size_t)oy * OW;
                     if (iy < 0 || iy >= H) { memset(dst, 0, sizeof(float) * OW); continue; }
-                    const float *src = plane + (size_t)iy * W;
-                    for (int ox = 0; ox < OW; ox++) {
-                        int ix = ox * s->stride - s->pad + kj;
-                        dst[ox] = (ix >= 0 && ix < W) ? src[ix] : 0.0f;
-                    }
+                    const float *restrict src = plane + (size_t)iy * W;
+                    for (int ox = 0; ox < lo; ox++) dst[ox] = 0.0f;
+                    if (st == 1) memcpy(dst + lo, src + lo + off, sizeof(float) * (hi - lo));
+                    else for (int ox = lo; ox < hi; ox++) dst[ox] = src[ox * st + off];
+                    for (int ox = hi; ox < OW; ox++) dst[ox] = 0.0f;
                 }
             }
 }
 
 void mc_col2im(const mc_conv2d_shape *s, const float *col, int cols, int col0, float *x) {
-    const int H = s->h, W = s->w, OH = s->oh, OW = s->ow;
+    const int H = s->h, W = s->w, OH = s->oh, OW = s->ow, st = s->stride;
     for (int c = 0; c < s->c; c++)
         for (int ki = 0; ki < s->kh; ki++)
             for (int kj = 0; kj < s->kw; kj++) {
                 const float *row = col + (size_t)((c * s->kh + ki) * s->kw + kj) * cols + col0;
                 float *plane = x + (size_t)c * H * W;
+                int lo, hi;
+                valid_columns(s, kj, &lo, &hi);
+                const int off = kj - s->pad;
                 for (int oy = 0; oy < OH; oy++) {
-                    int iy = oy * s->stride - s->pad + ki;
+                    const int iy = oy * st - s->pad + ki;
                     if (iy < 0 || iy >= H) continue;
-                    const float *src = row + (size_t)oy * OW;
-                    float *dst = plane + (size_t)iy * W;
-                    for (int ox = 0; ox < OW; ox++) {
-                        int ix = ox * s->stride - s->pad + kj;
-                        if (ix >= 0 && ix < W) dst[ix] += src[ox];
-                    }
+                    const float *restrict src = row + (size_t)oy * OW;
+                    float *restrict dst = plane + (size_t)iy * W;
+                    if (st == 1) for (int ox = lo; ox < hi; ox++) dst[ox + off] += src[ox];
+                    else for (int ox = lo; ox < hi; ox++) dst[ox * st + off] += src[ox];
                 }
             }
 }

@@ -2,12 +2,29 @@
 #include "ckernels.h"
 #include <string.h>
 
+/* The 2x2 window (the common case), without the generic window loops. Ties go to the first in row order. */
+static void maxpool2_plane(int w, int oh, int ow, const float *restrict in, float *restrict out, int32_t *restrict idx) {
+    for (int oy = 0; oy < oh; oy++) {
+        const float *r0 = in + (size_t)(2 * oy) * w, *r1 = r0 + w;
+        for (int ox = 0; ox < ow; ox++) {
+            const int x0 = 2 * ox, top = 2 * oy * w;
+            float v = r0[x0]; int best = top + x0;
+            if (r0[x0 + 1] > v) { v = r0[x0 + 1]; best = top + x0 + 1; }
+            if (r1[x0] > v) { v = r1[x0]; best = top + w + x0; }
+            if (r1[x0 + 1] > v) { v = r1[x0 + 1]; best = top + w + x0 + 1; }
+            out[oy * ow + ox] = v;
+            idx[oy * ow + ox] = best;
+        }
+    }
+}
+
 void mc_maxpool_forward(int n, int c, int h, int w, int k, const float *x, float *y, int32_t *argmax) {
     const int oh = h / k, ow = w / k;
     for (size_t p = 0; p < (size_t)n * c; p++) {
         const float *in = x + p * h * w;
         float *out = y + p * oh * ow;
         int32_t *idx = argmax + p * oh * ow;
+        if (k == 2) { maxpool2_plane(w, oh, ow, in, out, idx); continue; }
         for (int oy = 0; oy < oh; oy++)
             for (int ox = 0; ox < ow; ox++) {
                 int best = (oy * k) * w + ox * k;

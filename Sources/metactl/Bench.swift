@@ -2,30 +2,56 @@ import ArgumentParser
 import Foundation
 import MetaCore
 
-/// Throughput figures for this machine.
+/// Throughput figures for this machine: kernels against the BLAS ceiling, and end-to-end meta-training workloads.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Measure kernel throughput (GEMM, Conv-4 forward+backward) on this machine.")
+        abstract: "Measure kernel rates (GFLOP/s against OpenBLAS's SGEMM) and meta-training throughput (meta-steps/s).")
 
-    @Option(help: "OpenBLAS threads (default: all cores).") var threads: Int?
-    @Option(help: "Timed repetitions per figure (median reported, after one warm-up).") var repetitions = 5
-    @Option(help: "Batch size for the Conv-4 figure.") var batch = 80
+    @Option(help: "Threads (default: all cores).") var threads: Int?
+    @Option(help: "What to run: kernels, \(Workload.names.joined(separator: ", ")), or all.") var workload = "all"
+    @Option(help: "Timed repetitions per figure (median reported, after a warm-up).") var repetitions = 5
     @Flag(help: "Print JSON instead of a table.") var json = false
 
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
         guard repetitions > 0 else { throw ValidationError("--repetitions must be positive, got \(repetitions)") }
-        guard batch > 0 else { throw ValidationError("--batch must be positive, got \(batch)") }
+        guard ["all", "kernels"].contains(workload) || Workload.names.contains(workload) else {
+            throw ValidationError("unknown --workload '\(workload)'; choose kernels, \(Workload.names.joined(separator: ", ")) or all")
+        }
+    }
+
+    struct Report: Encodable {
+        let threads: Int
+        var kernels: [Timing] = []
+        var workloads: [WorkloadResult] = []
     }
 
     func run() throws {
-        BLAS.threads = threads ?? ProcessInfo.processInfo.activeProcessorCount
-        var timings = [256, 512, 1024].map { KernelBenchmarks.gemm(m: $0, n: $0, k: $0, repetitions: repetitions) }
-        timings.append(try KernelBenchmarks.conv4ForwardBackward(batch: batch, repetitions: repetitions))
-        if json {
-            try printJSON(timings)
-            return
+        let threads = threads ?? ProcessInfo.processInfo.activeProcessorCount
+        var report = Report(threads: threads)
+        if workload == "all" || workload == "kernels" {
+            BLAS.threads = threads
+            report.kernels = [256, 512, 1024].map { KernelBenchmarks.gemm(m: $0, n: $0, k: $0, repetitions: repetitions) }
+            report.kernels.append(try KernelBenchmarks.conv4ForwardBackward(batch: 80, repetitions: repetitions))
+            if !json { printKernels(report.kernels) }
         }
+        let workloads = workload == "all" ? Workload.all : workload == "kernels" ? [] : try Workload.named(workload)
+        if !json && !workloads.isEmpty {
+            print("\n" + "workload".padding(toLength: 16, withPad: " ", startingAt: 0) + "meta-steps/s      tasks/s   peak memory   (\(threads) threads)")
+        }
+        for w in workloads {
+            let result = try WorkloadBenchmarks.run(w, threads: threads, repetitions: repetitions)
+            report.workloads.append(result)
+            if !json {
+                let memory = result.peakMemoryBytes.map { String(format: "%8.0f MB", Double($0) / 1e6) } ?? "         ?"
+                print(w.label.padding(toLength: 16, withPad: " ", startingAt: 0)
+                      + String(format: "%12.3f %12.1f   ", result.stepsPerSecond, result.tasksPerSecond) + memory + "   " + w.summary)
+            }
+        }
+        if json { try printJSON(report) }
+    }
+
+    private func printKernels(_ timings: [Timing]) {
         print("BLAS threads: \(BLAS.threads)")
         for t in timings {
             let rate = t.gflops.map { String(format: "%8.1f GFLOP/s", $0) } ?? ""

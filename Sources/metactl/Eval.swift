@@ -15,6 +15,7 @@ struct Eval: ParsableCommand {
     @Option(help: "Support examples per class (default: the training ones).") var shots: Int?
     @Option(help: "Inner learning rate for adaptation (default: the training one).") var innerLr: Float?
     @Option(help: "Seed of the evaluation tasks (the same seed gives the same tasks for every model).") var evalSeed: UInt64 = 1_000_003
+    @Option(help: "Threads: episodes are evaluated concurrently (default: all cores).") var threads = ProcessInfo.processInfo.activeProcessorCount
     @OptionGroup var dataset: DatasetOptions
     @Flag(help: "Print JSON.") var json = false
 
@@ -22,14 +23,14 @@ struct Eval: ParsableCommand {
         let file = try SafeTensors.read(from: URL(fileURLWithPath: checkpoint))
         var config = try TrainingCheckpoint.configuration(of: file)
         let data = try dataset.load(for: config)
-        var (trainer, _) = try TrainingCheckpoint.restore(file, dataset: data)
+        var (trainer, _) = try TrainingCheckpoint.restore(file, dataset: data, threads: threads)
         let trained = config
         config.innerLearningRate = innerLr ?? config.innerLearningRate
         config.ways = ways ?? config.ways
         config.shots = shots ?? config.shots
         if config != trained {
             let restored = trainer.metaParameters
-            trainer = try config.makeTrainer(dataset: data)
+            trainer = try config.makeTrainer(dataset: data, threads: threads)
             guard restored.count == trainer.metaParameters.count else {
                 throw ValidationError("the checkpoint's model has \(restored.count) meta-parameters; with these overrides it would need \(trainer.metaParameters.count) (a classifier's head fixes its number of ways)")
             }
@@ -38,7 +39,7 @@ struct Eval: ParsableCommand {
         let queryCount = queries ?? (config.task == "omniglot" ? 15 : 100)
         let clock = ContinuousClock(), start = clock.now
         let result = try Evaluation.run(trainer.learner, meta: trainer.metaParameters, tasks: config.makeTasks(.test, dataset: data),
-                                        taskCount: tasks, steps: steps, queryCount: queryCount, seed: evalSeed, workspace: trainer.workspace)
+                                        taskCount: tasks, steps: steps, queryCount: queryCount, seed: evalSeed, runner: trainer.runner)
         if json {
             try printJSON(result)
             return

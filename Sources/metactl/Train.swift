@@ -21,7 +21,7 @@ struct Train: ParsableCommand {
     @Option(help: "Clip the meta-gradient to this norm.") var clip: Float?
     @Option(help: "Meta-iterations in total.") var iterations = 70_000
     @Option(help: "Random seed (initialisation and tasks).") var seed: UInt64 = 0
-    @Option(help: "OpenBLAS threads.") var threads = 1
+    @Option(help: "Threads: the tasks of a meta-batch run concurrently (default: all cores).") var threads = ProcessInfo.processInfo.activeProcessorCount
     @Option(help: "Checkpoint file (safetensors), written at intervals and at the end.") var checkpoint = "checkpoint.safetensors"
     @Option(help: "Write the checkpoint every N iterations.") var checkpointEvery = 1000
     @Option(help: "Also keep a copy of the checkpoint every N iterations, as NAME-ITERATION.safetensors (for learning curves).") var snapshotEvery: Int?
@@ -40,12 +40,11 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
-        BLAS.threads = threads
         let url = URL(fileURLWithPath: checkpoint)
         var trainer: MetaTrainer, config: TrainingConfiguration
         if resume {
             let file = try SafeTensors.read(from: url)
-            (trainer, config) = try TrainingCheckpoint.restore(file, dataset: dataset.load(for: TrainingCheckpoint.configuration(of: file)))
+            (trainer, config) = try TrainingCheckpoint.restore(file, dataset: dataset.load(for: TrainingCheckpoint.configuration(of: file)), threads: threads)
             print("resuming \(config.algorithm) on \(config.task) at iteration \(trainer.iteration) of \(config.iterations)")
         } else {
             config = TrainingConfiguration()
@@ -54,7 +53,7 @@ struct Train: ParsableCommand {
             config.innerSteps = innerSteps; config.innerLearningRate = innerLr
             config.metaOptimizer = metaOptimizer; config.innerOptimizer = innerOptimizer; config.metaLearningRate = metaLr; config.metaBatch = metaBatch
             config.clip = clip; config.iterations = iterations; config.seed = seed
-            trainer = try config.makeTrainer(dataset: dataset.load(for: config))
+            trainer = try config.makeTrainer(dataset: dataset.load(for: config), threads: threads)
         }
         let logHandle = try log.map { path -> FileHandle in
             if !resume || !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
@@ -107,8 +106,4 @@ func formatDuration(_ seconds: Double) -> String {
     guard seconds.isFinite else { return "?" }
     let s = Int(seconds.rounded())
     return s >= 3600 ? String(format: "%dh%02dm", s / 3600, s % 3600 / 60) : s >= 60 ? String(format: "%dm%02ds", s / 60, s % 60) : "\(s)s"
-}
-
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
 }

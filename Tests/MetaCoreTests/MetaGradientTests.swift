@@ -10,22 +10,9 @@ struct MetaCase: CustomTestStringConvertible, Sendable {
     var testDescription: String { name }
 }
 
-/// Few-shot classification tasks on random images, for the convolutional checks.
-struct RandomImageTasks: TaskDistribution {
-    let ways: Int, shots: Int, queries: Int, inputShape: [Int]
-    var outputShape: [Int] { [ways] }
-    var isClassification: Bool { true }
-    func sample(_ random: inout RandomSource, queryCount: Int?) throws -> Task {
-        func batch(_ perClass: Int) throws -> Batch {
-            let n = ways * perClass
-            return try Batch(inputs: random.tensor([n] + inputShape), labels: (0 ..< n).map { Int32($0 % ways) })
-        }
-        return Task(support: try batch(shots), query: try batch(queryCount ?? queries))
-    }
-}
-
 let sine = { @Sendable () throws -> any TaskDistribution in try SinusoidTasks(shots: 5) }
-let images = { @Sendable () throws -> any TaskDistribution in RandomImageTasks(ways: 3, shots: 2, queries: 2, inputShape: [1, 8, 8]) }
+/// Few-shot classification tasks on random images, for the convolutional checks.
+let images = { @Sendable () throws -> any TaskDistribution in try SyntheticImageTasks(ways: 3, shots: 2, queries: 2, inputShape: [1, 8, 8]) }
 let tanhMLP = { @Sendable in try Model.mlp([1, 20, 20, 1], activation: .tanh) }
 /// Two Conv-4 blocks (3x3 convolution, batch-norm, activation, downsampling) and a linear head. Downsampling
 /// is a stride-2 convolution rather than max-pooling here: a finite-difference step through an inner SGD step

@@ -239,7 +239,7 @@ struct OmniglotTests {
                                       metaBatch: 1, seed: 1)
         func accuracy() throws -> Double {
             try Evaluation.run(trainer.learner, meta: trainer.metaParameters, tasks: test, taskCount: 100, steps: 0, queryCount: nil,
-                               seed: 2, workspace: trainer.workspace).accuracy![0].mean
+                               seed: 2, runner: trainer.runner).accuracy![0].mean
         }
         let before = try accuracy()
         for _ in 0 ..< 300 { _ = try trainer.step() }

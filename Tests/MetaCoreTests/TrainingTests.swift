@@ -79,7 +79,7 @@ struct TrainingTests {
         for _ in 0 ..< 200 { _ = try trainer.step() }
         let run = {
             try Evaluation.run(trainer.learner, meta: trainer.metaParameters, tasks: config.makeTasks(), taskCount: 50,
-                               steps: 5, queryCount: 50, seed: 9, workspace: trainer.workspace)
+                               steps: 5, queryCount: 50, seed: 9, runner: trainer.runner)
         }
         let a = try run(), b = try run()
         #expect(a.loss.map(\.mean) == b.loss.map(\.mean))

@@ -27,7 +27,7 @@ public struct Timing: Sendable, Codable {
             let start = clock.now
             try body()
             let elapsed = clock.now - start
-            samples.append(Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18)
+            samples.append(elapsed.seconds)
         }
         samples.sort()
         return Timing(name: name, seconds: samples[samples.count / 2], repetitions: samples.count, flops: flops)

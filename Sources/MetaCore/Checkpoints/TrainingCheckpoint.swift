@@ -7,7 +7,7 @@ public enum TrainingCheckpoint {
     static let format = "metacore-training-1"
 
     public static func make(_ trainer: MetaTrainer, configuration: TrainingConfiguration) throws -> SafeTensors {
-        let model = trainer.workspace.model, meta = trainer.metaParameters
+        let model = trainer.model, meta = trainer.metaParameters
         var file = SafeTensors()
         for entry in model.layout.entries {
             file.tensors.append((entry.name, try Tensor(shape: entry.shape, scalars: Array(meta[entry.range]))))
@@ -35,11 +35,12 @@ public enum TrainingCheckpoint {
         }
     }
 
-    /// The trainer as it was when the checkpoint was written, ready to continue (`dataset`: for Omniglot runs).
-    public static func restore(_ file: SafeTensors, dataset: Omniglot? = nil) throws -> (MetaTrainer, TrainingConfiguration) {
+    /// The trainer as it was when the checkpoint was written, ready to continue on `threads` threads
+    /// (`dataset`: for Omniglot runs).
+    public static func restore(_ file: SafeTensors, dataset: Omniglot? = nil, threads: Int = 1) throws -> (MetaTrainer, TrainingConfiguration) {
         let configuration = try configuration(of: file)
-        var trainer = try configuration.makeTrainer(dataset: dataset)
-        let model = trainer.workspace.model
+        var trainer = try configuration.makeTrainer(dataset: dataset, threads: threads)
+        let model = trainer.model
         var meta = trainer.metaParameters
         let pieces = model.layout.entries.map { ($0.name, $0.range, $0.shape) }
             + trainer.learner.extraMetaParameters(for: model).map { ($0.name, $0.range, [$0.range.count]) }

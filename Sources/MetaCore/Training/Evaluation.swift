@@ -18,19 +18,23 @@ public struct Evaluation: Sendable, Codable {
     public let tasks: Int
 
     /// Adapts `meta` to each of `taskCount` tasks drawn from `seed` (the same tasks for every model given the
-    /// same seed) and records the query loss after 0 … `steps` inner steps.
+    /// same seed) and records the query loss after 0 … `steps` inner steps. Tasks run on `runner`'s threads;
+    /// the result does not depend on their number.
     public static func run(_ learner: any MetaLearner, meta: [Float], tasks: any TaskDistribution, taskCount: Int,
-                           steps: Int, queryCount: Int?, seed: UInt64, workspace: Workspace) throws -> Evaluation {
+                           steps: Int, queryCount: Int?, seed: UInt64, runner: TaskRunner) throws -> Evaluation {
         guard taskCount > 0 else { throw MetaCoreError.argument("evaluation needs at least 1 task, got \(taskCount)") }
         guard steps >= 0 else { throw MetaCoreError.argument("adaptation steps must be >= 0, got \(steps)") }
         // Metric learners return one value however many steps are asked for: size by the curves themselves.
         var losses: [[Double]] = [], accuracies: [[Double]] = []
         var classification = false
         let root = RandomSource(seed: seed)
-        for index in 0 ..< taskCount {
+        let curves = try runner.map(taskCount) { index, worker in
             var random = root.fork(UInt64(index))
             let task = try tasks.sample(&random, queryCount: queryCount)
-            for (k, value) in try learner.adaptationCurve(meta, task: task, steps: steps, workspace: workspace).enumerated() {
+            return try learner.adaptationCurve(meta, task: task, steps: steps, workspace: worker.workspace)
+        }
+        for curve in curves {
+            for (k, value) in curve.enumerated() {
                 if k == losses.count { losses.append([]); accuracies.append([]) }
                 losses[k].append(value.loss)
                 if let accuracy = value.accuracy { accuracies[k].append(accuracy); classification = true }

@@ -2,7 +2,10 @@
 /// optionally clips their norm, and takes one meta-optimiser step.
 ///
 /// Task `i` of iteration `t` is drawn from a random source derived from (seed, t, i) alone, so a run resumed
-/// from a checkpoint sees exactly the tasks the uninterrupted run would have.
+/// from a checkpoint sees exactly the tasks the uninterrupted run would have. The tasks of a meta-batch run
+/// concurrently on ``runner``'s threads; each task's meta-gradient lands in its own slot and the slots are
+/// summed in task order, so the result does not depend on the thread count or on scheduling: a fixed seed
+/// gives bit-identical training with 1 thread or 8.
 public struct MetaTrainer {
     public let learner: any MetaLearner
     public let tasks: any TaskDistribution
@@ -13,18 +16,23 @@ public struct MetaTrainer {
     public var metaParameters: [Float]
     /// Iterations completed so far.
     public var iteration = 0
-    public let workspace: Workspace
+    /// The threads and workspaces tasks run on.
+    public let runner: TaskRunner
+    private let slots: TaskSlots
 
     public init(learner: any MetaLearner, model: Model, tasks: any TaskDistribution, optimizer: any Optimizer,
-                metaBatch: Int, clip: Float? = nil, seed: UInt64) throws {
+                metaBatch: Int, clip: Float? = nil, seed: UInt64, threads: Int = 1) throws {
         guard metaBatch > 0 else { throw MetaCoreError.argument("meta-batch must be at least 1 task, got \(metaBatch)") }
         if let clip, !(clip > 0) { throw MetaCoreError.argument("gradient clipping norm must be positive, got \(clip)") }
         try learner.check(model: model, tasks: tasks)
         self.learner = learner; self.tasks = tasks; self.optimizer = optimizer
         self.metaBatch = metaBatch; self.clip = clip; self.seed = seed
         self.metaParameters = learner.initialMetaParameters(for: model, seed: seed)
-        self.workspace = Workspace(model: model)
+        self.runner = try TaskRunner(model: model, threads: threads)
+        self.slots = TaskSlots(tasks: metaBatch, width: metaParameters.count)
     }
+
+    public var model: Model { runner.model }
 
     public struct StepResult: Sendable {
         /// Mean query loss after adaptation over the meta-batch, and mean accuracy for classification.
@@ -40,13 +48,17 @@ public struct MetaTrainer {
 
     /// One meta-iteration.
     public mutating func step() throws -> StepResult {
-        var sum = [Float](repeating: 0, count: metaParameters.count), gradient: [Float] = []
-        var loss = 0.0, correct = 0, count = 0, classification = false
-        for index in 0 ..< metaBatch {
+        let (learner, tasks, seed, iteration, meta, slots) = (learner, tasks, seed, iteration, metaParameters, slots)
+        try runner.forEach(metaBatch) { index, worker in
             var random = Self.taskRandom(seed: seed, iteration: iteration, index: index)
             let task = try tasks.sample(&random)
-            let value = try learner.metaGradient(metaParameters, task: task, workspace: workspace, into: &gradient)
-            sum.add(gradient)
+            let value = try learner.metaGradient(meta, task: task, workspace: worker.workspace, into: &worker.vector)
+            slots.store(index, gradient: worker.vector, value: value)
+        }
+        var sum = [Float](repeating: 0, count: metaParameters.count)
+        var loss = 0.0, correct = 0, count = 0, classification = false
+        for index in 0 ..< metaBatch {
+            let value = slots.add(index, into: &sum)
             loss += value.loss
             if let c = value.correct { correct += c; classification = true }
             count += value.count
@@ -57,8 +69,43 @@ public struct MetaTrainer {
             throw MetaCoreError.argument("meta-gradient is not finite at iteration \(iteration) (loss \(loss / Double(metaBatch))); lower the learning rates")
         }
         optimizer.step(&metaParameters, gradient: sum)
-        iteration += 1
+        self.iteration += 1
         return StepResult(loss: loss / Double(metaBatch), accuracy: classification ? Double(correct) / Double(count) : nil,
                           gradientNorm: norm)
+    }
+}
+
+/// One meta-gradient and loss per task of a meta-batch, written concurrently (each task its own slot) and
+/// read in task order. Allocated once per trainer.
+private final class TaskSlots: @unchecked Sendable {
+    private let width: Int
+    private let gradients: UnsafeMutablePointer<Float>
+    private let tasks: Int
+    private let values: UnsafeMutablePointer<LossValue>
+
+    init(tasks: Int, width: Int) {
+        self.width = width; self.tasks = tasks
+        gradients = .allocate(capacity: max(1, tasks * width))
+        values = .allocate(capacity: tasks)
+        values.initialize(repeating: LossValue(loss: 0, correct: nil, count: 0), count: tasks)
+    }
+
+    deinit {
+        gradients.deallocate()
+        values.deinitialize(count: tasks)
+        values.deallocate()
+    }
+
+    func store(_ index: Int, gradient: [Float], value: LossValue) {
+        precondition(gradient.count == width, "a task's meta-gradient has \(gradient.count) entries, expected \(width)")
+        gradient.withUnsafeBufferPointer { (gradients + index * width).update(from: $0.baseAddress!, count: width) }
+        values[index] = value
+    }
+
+    /// Adds task `index`'s gradient to `sum` and returns its loss.
+    func add(_ index: Int, into sum: inout [Float]) -> LossValue {
+        let g = UnsafeBufferPointer(start: gradients + index * width, count: width)
+        sum.withUnsafeMutableBufferPointer { s in for i in 0 ..< width { s[i] += g[i] } }
+        return values[index]
     }
 }

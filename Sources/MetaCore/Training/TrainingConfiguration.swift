@@ -103,10 +103,11 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
         }
     }
 
-    /// A trainer at iteration 0 for this configuration.
-    public func makeTrainer(dataset: Omniglot? = nil) throws -> MetaTrainer {
+    /// A trainer at iteration 0 for this configuration, running tasks on `threads` threads (the results do not
+    /// depend on it, so it is not part of the configuration).
+    public func makeTrainer(dataset: Omniglot? = nil, threads: Int = 1) throws -> MetaTrainer {
         guard iterations >= 0 else { throw MetaCoreError.argument("iterations must be >= 0, got \(iterations)") }
         return try MetaTrainer(learner: makeLearner(), model: makeModel(), tasks: makeTasks(.train, dataset: dataset), optimizer: makeOptimizer(),
-                               metaBatch: metaBatch, clip: clip, seed: seed)
+                               metaBatch: metaBatch, clip: clip, seed: seed, threads: threads)
     }
 }

@@ -1,0 +1,129 @@
+import Foundation
+
+/// An end-to-end meta-training workload of `metactl bench`: one meta-step is what ``MetaTrainer/step()``
+/// does — sample the meta-batch, compute every task's meta-gradient, average, take an Adam step.
+///
+/// The image workloads use Conv-4 (64 channels, transductive BatchNorm) on synthetic 28x28x1 episodes of
+/// the real shapes (``SyntheticImageTasks``): the cost does not depend on the pixels, and no dataset is needed.
+public struct Workload: Sendable, Equatable {
+    /// `sine`, `omni5`, `omni20` or `proto`.
+    public let name: String
+    /// MAML's order; `nil` for Prototypical Networks.
+    public let order: MAML.Order?
+
+    /// Every workload in the standard order.
+    public static let all: [Workload] = ["sine", "omni5", "omni20"].flatMap { name in
+        [Workload(name: name, order: .second), Workload(name: name, order: .first)]
+    } + [Workload(name: "proto", order: nil)]
+
+    public static let names = ["sine", "omni5", "omni20", "proto"]
+
+    /// The workloads called `name` (both orders for a MAML workload).
+    public static func named(_ name: String) throws -> [Workload] {
+        let found = all.filter { $0.name == name }
+        guard !found.isEmpty else {
+            throw MetaCoreError(.unknownName, "unknown workload '\(name)'; choose one of \(names.joined(separator: ", "))")
+        }
+        return found
+    }
+
+    /// E.g. `omni5 order 2`.
+    public var label: String { order.map { "\(name) order \($0 == .second ? 2 : 1)" } ?? name }
+
+    /// What one meta-step is.
+    public var summary: String {
+        switch name {
+        case "sine": return "MLP 1-40-40-1, 10+10 points, meta-batch 25, 1 inner step"
+        case "omni5": return "Conv-4, 5-way 1-shot 15-query, meta-batch 32, 1 inner step"
+        case "omni20": return "Conv-4, 20-way 1-shot 5-query, meta-batch 16, 5 inner steps"
+        default: return "ProtoNet Conv-4, one 60-way 5-shot 5-query episode"
+        }
+    }
+
+    /// A trainer for this workload on `threads` threads.
+    public func makeTrainer(threads: Int, seed: UInt64 = 0) throws -> MetaTrainer {
+        let adam = try Adam(learningRate: 0.001)
+        func maml(steps: Int, lr: Float) throws -> MAML { MAML(inner: try InnerLoop(steps: steps, learningRate: lr), order: order ?? .second) }
+        switch name {
+        case "sine":
+            return try MetaTrainer(learner: maml(steps: 1, lr: 0.01), model: .mlp([1, 40, 40, 1]), tasks: SinusoidTasks(shots: 10),
+                                   optimizer: adam, metaBatch: 25, seed: seed, threads: threads)
+        case "omni5":
+            return try MetaTrainer(learner: maml(steps: 1, lr: 0.4), model: .conv4(classes: 5),
+                                   tasks: SyntheticImageTasks(ways: 5, shots: 1, queries: 15, inputShape: [1, 28, 28]),
+                                   optimizer: adam, metaBatch: 32, seed: seed, threads: threads)
+        case "omni20":
+            return try MetaTrainer(learner: maml(steps: 5, lr: 0.1), model: .conv4(classes: 20),
+                                   tasks: SyntheticImageTasks(ways: 20, shots: 1, queries: 5, inputShape: [1, 28, 28]),
+                                   optimizer: adam, metaBatch: 16, seed: seed, threads: threads)
+        default:
+            return try MetaTrainer(learner: PrototypicalNetworks(), model: .conv4(classes: 0),
+                                   tasks: SyntheticImageTasks(ways: 60, shots: 5, queries: 5, inputShape: [1, 28, 28]),
+                                   optimizer: adam, metaBatch: 1, seed: seed, threads: threads)
+        }
+    }
+}
+
+/// A workload's measured throughput.
+public struct WorkloadResult: Sendable, Codable {
+    public let workload: String
+    /// 1 or 2 for MAML workloads.
+    public let order: Int?
+    public let threads: Int
+    /// Median over the repetitions of meta-steps (episodes for `proto`) per second.
+    public let stepsPerSecond: Double
+    public let tasksPerSecond: Double
+    /// Meta-steps timed per repetition, and repetitions.
+    public let stepsPerRepetition: Int, repetitions: Int
+    /// Peak resident memory of the process while the workload ran (Linux), in bytes.
+    public let peakMemoryBytes: Int?
+}
+
+public enum WorkloadBenchmarks {
+    /// Runs `workload` on `threads` threads: warm-up steps for about `warmUp` seconds (at least one), then
+    /// `repetitions` timed blocks of meta-steps, each block long enough to last about `minimumSeconds`.
+    public static func run(_ workload: Workload, threads: Int, repetitions: Int = 5, warmUp: Double = 1,
+                           minimumSeconds: Double = 0.5) throws -> WorkloadResult {
+        guard repetitions > 0 else { throw MetaCoreError.argument("repetitions must be positive, got \(repetitions)") }
+        ProcessMemory.resetPeak()
+        var trainer = try workload.makeTrainer(threads: threads)
+        let clock = ContinuousClock()
+        var start = clock.now, warmUpSteps = 0
+        repeat { _ = try trainer.step(); warmUpSteps += 1 } while (clock.now - start).seconds < warmUp
+        let perStep = (clock.now - start).seconds / Double(warmUpSteps)
+        let steps = max(1, Int((minimumSeconds / perStep).rounded(.up)))
+        var rates: [Double] = []
+        for _ in 0 ..< repetitions {
+            start = clock.now
+            for _ in 0 ..< steps { _ = try trainer.step() }
+            rates.append(Double(steps) / (clock.now - start).seconds)
+        }
+        rates.sort()
+        let median = rates.count % 2 == 1 ? rates[rates.count / 2] : (rates[rates.count / 2 - 1] + rates[rates.count / 2]) / 2
+        return WorkloadResult(workload: workload.name, order: workload.order.map { $0 == .second ? 2 : 1 }, threads: threads,
+                              stepsPerSecond: median, tasksPerSecond: median * Double(trainer.metaBatch),
+                              stepsPerRepetition: steps, repetitions: repetitions, peakMemoryBytes: ProcessMemory.peak())
+    }
+}
+
+/// The process's peak resident memory (Linux `/proc/self/status`, `VmHWM`), which can be reset between
+/// measurements.
+public enum ProcessMemory {
+    /// Peak resident set size in bytes since the start or the last ``resetPeak()``; `nil` where unavailable.
+    public static func peak() -> Int? {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+              let kilobytes = Int(line.split(separator: " ").dropFirst().first ?? "") else { return nil }
+        return kilobytes * 1024
+    }
+
+    /// Restarts the peak from the current resident size (Linux ≥ 4.0: writing 5 to `/proc/self/clear_refs`).
+    public static func resetPeak() {
+        try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8)
+    }
+}
+
+extension Duration {
+    /// The duration in seconds.
+    public var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
+}

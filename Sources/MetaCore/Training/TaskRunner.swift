@@ -1,0 +1,85 @@
+import Dispatch
+import Synchronization
+
+/// Runs independent tasks — the tasks of a meta-batch, the episodes of an evaluation — concurrently, one
+/// worker per thread, each with its own ``Workspace`` and scratch vector kept between calls.
+///
+/// Cores are shared by measurement (`metactl bench`): when there are at least two tasks, each worker runs its
+/// tasks with a single-threaded BLAS (task parallelism scales almost linearly; OpenBLAS's threads on the
+/// small GEMMs of a task do not); a lone task gets all `threads` as BLAS threads instead. The BLAS thread
+/// count is process-wide, so the runner sets it before each batch of work.
+///
+/// Which worker runs which task is up to the scheduler, so a task's result must not depend on it: a worker's
+/// workspace carries no state between tasks (transductive BatchNorm) and each task writes only its own output.
+public final class TaskRunner: @unchecked Sendable {
+    /// What one thread works with. Touched by one thread at a time.
+    public final class Worker {
+        public let workspace: Workspace
+        /// A reusable vector for a task's result (a meta-gradient), so that steady-state work does not allocate.
+        public var vector: [Float] = []
+        init(model: Model) { workspace = Workspace(model: model) }
+    }
+
+    public let model: Model
+    /// Threads (cores) the runner may use.
+    public let threads: Int
+    private let workers: [Worker]
+
+    public init(model: Model, threads: Int = 1) throws {
+        guard threads >= 1 else { throw MetaCoreError.argument("threads must be at least 1, got \(threads)") }
+        self.model = model
+        self.threads = threads
+        self.workers = (0 ..< threads).map { _ in Worker(model: model) }
+    }
+
+    /// The first worker's workspace, for single-threaded work.
+    public var workspace: Workspace { workers[0].workspace }
+
+    /// Calls `body(index, worker)` for every index in `0 ..< count`, on up to ``threads`` threads at once.
+    /// Indices are handed out in order as workers become free. If calls throw, the error of the lowest failing
+    /// index is rethrown once the workers have stopped (no new index is handed out after a failure).
+    public func forEach(_ count: Int, _ body: (Int, Worker) throws -> Void) throws {
+        let active = min(threads, count)
+        let blasThreads = active > 1 ? 1 : threads
+        if BLAS.threads != blasThreads { BLAS.threads = blasThreads }
+        if active <= 1 {
+            for index in 0 ..< count { try body(index, workers[0]) }
+            return
+        }
+        let next = Atomic<Int>(0)
+        let failure = Mutex<(index: Int, error: any Error)?>(nil)
+        withoutActuallyEscaping(body) { body in
+            let shared = UncheckedSendable(body)
+            DispatchQueue.concurrentPerform(iterations: active) { w in
+                while true {
+                    let index = next.add(1, ordering: .relaxed).oldValue
+                    guard index < count else { return }
+                    do { try shared.value(index, workers[w]) } catch {
+                        failure.withLock { if $0 == nil || index < $0!.index { $0 = (index, error) } }
+                        next.store(count, ordering: .relaxed) // hand out no more work
+                    }
+                }
+            }
+        }
+        if let (_, error) = failure.withLock({ $0 }) { throw error }
+    }
+}
+
+extension TaskRunner {
+    /// `body(index, worker)` for every index in `0 ..< count`, run as ``forEach(_:_:)`` does, collected in
+    /// index order.
+    public func map<T>(_ count: Int, _ body: (Int, Worker) throws -> T) throws -> [T] {
+        let results = UnsafeMutablePointer<T?>.allocate(capacity: max(1, count))
+        results.initialize(repeating: nil, count: count)
+        defer { results.deinitialize(count: count); results.deallocate() }
+        let shared = UncheckedSendable(results)
+        try forEach(count) { index, worker in shared.value[index] = try body(index, worker) }
+        return (0 ..< count).map { results[$0]! }
+    }
+}
+
+/// Hands a non-Sendable value to other threads; the caller guarantees the accesses do not race.
+private struct UncheckedSendable<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}
