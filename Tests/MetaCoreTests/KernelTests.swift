@@ -22,21 +22,30 @@ struct KernelTests {
         return out
     }
 
+    /// Shapes for the loop kernel (tiny products: scalar columns only; 32- and 8-column register blocks plus a
+    /// tail) and for cblas (larger), with beta 0 (C is not read: NaNs there must not leak), 1 and 0.5.
     @Test(arguments: [(false, false), (false, true), (true, false), (true, true)])
     func gemmMatchesNaiveProductInEveryTransposeWithStridesAndAccumulation(_ t: (Bool, Bool)) {
-        let (m, n, k) = (7, 5, 9), (alpha, beta): (Float, Float) = (0.75, 0.5)
-        // Stored shapes with padded row strides (lda > logical width) to exercise the leading dimensions.
-        let (aRows, aCols) = t.0 ? (k, m) : (m, k), (bRows, bCols) = t.1 ? (n, k) : (k, n)
-        let (lda, ldb, ldc) = (aCols + 2, bCols + 3, n + 1)
-        var random = RandomSource(seed: 5)
-        let a = random.normals(aRows * lda), b = random.normals(bRows * ldb), c = random.normals(m * ldc)
-        var result = c
-        mc_gemm(t.0 ? 1 : 0, t.1 ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, &result, Int32(ldc))
-        let expected = naiveGemm(t.0, t.1, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-        for i in 0 ..< m {
-            for j in 0 ..< n { #expect(abs(result[i * ldc + j] - expected[i * ldc + j]) < 1e-4) }
-            // Padding columns of C are untouched.
-            for j in n ..< ldc { #expect(result[i * ldc + j] == c[i * ldc + j]) }
+        for (m, n, k) in [(7, 5, 9), (6, 45, 11), (3, 8, 2), (70, 90, 80)] {
+            for (alpha, beta): (Float, Float) in [(0.75, 0.5), (1, 0), (-1, 1)] {
+                // Stored shapes with padded row strides (lda > logical width) to exercise the leading dimensions.
+                let (aRows, aCols) = t.0 ? (k, m) : (m, k), (bRows, bCols) = t.1 ? (n, k) : (k, n)
+                let (lda, ldb, ldc) = (aCols + 2, bCols + 3, n + 1)
+                var random = RandomSource(seed: 5)
+                let a = random.normals(aRows * lda), b = random.normals(bRows * ldb)
+                var c = random.normals(m * ldc)
+                if beta == 0 { for i in 0 ..< m { c[i * ldc] = .nan } }
+                var result = c
+                mc_gemm(t.0 ? 1 : 0, t.1 ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, &result, Int32(ldc))
+                let expected = naiveGemm(t.0, t.1, m, n, k, alpha, a, lda, b, ldb, beta == 0 ? 0 : beta, beta == 0 ? [Float](repeating: 0, count: c.count) : c, ldc)
+                var worst: Float = 0
+                for i in 0 ..< m {
+                    for j in 0 ..< n { worst = max(worst, abs(result[i * ldc + j] - expected[i * ldc + j])) }
+                    // Padding columns of C are untouched.
+                    for j in n ..< ldc { #expect(result[i * ldc + j] == c[i * ldc + j]) }
+                }
+                #expect(worst < 1e-3, "\(m)x\(n)x\(k) alpha \(alpha) beta \(beta): max error \(worst)")
+            }
         }
     }
 
