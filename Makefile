@@ -29,11 +29,12 @@ run: build
 	    --checkpoint runs/maml-sine.safetensors --log runs/maml-sine.jsonl
 	.build/release/metactl eval --checkpoint runs/maml-sine.safetensors --tasks 600 --steps 10
 
+# Kernel rates and the end-to-end workloads (about 3 minutes on 2 cores); the JSON report goes next to the
+# machine's description (CPU model and flags, cores, memory, BLAS build).
 bench: build
 	@mkdir -p $(BENCH_DIR)
-	.build/release/metactl bench
-	.build/release/metactl bench --json > $(BENCH_DIR)/bench.json
-	@{ lscpu; echo; free -h; } > $(BENCH_DIR)/machine.txt
+	@{ lscpu; echo; free -h; echo; dpkg-query -W 'libopenblas*' 2>/dev/null; } > $(BENCH_DIR)/machine.txt
+	.build/release/metactl bench --output $(BENCH_DIR)/bench.json
 	@echo "wrote $(BENCH_DIR)/bench.json and $(BENCH_DIR)/machine.txt"
 
 clean:

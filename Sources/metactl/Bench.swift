@@ -11,6 +11,7 @@ struct Bench: ParsableCommand {
     @Option(help: "What to run: kernels, \(Workload.names.joined(separator: ", ")), or all.") var workload = "all"
     @Option(help: "Timed repetitions per figure (median reported, after a warm-up).") var repetitions = 5
     @Flag(help: "Print JSON instead of a table.") var json = false
+    @Option(help: "Also write the JSON report to this file.") var output: String?
 
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
@@ -22,6 +23,8 @@ struct Bench: ParsableCommand {
 
     struct Report: Encodable {
         let threads: Int
+        /// The best square-SGEMM rate of the run (GFLOP/s): the machine's practical ceiling.
+        var ceiling: Double?
         var kernels: [Timing] = []
         var workloads: [WorkloadResult] = []
     }
@@ -32,12 +35,15 @@ struct Bench: ParsableCommand {
         if workload == "all" || workload == "kernels" {
             BLAS.threads = threads
             report.kernels = [256, 512, 1024].map { KernelBenchmarks.gemm(m: $0, n: $0, k: $0, repetitions: repetitions) }
+            report.ceiling = report.kernels.compactMap(\.gflops).max()
+            report.kernels += KernelBenchmarks.conv4Gemms(batch: 80, repetitions: repetitions)
+            report.kernels += KernelBenchmarks.convolution(side: 14, batch: 80, repetitions: repetitions)
             report.kernels.append(try KernelBenchmarks.conv4ForwardBackward(batch: 80, repetitions: repetitions))
-            if !json { printKernels(report.kernels) }
+            if !json { printKernels(report.kernels, ceiling: report.ceiling) }
         }
         let workloads = workload == "all" ? Workload.all : workload == "kernels" ? [] : try Workload.named(workload)
         if !json && !workloads.isEmpty {
-            print("\n" + "workload".padding(toLength: 16, withPad: " ", startingAt: 0) + "meta-steps/s      tasks/s   peak memory   (\(threads) threads)")
+            print("\n" + "workload".padding(toLength: 16, withPad: " ", startingAt: 0) + "meta-steps/s      tasks/s   peak memory   (threads: \(threads))")
         }
         for w in workloads {
             let result = try WorkloadBenchmarks.run(w, threads: threads, repetitions: repetitions)
@@ -49,13 +55,19 @@ struct Bench: ParsableCommand {
             }
         }
         if json { try printJSON(report) }
+        if let output {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try writeAtomically(encoder.encode(report), to: URL(fileURLWithPath: output))
+        }
     }
 
-    private func printKernels(_ timings: [Timing]) {
-        print("BLAS threads: \(BLAS.threads)")
+    private func printKernels(_ timings: [Timing], ceiling: Double?) {
+        print("kernels on \(BLAS.threads) BLAS threads; ratio = rate / best square SGEMM rate of this run" + (ceiling.map { String(format: " (%.1f GFLOP/s)", $0) } ?? ""))
         for t in timings {
-            let rate = t.gflops.map { String(format: "%8.1f GFLOP/s", $0) } ?? ""
-            print(t.name.padding(toLength: 56, withPad: " ", startingAt: 0) + String(format: "%10.3f ms  ", t.seconds * 1e3) + rate)
+            var rate = t.gflops.map { String(format: "%8.1f GFLOP/s", $0) } ?? ""
+            if let gflops = t.gflops, let ceiling { rate += String(format: "   %4.2f", gflops / ceiling) }
+            print(t.name.padding(toLength: 52, withPad: " ", startingAt: 0) + String(format: "%10.3f ms  ", t.seconds * 1e3) + rate)
         }
     }
 }

@@ -36,14 +36,67 @@ public struct Timing: Sendable, Codable {
 
 /// Kernel-level throughput figures.
 public enum KernelBenchmarks {
-    /// Single-precision GEMM C[m,n] = A[m,k] B[k,n] through OpenBLAS.
-    public static func gemm(m: Int, n: Int, k: Int, repetitions: Int = 5) -> Timing {
+    /// Single-precision GEMM C[m,n] = op(A) op(B) through ``mc_gemm`` (OpenBLAS above the tiny sizes).
+    public static func gemm(m: Int, n: Int, k: Int, transA: Bool = false, transB: Bool = false, label: String? = nil,
+                            repetitions: Int = 5) -> Timing {
         var random = RandomSource(seed: 1)
         let a = (0 ..< m * k).map { _ in random.normal() }, b = (0 ..< k * n).map { _ in random.normal() }
         var c = [Float](repeating: 0, count: m * n)
-        return Timing.measure("sgemm \(m)x\(n)x\(k)", repetitions: repetitions, flops: 2 * Double(m) * Double(n) * Double(k)) {
-            mc_gemm(0, 0, Int32(m), Int32(n), Int32(k), 1, a, Int32(k), b, Int32(n), 0, &c, Int32(n))
+        let shape = "\(m)x\(n)x\(k)" + (transA || transB ? " (\(transA ? "T" : "N")\(transB ? "T" : "N"))" : "")
+        return Timing.measure(label.map { "\($0) \(shape)" } ?? "sgemm \(shape)", repetitions: repetitions,
+                              flops: 2 * Double(m) * Double(n) * Double(k)) {
+            mc_gemm(transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), 1, a, Int32(transA ? m : k),
+                    b, Int32(transB ? k : n), 0, &c, Int32(n))
         }
+    }
+
+    /// The GEMMs the convolution kernels issue for Conv-4 (64 channels, 28x28x1 inputs) on a batch of
+    /// `batch` images: per layer, the forward product W·col, the weight gradient dy·colᵀ and the data
+    /// gradient Wᵀ·dy, at the kernels' own chunk size.
+    public static func conv4Gemms(batch: Int = 80, repetitions: Int = 5) -> [Timing] {
+        var timings: [Timing] = []
+        var (c, side) = (1, 28)
+        for layer in 1 ... 4 {
+            var s = mc_conv2d_shape()
+            _ = mc_conv2d_shape_make(&s, Int32(batch), Int32(c), Int32(side), Int32(side), 64, 3, 3, 1, 1)
+            let cols = Int(s.chunk) * Int(s.oh * s.ow), ckk = c * 9
+            timings.append(gemm(m: 64, n: cols, k: ckk, label: "conv\(layer) forward", repetitions: repetitions))
+            timings.append(gemm(m: 64, n: ckk, k: cols, transB: true, label: "conv\(layer) weight grad", repetitions: repetitions))
+            if layer > 1 { timings.append(gemm(m: ckk, n: cols, k: 64, transA: true, label: "conv\(layer) data grad", repetitions: repetitions)) }
+            (c, side) = (64, side / 2)
+        }
+        return timings
+    }
+
+    /// The convolution kernels whole (im2col, GEMMs, layout changes) for a 64→64 3x3 layer of Conv-4 on
+    /// `side`x`side` images (14: the second block), batch `batch`: forward, backward (data and weight
+    /// gradients), R-forward and R-backward. FLOPs count the products: 1, 2, 2 and 4 times the forward's.
+    public static func convolution(side: Int = 14, batch: Int = 80, repetitions: Int = 5) -> [Timing] {
+        var s = mc_conv2d_shape()
+        _ = mc_conv2d_shape_make(&s, Int32(batch), 64, Int32(side), Int32(side), 64, 3, 3, 1, 1)
+        var random = RandomSource(seed: 3)
+        func tensor(_ count: Int) -> [Float] { (0 ..< count).map { _ in random.normal() } }
+        let input = batch * 64 * side * side, output = batch * 64 * Int(s.oh * s.ow), weights = 64 * 64 * 9
+        let x = tensor(input), rx = tensor(input), w = tensor(weights), vw = tensor(weights), bias = tensor(64)
+        let dy = tensor(output), rdy = tensor(output)
+        var y = [Float](repeating: 0, count: output), dx = [Float](repeating: 0, count: input)
+        var dw = [Float](repeating: 0, count: weights), db = [Float](repeating: 0, count: 64)
+        var scratch = [Float](repeating: 0, count: mc_conv2d_workspace_size(&s))
+        let forward = 2 * Double(output) * Double(64 * 9), name = "conv 64->64 3x3 \(side)x\(side) batch \(batch)"
+        return [
+            Timing.measure("\(name) forward", repetitions: repetitions, flops: forward) {
+                mc_conv2d_forward(&s, x, w, bias, &y, &scratch)
+            },
+            Timing.measure("\(name) backward", repetitions: repetitions, flops: 2 * forward) {
+                mc_conv2d_backward(&s, x, w, dy, &dx, &dw, &db, &scratch)
+            },
+            Timing.measure("\(name) R-forward", repetitions: repetitions, flops: 2 * forward) {
+                mc_conv2d_rforward(&s, x, rx, w, vw, bias, &y, &scratch)
+            },
+            Timing.measure("\(name) R-backward", repetitions: repetitions, flops: 4 * forward) {
+                mc_conv2d_rbackward(&s, x, rx, w, vw, dy, rdy, &dx, &dw, &db, &scratch)
+            },
+        ]
     }
 
     /// One forward and backward pass (loss and full parameter gradient) of Conv-4 with transductive

@@ -2,7 +2,7 @@ import Foundation
 
 /// Writes `data` to `url` atomically: to a temporary file beside it, flushed to disk, then renamed over it, so
 /// an interrupted write never leaves a truncated file behind (checkpoints, dataset caches).
-func writeAtomically(_ data: Data, to url: URL) throws {
+public func writeAtomically(_ data: Data, to url: URL) throws {
     let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier).tmp")
     do {
         guard FileManager.default.createFile(atPath: temporary.path, contents: nil) else {

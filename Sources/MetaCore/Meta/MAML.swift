@@ -24,10 +24,10 @@ public struct MAML: GradientMetaLearner {
         let trajectory = try innerTrajectory(meta, support: task.support, workspace: workspace)
         let value = try workspace.gradient(at: trajectory[inner.steps], on: task.query, into: &gradient)
         guard order == .second else { return value }
-        var hv: [Float] = []
         for k in stride(from: inner.steps - 1, through: 0, by: -1) {
-            try workspace.hessianVectorProduct(at: trajectory[k], on: task.support, direction: gradient, into: &hv)
-            gradient.add(hv, scaledBy: -inner.learningRate)
+            try workspace.hessianVectorProduct(at: trajectory[k], on: task.support, direction: gradient,
+                                               into: &workspace.hessianVector, gradient: &workspace.innerGradient)
+            gradient.add(workspace.hessianVector, scaledBy: -inner.learningRate)
         }
         return value
     }

@@ -109,7 +109,6 @@ extension GradientMetaLearner {
 
 /// Plain SGD on the support loss: the inner step of MAML, first-order MAML and Reptile.
 func sgdStep(_ theta: inout [Float], learningRate: Float, support: Batch, workspace: Workspace) throws {
-    var gradient: [Float] = []
-    try workspace.gradient(at: theta, on: support, into: &gradient)
-    theta.add(gradient, scaledBy: -learningRate)
+    try workspace.gradient(at: theta, on: support, into: &workspace.innerGradient)
+    theta.add(workspace.innerGradient, scaledBy: -learningRate)
 }

@@ -27,6 +27,10 @@ public final class Workspace {
         var savedInts: [Int] = []
     }
 
+    /// Parameter-sized vectors the learners reuse between calls (an inner step's gradient, H·v), so that a
+    /// workspace's steady-state meta-gradients do not allocate them afresh.
+    var innerGradient: [Float] = [], hessianVector: [Float] = []
+
     private var layout = Layout()
     private var forwardArena = Arena<Float>(), backwardArena = Arena<Float>(), rArena = Arena<Float>()
     private var intArena = Arena<Int32>()
