@@ -16,7 +16,8 @@ public struct Workload: Sendable, Equatable {
         [Workload(name: name, order: .second), Workload(name: name, order: .first)]
     } + [Workload(name: "proto", order: nil)]
 
-    public static let names = ["sine", "omni5", "omni20", "proto"]
+    /// The workloads' names, each once, in the standard order.
+    public static let names = all.map(\.name).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
 
     /// The workloads called `name` (both orders for a MAML workload).
     public static func named(_ name: String) throws -> [Workload] {

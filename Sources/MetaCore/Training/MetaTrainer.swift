@@ -49,16 +49,17 @@ public struct MetaTrainer {
     /// One meta-iteration.
     public mutating func step() throws -> StepResult {
         let (learner, tasks, seed, iteration, meta, slots) = (learner, tasks, seed, iteration, metaParameters, slots)
-        try runner.forEach(metaBatch) { index, worker in
+        let values = try runner.map(metaBatch) { index, worker in
             var random = Self.taskRandom(seed: seed, iteration: iteration, index: index)
             let task = try tasks.sample(&random)
             let value = try learner.metaGradient(meta, task: task, workspace: worker.workspace, into: &worker.vector)
-            slots.store(index, gradient: worker.vector, value: value)
+            slots.store(index, worker.vector)
+            return value
         }
         var sum = [Float](repeating: 0, count: metaParameters.count)
         var loss = 0.0, correct = 0, count = 0, classification = false
-        for index in 0 ..< metaBatch {
-            let value = slots.add(index, into: &sum)
+        for (index, value) in values.enumerated() {
+            slots.add(index, into: &sum)
             loss += value.loss
             if let c = value.correct { correct += c; classification = true }
             count += value.count
@@ -75,37 +76,27 @@ public struct MetaTrainer {
     }
 }
 
-/// One meta-gradient and loss per task of a meta-batch, written concurrently (each task its own slot) and
-/// read in task order. Allocated once per trainer.
+/// One meta-gradient per task of a meta-batch, written concurrently (each task its own slot) and summed in
+/// task order. Allocated once per trainer.
 private final class TaskSlots: @unchecked Sendable {
     private let width: Int
     private let gradients: UnsafeMutablePointer<Float>
-    private let tasks: Int
-    private let values: UnsafeMutablePointer<LossValue>
 
     init(tasks: Int, width: Int) {
-        self.width = width; self.tasks = tasks
+        self.width = width
         gradients = .allocate(capacity: max(1, tasks * width))
-        values = .allocate(capacity: tasks)
-        values.initialize(repeating: LossValue(loss: 0, correct: nil, count: 0), count: tasks)
     }
 
-    deinit {
-        gradients.deallocate()
-        values.deinitialize(count: tasks)
-        values.deallocate()
-    }
+    deinit { gradients.deallocate() }
 
-    func store(_ index: Int, gradient: [Float], value: LossValue) {
+    func store(_ index: Int, _ gradient: [Float]) {
         precondition(gradient.count == width, "a task's meta-gradient has \(gradient.count) entries, expected \(width)")
         gradient.withUnsafeBufferPointer { (gradients + index * width).update(from: $0.baseAddress!, count: width) }
-        values[index] = value
     }
 
-    /// Adds task `index`'s gradient to `sum` and returns its loss.
-    func add(_ index: Int, into sum: inout [Float]) -> LossValue {
+    /// Adds task `index`'s gradient to `sum`.
+    func add(_ index: Int, into sum: inout [Float]) {
         let g = UnsafeBufferPointer(start: gradients + index * width, count: width)
         sum.withUnsafeMutableBufferPointer { s in for i in 0 ..< width { s[i] += g[i] } }
-        return values[index]
     }
 }

@@ -32,9 +32,6 @@ public final class TaskRunner: @unchecked Sendable {
         self.workers = (0 ..< threads).map { _ in Worker(model: model) }
     }
 
-    /// The first worker's workspace, for single-threaded work.
-    public var workspace: Workspace { workers[0].workspace }
-
     /// Calls `body(index, worker)` for every index in `0 ..< count`, on up to ``threads`` threads at once.
     /// Indices are handed out in order as workers become free. If calls throw, the error of the lowest failing
     /// index is rethrown once the workers have stopped (no new index is handed out after a failure).
