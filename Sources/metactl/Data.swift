@@ -27,7 +27,7 @@ struct DatasetOptions: ParsableArguments {
 
     /// The dataset `config` needs (nil for synthetic tasks), from --data or else the path the configuration records.
     func load(for config: TrainingConfiguration) throws -> Omniglot? {
-        guard config.task == "omniglot" else { return nil }
+        guard config.usesOmniglot else { return nil }
         guard let path = data ?? config.dataPath else {
             throw ValidationError("omniglot needs --data PATH: the directory with images_background and images_evaluation (folders or .zip files)")
         }

@@ -5,7 +5,7 @@ struct MetaCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "metactl",
         abstract: "Meta-learning on CPU servers: train, evaluate and benchmark MetaCore models.",
-        subcommands: [Train.self, Eval.self, Prepare.self, Verify.self, Demo.self, Bench.self],
+        subcommands: [Train.self, Eval.self, Continual.self, Plot.self, Prepare.self, Verify.self, Demo.self, Bench.self],
         defaultSubcommand: Demo.self
     )
 }

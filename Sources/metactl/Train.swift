@@ -5,15 +5,18 @@ import MetaCore
 /// Meta-trains a model with one of the MAML-family algorithms.
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Meta-train with MAML, first-order MAML, Reptile, Meta-SGD, ANIL, the multi-task baseline, Prototypical or Matching Networks.")
+        abstract: "Meta-train with MAML, first-order MAML, Reptile, Meta-SGD, ANIL, the multi-task baseline, Prototypical or Matching Networks, or OML.")
 
-    @Option(help: "maml | fomaml | reptile | metasgd | anil | pretrain | protonet | matchnet.") var algorithm = "maml"
-    @Option(help: "Task family: sine | omniglot.") var task = "sine"
+    @Option(help: "maml | fomaml | reptile | metasgd | anil | pretrain | protonet | matchnet | oml | oml-fo.") var algorithm = "maml"
+    @Option(help: "Task family: sine | omniglot | continual-omniglot | incremental-sine.") var task = "sine"
     @Option(help: "Classes per episode (omniglot).") var ways: Int?
     @Option(help: "Support examples per task (per class for classification).") var shots = 10
     @Option(help: "Query examples per task (per class for classification).") var queries = 10
     @Option(help: "Inner SGD steps during meta-training.") var innerSteps = 1
-    @Option(help: "Inner learning rate.") var innerLr: Float = 0.01
+    @Option(help: "Inner learning rate (OML: the online SGD step on the prediction network).") var innerLr: Float = 0.01
+    @Option(help: "OML: layers with parameters in the prediction network (default 1; incremental-sine 2).") var headLayers: Int?
+    @Option(help: "OML: trajectory samples per online step (default 1; incremental-sine 8).") var onlineBatch: Int?
+    @Option(help: "continual-omniglot: meta-loss drawings from classes outside the trajectory (default 15).") var remember: Int?
     @Option(help: "Meta-optimiser: adam | sgd.") var metaOptimizer = "adam"
     @Option(help: "Reptile's inner optimiser: sgd | adam.") var innerOptimizer = "sgd"
     @Option(help: "Meta learning rate.") var metaLr: Float = 0.001
@@ -53,6 +56,7 @@ struct Train: ParsableCommand {
             config.innerSteps = innerSteps; config.innerLearningRate = innerLr
             config.metaOptimizer = metaOptimizer; config.innerOptimizer = innerOptimizer; config.metaLearningRate = metaLr; config.metaBatch = metaBatch
             config.clip = clip; config.iterations = iterations; config.seed = seed
+            config.headLayers = headLayers; config.onlineBatch = onlineBatch; config.remember = remember
             trainer = try config.makeTrainer(dataset: dataset.load(for: config), threads: threads)
         }
         let logHandle = try log.map { path -> FileHandle in

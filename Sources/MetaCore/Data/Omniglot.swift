@@ -250,3 +250,31 @@ extension Omniglot {
         }
     }
 }
+
+// MARK: - Model inputs
+
+extension Omniglot {
+    /// One drawing of a character, rotated by `quarterTurns` × 90° counter-clockwise.
+    public struct Drawing: Sendable, Hashable {
+        public let character: Int, drawing: Int, quarterTurns: Int
+        public init(character: Int, drawing: Int, quarterTurns: Int = 0) {
+            self.character = character; self.drawing = drawing; self.quarterTurns = quarterTurns
+        }
+    }
+
+    /// A classification batch of `drawings`, in order, as `[n, 1, side, side]` inputs in [0, 1] (ink 1).
+    public func batch(_ drawings: [Drawing], labels: [Int32]) throws -> Batch {
+        let size = side * side
+        var inputs = [Float](repeating: 0, count: drawings.count * size)
+        pixels.withUnsafeBufferPointer { all in
+            inputs.withUnsafeMutableBufferPointer { out in
+                for (i, d) in drawings.enumerated() {
+                    let start = (d.character * Self.drawingsPerCharacter + d.drawing) * size
+                    GrayImage.rotate(UnsafeBufferPointer(rebasing: all[start ..< start + size]), side: side,
+                                     quarterTurns: d.quarterTurns, into: out.baseAddress! + i * size)
+                }
+            }
+        }
+        return try Batch(inputs: Tensor(shape: [drawings.count, 1, side, side], scalars: inputs), labels: labels)
+    }
+}

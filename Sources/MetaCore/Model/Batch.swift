@@ -63,6 +63,27 @@ public struct Batch: Sendable, Equatable {
         }
     }
 
+    /// The samples at `indices`, in that order (a shuffled or sliced view of the batch, copied).
+    public func samples<Indices: Collection<Int>>(_ indices: Indices) throws -> Batch {
+        guard !indices.isEmpty else { throw MetaCoreError(.emptyBatch, "no samples selected from a batch of \(count)") }
+        if let bad = indices.first(where: { !(0 ..< count).contains($0) }) {
+            throw MetaCoreError.argument("sample \(bad) is outside a batch of \(count)")
+        }
+        let size = sampleShape.reduce(1, *)
+        var scalars: [Float] = []
+        scalars.reserveCapacity(indices.count * size)
+        for i in indices { scalars += inputs.scalars[i * size ..< (i + 1) * size] }
+        let selected = try Tensor(shape: [indices.count] + sampleShape, scalars: scalars)
+        switch targets {
+        case .labels(let labels):
+            return try Batch(inputs: selected, labels: indices.map { labels[$0] })
+        case .values(let values):
+            let width = values.shape.dropFirst().reduce(1, *)
+            let picked = indices.flatMap { values.scalars[$0 * width ..< ($0 + 1) * width] }
+            return try Batch(inputs: selected, values: Tensor(shape: [indices.count] + Array(values.shape.dropFirst()), scalars: picked))
+        }
+    }
+
     /// Throws unless this batch fits `model`: its per-sample shape is the model's input shape and its targets
     /// fit the model's output (labels below the number of outputs, values of the output shape).
     public func check(against model: Model) throws {

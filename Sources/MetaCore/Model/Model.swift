@@ -79,6 +79,20 @@ public struct Model: Sendable {
     /// The slice of the flat state vector that belongs to layer `index`.
     public func stateRange(ofLayer index: Int) -> Range<Int> { stateLayout.layerRanges[index] }
 
+    /// The model cut before the last `headLayers` layers with parameters: a body (the representation) and a
+    /// head (the prediction network) whose parameter vectors are the two consecutive pieces of this model's,
+    /// `θ[..<body.parameterCount]` and `θ[body.parameterCount...]`. Running the head on the body's outputs is
+    /// running this model; a learner that adapts only the head can then work on precomputed features.
+    public func split(headLayers: Int) throws -> (body: Model, head: Model) {
+        let parametrised = layers.indices.filter { !parameterRange(ofLayer: $0).isEmpty }
+        guard headLayers >= 1, headLayers < parametrised.count else {
+            throw MetaCoreError.argument("a head of \(headLayers) layers with parameters must leave at least one for the body; the model has \(parametrised.count)")
+        }
+        let cut = parametrised[parametrised.count - headLayers]
+        let body = try Model(inputShape: inputShape, layers: Array(layers[..<cut]))
+        return (body, try Model(inputShape: body.outputShape, layers: Array(layers[cut...])))
+    }
+
     /// One line per layer: its type, output shape and parameter count.
     public var summary: String {
         var lines = ["input \(describe(inputShape))"]

@@ -60,25 +60,16 @@ public struct OmniglotTasks: TaskDistribution {
         guard queries >= 1 else { throw MetaCoreError.argument("an episode needs at least 1 query per class, got \(queries)") }
         try Self.checkDrawings(shots: shots, queries: queries)
         let chosen = Self.choose(ways, from: classes.count, using: &random)
-        let drawings = chosen.map { _ in Self.choose(shots + queries, from: Omniglot.drawingsPerCharacter, using: &random) }
-        let size = dataset.side * dataset.side
+        let picked = chosen.map { _ in Self.choose(shots + queries, from: Omniglot.drawingsPerCharacter, using: &random) }
         func batch(_ range: Range<Int>) throws -> Batch {
-            var inputs = [Float](repeating: 0, count: ways * range.count * size), labels: [Int32] = []
-            dataset.pixels.withUnsafeBufferPointer { all in
-                inputs.withUnsafeMutableBufferPointer { out in
-                    for (label, c) in chosen.enumerated() {
-                        for (j, d) in drawings[label][range].enumerated() {
-                            let imageClass = classes[c]
-                            let start = (imageClass.character * Omniglot.drawingsPerCharacter + d) * size
-                            GrayImage.rotate(UnsafeBufferPointer(rebasing: all[start ..< start + size]), side: dataset.side,
-                                             quarterTurns: imageClass.quarterTurns,
-                                             into: out.baseAddress! + (label * range.count + j) * size)
-                            labels.append(Int32(label))
-                        }
-                    }
+            var drawings: [Omniglot.Drawing] = [], labels: [Int32] = []
+            for (label, c) in chosen.enumerated() {
+                for d in picked[label][range] {
+                    drawings.append(Omniglot.Drawing(character: classes[c].character, drawing: d, quarterTurns: classes[c].quarterTurns))
+                    labels.append(Int32(label))
                 }
             }
-            return try Batch(inputs: Tensor(shape: [labels.count] + inputShape, scalars: inputs), labels: labels)
+            return try dataset.batch(drawings, labels: labels)
         }
         return Task(support: try batch(0 ..< shots), query: try batch(shots ..< shots + queries))
     }

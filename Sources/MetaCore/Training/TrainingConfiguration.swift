@@ -1,11 +1,13 @@
 /// Everything that defines a meta-training run: algorithm, task, model and optimiser settings. Stored in
 /// every checkpoint, so that a checkpoint alone is enough to evaluate or resume the run.
 public struct TrainingConfiguration: Codable, Sendable, Equatable {
-    /// `maml`, `fomaml`, `reptile`, `metasgd`, `anil`, `pretrain` (multi-task baseline), `protonet` or `matchnet`.
+    /// `maml`, `fomaml`, `reptile`, `metasgd`, `anil`, `pretrain` (multi-task baseline), `protonet`, `matchnet`,
+    /// `oml` or `oml-fo` (first order).
     public var algorithm = "maml"
-    /// `sine` or `omniglot`.
+    /// `sine`, `omniglot`, or for continual learning `continual-omniglot` or `incremental-sine`.
     public var task = "sine"
-    /// Classes per episode (classification tasks).
+    /// Classes per episode (classification tasks); classes per trajectory (`continual-omniglot`); functions
+    /// (`incremental-sine`).
     public var ways: Int?
     /// Support examples per task (per class for classification).
     public var shots = 10
@@ -24,12 +26,30 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     public var clip: Float?
     public var iterations = 70_000
     public var seed: UInt64 = 0
+    /// OML: layers with parameters in the prediction network (default 1, `incremental-sine` 2).
+    public var headLayers: Int?
+    /// OML: trajectory samples per online SGD step (default 1, `incremental-sine` 8).
+    public var onlineBatch: Int?
+    /// `continual-omniglot`: meta-loss drawings of classes outside the trajectory (default 15).
+    public var remember: Int?
 
     public init() {}
 
     public static let metricAlgorithms = ["protonet", "matchnet"]
-    public static let algorithms = ["maml", "fomaml", "reptile", "metasgd", "anil", "pretrain"] + metricAlgorithms
-    public static let tasks = ["sine", "omniglot"]
+    public static let algorithms = ["maml", "fomaml", "reptile", "metasgd", "anil", "pretrain"] + metricAlgorithms + ["oml", "oml-fo"]
+    public static let tasks = ["sine", "omniglot", "continual-omniglot", "incremental-sine"]
+
+    /// The continual-learning tasks: a model with one output per class (or one regression output), trained
+    /// for streams rather than episodes.
+    public var isContinual: Bool { task == "continual-omniglot" || task == "incremental-sine" }
+
+    /// Whether the task draws from the Omniglot dataset.
+    public var usesOmniglot: Bool { task == "omniglot" || task == "continual-omniglot" }
+
+    /// OML's prediction-network depth for this task.
+    public var predictionLayers: Int { headLayers ?? (task == "incremental-sine" ? 2 : 1) }
+    /// OML's online batch for this task.
+    public var onlineBatchSize: Int { onlineBatch ?? (task == "incremental-sine" ? 8 : 1) }
 
     /// Which characters episodes come from: meta-training or meta-testing ones (sinusoids have one distribution).
     public enum Split: Sendable { case train, test }
@@ -57,6 +77,9 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
         case "pretrain": return Pretrained(inner: inner)
         case "protonet": return PrototypicalNetworks()
         case "matchnet": return MatchingNetworks()
+        case "oml", "oml-fo":
+            return try OML(learningRate: innerLearningRate, onlineBatch: onlineBatchSize, headLayers: predictionLayers,
+                           order: algorithm == "oml" ? .second : .first)
         default:
             throw MetaCoreError(.unknownName, "unknown algorithm '\(algorithm)'; choose one of \(Self.algorithms.joined(separator: ", "))")
         }
@@ -66,6 +89,10 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
         switch task {
         case "sine": return try Model.mlp([1, 40, 40, 1])
         case "omniglot": return try Model.conv4(classes: isMetric ? 0 : omniglotWays())
+        // OML's networks, scaled to this machine: a representation of three conv blocks without batch-norm
+        // (online steps see one sample), and a linear prediction network with one unit per class.
+        case "continual-omniglot": return try Model.conv4(classes: ContinualOmniglotTasks.outputs, blocks: 3, batchNorm: false)
+        case "incremental-sine": return try Model.mlp([1 + (ways ?? 10), 100, 100, 100, 100, 1])
         default: throw unknownTask
         }
     }
@@ -74,9 +101,15 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     public func makeTasks(_ split: Split = .train, dataset: Omniglot? = nil) throws -> any TaskDistribution {
         switch task {
         case "sine": return try SinusoidTasks(shots: shots, queries: queries)
-        case "omniglot":
+        case "incremental-sine": return try IncrementalSineTasks(functions: ways ?? 10, shots: shots, queries: queries)
+        case "omniglot", "continual-omniglot":
             guard let dataset else {
-                throw MetaCoreError(.missingData, "omniglot tasks need the dataset: pass --data PATH (the directory with images_background and images_evaluation)")
+                throw MetaCoreError(.missingData, "\(task) tasks need the dataset: pass --data PATH (the directory with images_background and images_evaluation)")
+            }
+            if task == "continual-omniglot" {
+                // OML's protocol: meta-train on the background alphabets, meet the evaluation ones in the stream.
+                return try ContinualOmniglotTasks(dataset, characters: dataset.characters(in: split == .train ? .background : .evaluation),
+                                                  ways: omniglotWays(), shots: shots, queries: queries, remember: remember ?? 15)
             }
             let characters = try dataset.split(seed: Self.omniglotSplitSeed)
             return try OmniglotTasks(dataset, characters: split == .train ? characters.train : characters.test,

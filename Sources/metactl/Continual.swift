@@ -1,0 +1,207 @@
+import ArgumentParser
+import Foundation
+import MetaCore
+
+/// What `metactl continual --output` writes and `metactl plot` reads.
+struct ContinualReport: Codable {
+    struct Point: Codable {
+        /// Classes (or functions) learned so far.
+        let seen: Int
+        /// Mean over runs of the performance on everything seen, and its standard deviation.
+        let mean: Double, sd: Double
+    }
+    let label: String
+    let checkpoint: String, algorithm: String, task: String, iteration: Int
+    let learner: String
+    /// "accuracy" (higher is better) or "mse".
+    let metric: String
+    let runs: Int
+    let points: [Point]
+    let forgetting: Double?, backwardTransfer: Double?
+    /// One performance matrix per run.
+    let matrices: [[[Double]]]
+    let seconds: Double
+}
+
+/// Runs a checkpoint's network through a continual stream and prints what it retained.
+struct Continual: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Learn new classes (or functions) one after another from a trained network; report accuracy on all seen, forgetting and backward transfer.",
+        discussion: """
+        continual-omniglot checkpoints meet unseen classes from the evaluation alphabets, 15 drawings each, one \
+        pass, and are tested on the other 5 drawings of every class seen; incremental-sine checkpoints meet new \
+        sine waves. Learners: online (SGD on --adapt head|all, OML's meta-test rule and the fine-tuning \
+        baseline), mer (Meta-Experience Replay), iid (the offline upper bound: everything seen, shuffled, \
+        several epochs).
+        """)
+
+    @Option(help: "Checkpoint written by `metactl train` on continual-omniglot or incremental-sine.") var checkpoint: String
+    @Option(help: "online | mer | iid.") var learner = "online"
+    @Option(help: "Learning rate (default: the checkpoint's inner learning rate).") var lr: Float?
+    @Option(help: "Parameters the learner changes: head (the prediction network; the representation stays frozen) | all.") var adapt = "head"
+    @Option(help: "continual-omniglot: numbers of classes to report, comma-separated (the stream has the largest).") var classes = "10,50,100,200"
+    @Option(help: "continual-omniglot: classes per stage (forgetting and the curve are measured per stage).") var stageSize = 10
+    @Option(help: "incremental-sine: training points per function (default: the checkpoint's shots).") var trainPoints: Int?
+    @Option(help: "incremental-sine: held-out points per function.") var testPoints = 100
+    @Option(help: "Samples per online step (default: the checkpoint's online batch).") var batch: Int?
+    @Option(help: "Runs, each with its own classes (functions) and order, seeds --seed, --seed+1, …") var runs = 1
+    @Option(help: "Seed of the first run's stream.") var seed: UInt64 = 0
+    @Option(help: "MER: replay memory size (samples).") var memory = 1000
+    @Option(help: "MER: batches per incoming sample.") var merBatches = 2
+    @Option(help: "MER: samples per batch (the new one and replayed ones).") var merBatchSize = 5
+    @Option(help: "MER: within-batch Reptile step β.") var merBeta: Float = 1
+    @Option(help: "MER: across-batch Reptile step γ.") var merGamma: Float = 0.3
+    @Option(help: "iid: epochs over everything seen.") var epochs = 5
+    @Option(help: "Name of this run in the report and the plot (default: algorithm and learner).") var label: String?
+    @Option(help: "Write the report (JSON) here, for `metactl plot`.") var output: String?
+    @Option(help: "Draw the accuracy-versus-classes curve to this SVG file.") var svg: String?
+    @OptionGroup var dataset: DatasetOptions
+    @Flag(help: "Print the report as JSON.") var json = false
+
+    func validate() throws {
+        guard ["online", "mer", "iid"].contains(learner) else { throw ValidationError("--learner must be online, mer or iid, got '\(learner)'") }
+        guard ["head", "all"].contains(adapt) else { throw ValidationError("--adapt must be head or all, got '\(adapt)'") }
+        guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
+    }
+
+    func run() throws {
+        let file = try SafeTensors.read(from: URL(fileURLWithPath: checkpoint))
+        let config = try TrainingCheckpoint.configuration(of: file)
+        guard config.isContinual else {
+            throw ValidationError("\(checkpoint) was trained on '\(config.task)'; continual evaluation needs a continual-omniglot or incremental-sine checkpoint")
+        }
+        let data = try dataset.load(for: config)
+        let (trainer, _) = try TrainingCheckpoint.restore(file, dataset: data, threads: 1)
+        let model = trainer.model, theta = Array(trainer.metaParameters[0 ..< model.parameterCount])
+        let points = try reportedPoints(config)
+        let clock = ContinuousClock(), start = clock.now
+        var matrices: [[[Double]]] = [], description = ""
+        for r in 0 ..< runs {
+            var stream = try makeStream(config, data: data, largest: points.last!, seed: seed + UInt64(r))
+            var (runModel, runTheta) = (model, theta)
+            if adapt == "head" {
+                let (body, head) = try model.split(headLayers: config.predictionLayers)
+                stream = try stream.features(of: body, parameters: Array(theta[..<body.parameterCount]))
+                (runModel, runTheta) = (head, Array(theta[body.parameterCount...]))
+            }
+            var rule = try makeLearner(config, adapted: 0 ..< runModel.parameterCount)
+            description = rule.description
+            let result = try ContinualEvaluation.run(&rule, parameters: runTheta, stream: stream, workspace: Workspace(model: runModel),
+                                                     seed: seed + UInt64(r)) { stage, row in
+                let seen = stream.classesSeen?[stage] ?? stage + 1
+                FileHandle.standardError.write(Data(String(format: "\rrun %d/%d: %d seen, %@ %.4f   ", r + 1, runs, seen,
+                                                           stream.isClassification ? "accuracy" : "MSE", row.reduce(0, +) / Double(row.count)).utf8))
+            }
+            matrices.append(result.metrics.matrix)
+        }
+        FileHandle.standardError.write(Data("\n".utf8))
+        let report = try makeReport(config, iteration: trainer.iteration, learner: description, matrices: matrices,
+                                    seconds: (clock.now - start).seconds)
+        if let output { try writeAtomically(try JSONEncoder().encode(report), to: URL(fileURLWithPath: output)) }
+        if let svg { try draw([report], to: svg) }
+        if json { try printJSON(report); return }
+        printTable(report, points: points)
+    }
+
+    /// The numbers of classes (functions) the table reports.
+    func reportedPoints(_ config: TrainingConfiguration) throws -> [Int] {
+        guard config.task == "continual-omniglot" else { return Array(1 ... (config.ways ?? 10)) }
+        let list = classes.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !list.isEmpty, list.allSatisfy({ $0 != nil && $0! > 0 }) else {
+            throw ValidationError("--classes must be positive numbers separated by commas, got '\(classes)'")
+        }
+        let sorted = list.map { $0! }.sorted()
+        guard sorted.allSatisfy({ $0 % stageSize == 0 }) else {
+            throw ValidationError("every number in --classes must be a multiple of --stage-size \(stageSize)")
+        }
+        return sorted
+    }
+
+    func makeStream(_ config: TrainingConfiguration, data: Omniglot?, largest: Int, seed: UInt64) throws -> ContinualStream {
+        if config.task == "continual-omniglot", let data {
+            return try ContinualStream.omniglot(data, characters: data.characters(in: .evaluation), classes: largest,
+                                                stageSize: stageSize, seed: seed)
+        }
+        let tasks = try IncrementalSineTasks(functions: config.ways ?? 10, shots: config.shots, queries: config.queries)
+        return try ContinualStream.incrementalSines(tasks, trainPoints: trainPoints ?? config.shots, testPoints: testPoints, seed: seed)
+    }
+
+    func makeLearner(_ config: TrainingConfiguration, adapted: Range<Int>) throws -> any ContinualLearner {
+        let rate = lr ?? config.innerLearningRate, size = batch ?? config.onlineBatchSize
+        switch learner {
+        case "mer":
+            return try MER(learningRate: rate, withinBatch: merBeta, acrossBatches: merGamma, batches: merBatches,
+                           batchSize: merBatchSize, memorySize: memory, adapted: adapted)
+        case "iid": return try OfflineIID(learningRate: rate, batchSize: max(size, 10), epochs: epochs, adapted: adapted)
+        default: return try OnlineSGD(learningRate: rate, batchSize: size, adapted: adapted)
+        }
+    }
+
+    func makeReport(_ config: TrainingConfiguration, iteration: Int, learner description: String, matrices: [[[Double]]], seconds: Double) throws -> ContinualReport {
+        let metrics = try matrices.map { try ContinualMetrics(matrix: $0, higherIsBetter: config.task == "continual-omniglot") }
+        let stages = matrices[0].count
+        let points = (0 ..< stages).map { i -> ContinualReport.Point in
+            let values = metrics.map { $0.averages[i] }
+            let mean = values.reduce(0, +) / Double(values.count)
+            let sd = values.count > 1 ? (values.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(values.count - 1)).squareRoot() : 0
+            return .init(seen: config.task == "continual-omniglot" ? (i + 1) * stageSize : i + 1, mean: mean, sd: sd)
+        }
+        func mean(_ values: [Double?]) -> Double? {
+            let present = values.compactMap { $0 }
+            return present.isEmpty ? nil : present.reduce(0, +) / Double(present.count)
+        }
+        return ContinualReport(label: label ?? "\(config.algorithm), \(learner)", checkpoint: checkpoint, algorithm: config.algorithm,
+                               task: config.task, iteration: iteration, learner: description,
+                               metric: config.task == "continual-omniglot" ? "accuracy" : "mse", runs: matrices.count, points: points,
+                               forgetting: mean(metrics.map(\.forgetting)), backwardTransfer: mean(metrics.map(\.backwardTransfer)),
+                               matrices: matrices, seconds: seconds)
+    }
+
+    func printTable(_ report: ContinualReport, points: [Int]) {
+        let accuracy = report.metric == "accuracy", unit = accuracy ? "classes" : "functions"
+        print("\(report.algorithm) on \(report.task) (\(report.iteration) iterations), \(report.learner); \(report.runs) run(s), \(formatDuration(report.seconds))")
+        print("\(unit)   \(accuracy ? "accuracy on all seen" : "MSE on all seen")" + (report.runs > 1 ? " (mean ± sd over runs)" : ""))
+        for point in report.points where points.contains(point.seen) {
+            let value = accuracy ? String(format: "%6.2f%%", 100 * point.mean) : String(format: "%8.4f", point.mean)
+            let spread = report.runs > 1 ? (accuracy ? String(format: " ± %.2f%%", 100 * point.sd) : String(format: " ± %.4f", point.sd)) : ""
+            print(String(format: "%7d   ", point.seen) + value + spread)
+        }
+        let scale = accuracy ? 100.0 : 1.0, suffix = accuracy ? " points" : ""
+        if let f = report.forgetting, let b = report.backwardTransfer {
+            print(String(format: "forgetting %.2f%@, backward transfer %.2f%@ (over %d stages)", f * scale, suffix, b * scale, suffix, report.matrices[0].count))
+        }
+    }
+}
+
+/// Draws `reports` as one accuracy- (or MSE-) versus-classes chart.
+func draw(_ reports: [ContinualReport], to path: String, title: String? = nil) throws {
+    guard let first = reports.first else { throw ValidationError("nothing to plot") }
+    guard reports.allSatisfy({ $0.metric == first.metric }) else { throw ValidationError("cannot plot accuracy and MSE reports together") }
+    let accuracy = first.metric == "accuracy"
+    let series = reports.map { report in
+        LinePlot.Series(label: report.label, points: report.points.map { (Double($0.seen), accuracy ? 100 * $0.mean : $0.mean) })
+    }
+    let plot = LinePlot(title: title ?? (accuracy ? "Continual Omniglot: accuracy on all classes seen" : "Incremental sines: MSE on all functions seen"),
+                        xLabel: accuracy ? "classes learned" : "functions learned", yLabel: accuracy ? "accuracy (%)" : "MSE",
+                        series: series, yRange: accuracy ? 0 ... 100 : nil)
+    try writeAtomically(Data(try plot.svg().utf8), to: URL(fileURLWithPath: path))
+}
+
+/// Draws several `metactl continual --output` reports on one chart.
+struct Plot: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Draw continual-learning curves from `metactl continual --output` reports as one SVG chart.")
+
+    @Argument(help: "Report files (JSON).") var reports: [String]
+    @Option(help: "SVG file to write.") var output: String
+    @Option(help: "Chart title.") var title: String?
+
+    func run() throws {
+        let decoded = try reports.map { path -> ContinualReport in
+            do { return try JSONDecoder().decode(ContinualReport.self, from: Data(contentsOf: URL(fileURLWithPath: path))) } catch {
+                throw ValidationError("\(path) is not a `metactl continual` report: \(error.localizedDescription)")
+            }
+        }
+        try draw(decoded, to: output, title: title)
+        print("wrote \(output)")
+    }
+}
