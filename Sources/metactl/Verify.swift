@@ -7,8 +7,8 @@ struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Compare the analytic meta-gradient with central finite differences of the meta-loss, per parameter tensor.")
 
-    @Option(help: "maml | fomaml | metasgd | anil.") var algorithm = "maml"
-    @Option(help: "Task family: sine.") var task = "sine"
+    @Option(help: "maml | fomaml | metasgd | anil | oml.") var algorithm = "maml"
+    @Option(help: "Task family: sine | incremental-sine.") var task = "sine"
     @Option(help: "Inner steps.") var innerSteps = 1
     @Option(help: "Inner learning rate.") var innerLr: Float = 0.01
     @Option(help: "Support and query examples per task.") var shots = 10

@@ -152,4 +152,18 @@ struct ContinualTests {
         #expect(bound.final < sequential.final, "i.i.d. MSE \(bound.final) vs online \(sequential.final)")
         #expect(bound.forgetting! < sequential.forgetting!)
     }
+
+    /// The continual network (no batch-norm) starts from Kaiming-normal weights and zero biases.
+    @Test func kaimingNormalInitialisation() throws {
+        let model = try Model.conv4(classes: 10, blocks: 2, batchNorm: false, initialization: .kaimingNormal)
+        let theta = model.initialParameters(seed: 1)
+        for entry in model.layout.entries {
+            let values = theta[entry.range].map(Double.init)
+            if entry.name.hasSuffix("bias") { #expect(values.allSatisfy { $0 == 0 }); continue }
+            let fanIn = Double(entry.shape.dropFirst().reduce(1, *))
+            let std = (values.reduce(0) { $0 + $1 * $1 } / Double(values.count)).squareRoot()
+            #expect(abs(std / (2 / fanIn).squareRoot() - 1) < 0.1, "\(entry.name): std \(std) for fan-in \(fanIn)")
+        }
+        #expect(try Model.conv4(classes: 10).initialParameters(seed: 1) != theta)
+    }
 }

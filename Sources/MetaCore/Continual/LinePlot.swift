@@ -22,14 +22,16 @@ public struct LinePlot: Sendable {
 
     private static let colours = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
 
-    /// The SVG text. Throws if there is nothing to draw.
-    public func svg(width: Double = 640, height: Double = 420) throws -> String {
+    /// The SVG text, with a plotting area of `plotW` x `plotH` pixels and the legend to its right. Throws if
+    /// there is nothing to draw.
+    public func svg(plotW: Double = 460, plotH: Double = 330) throws -> String {
         let all = series.flatMap(\.points)
         guard !all.isEmpty, all.allSatisfy({ $0.x.isFinite && $0.y.isFinite }) else {
             throw MetaCoreError.argument("a plot needs at least one finite point")
         }
-        let left = 64.0, right = 170.0, top = 40.0, bottom = 52.0
-        let plotW = width - left - right, plotH = height - top - bottom
+        let longest = series.map(\.label.count).max() ?? 0
+        let left = 64.0, right = 50 + 7 * Double(longest), top = 40.0, bottom = 52.0
+        let width = left + plotW + right, height = top + plotH + bottom
         let xs = Self.niceRange(all.map(\.x).min()! ... all.map(\.x).max()!)
         let ys = yRange.map { (range: $0, step: Self.niceStep(($0.upperBound - $0.lowerBound) / 5)) } ?? Self.niceRange(all.map(\.y).min()! ... all.map(\.y).max()!)
         func px(_ x: Double) -> Double { left + (x - xs.range.lowerBound) / (xs.range.upperBound - xs.range.lowerBound) * plotW }

@@ -2,16 +2,19 @@ import CKernels
 
 /// 2-D convolution (cross-correlation) on NCHW images, weights `[outChannels, inChannels, k, k]` and a bias.
 ///
-/// Initialised as PyTorch's `nn.Conv2d`: uniform in ±1/√(inChannels·k²).
+/// Initialised as PyTorch's `nn.Conv2d` (uniform in ±1/√(inChannels·k²)) unless told otherwise.
 public struct Conv2d: Layer {
     public let inChannels: Int, outChannels: Int, kernel: Int, stride: Int, padding: Int
+    public let initialization: Initialization
 
-    public init(_ inChannels: Int, _ outChannels: Int, kernel: Int = 3, stride: Int = 1, padding: Int = 0) throws {
+    public init(_ inChannels: Int, _ outChannels: Int, kernel: Int = 3, stride: Int = 1, padding: Int = 0,
+                initialization: Initialization = .pytorch) throws {
         guard inChannels > 0, outChannels > 0, kernel > 0, stride > 0, padding >= 0 else {
             throw MetaCoreError.argument("Conv2d needs positive channels, kernel and stride and padding >= 0; got in \(inChannels), out \(outChannels), kernel \(kernel), stride \(stride), padding \(padding)")
         }
         self.inChannels = inChannels; self.outChannels = outChannels
         self.kernel = kernel; self.stride = stride; self.padding = padding
+        self.initialization = initialization
     }
 
     public func outputShape(for input: [Int]) throws -> [Int] {
@@ -30,8 +33,7 @@ public struct Conv2d: Layer {
     }
 
     public func initialize(_ parameters: UnsafeMutableBufferPointer<Float>, using random: inout RandomSource) {
-        let bound = 1 / Float(inChannels * kernel * kernel).squareRoot()
-        for i in parameters.indices { parameters[i] = random.uniform(-bound, bound) }
+        initialization.fill(parameters, weights: biasOffset, fanIn: inChannels * kernel * kernel, using: &random)
     }
 
     private var biasOffset: Int { outChannels * inChannels * kernel * kernel }

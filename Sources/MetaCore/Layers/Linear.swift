@@ -2,16 +2,18 @@ import CKernels
 
 /// Fully connected layer `y = x Wᵀ + b` on `[N, inputs]`, with `W` of shape `[outputs, inputs]`.
 ///
-/// Initialised as PyTorch's `nn.Linear`: weights and bias uniform in ±1/√inputs.
+/// Initialised as PyTorch's `nn.Linear` (weights and bias uniform in ±1/√inputs) unless told otherwise.
 public struct Linear: Layer {
     public let inputs: Int, outputs: Int
+    public let initialization: Initialization
 
-    public init(_ inputs: Int, _ outputs: Int) throws {
+    public init(_ inputs: Int, _ outputs: Int, initialization: Initialization = .pytorch) throws {
         guard inputs > 0, outputs > 0 else {
             throw MetaCoreError.argument("Linear needs positive sizes, got \(inputs) -> \(outputs)")
         }
         self.inputs = inputs
         self.outputs = outputs
+        self.initialization = initialization
     }
 
     public func outputShape(for input: [Int]) throws -> [Int] {
@@ -24,8 +26,7 @@ public struct Linear: Layer {
     public var parameterShapes: [(name: String, shape: [Int])] { [("weight", [outputs, inputs]), ("bias", [outputs])] }
 
     public func initialize(_ parameters: UnsafeMutableBufferPointer<Float>, using random: inout RandomSource) {
-        let bound = 1 / Float(inputs).squareRoot()
-        for i in parameters.indices { parameters[i] = random.uniform(-bound, bound) }
+        initialization.fill(parameters, weights: biasOffset, fanIn: inputs, using: &random)
     }
 
     private var biasOffset: Int { outputs * inputs }

@@ -116,11 +116,11 @@ extension Model {
 
     /// A fully connected network: `sizes = [1, 40, 40, 1]` is the MLP of MAML's sinusoid experiments
     /// (Finn et al. 2017). The activation follows every layer but the last.
-    public static func mlp(_ sizes: [Int], activation: Activation = .relu) throws -> Model {
+    public static func mlp(_ sizes: [Int], activation: Activation = .relu, initialization: Initialization = .pytorch) throws -> Model {
         guard sizes.count >= 2 else { throw MetaCoreError.argument("an MLP needs at least input and output sizes, got \(sizes)") }
         var layers: [any Layer] = []
         for i in 0 ..< sizes.count - 1 {
-            layers.append(try Linear(sizes[i], sizes[i + 1]))
+            layers.append(try Linear(sizes[i], sizes[i + 1], initialization: initialization))
             if i < sizes.count - 2 { layers.append(activation.layer()) }
         }
         return try Model(inputShape: [sizes[0]], layers: layers)
@@ -133,8 +133,11 @@ extension Model {
     ///
     /// - Parameter classes: outputs of the linear head; `0` leaves the head off (an embedding network, as
     ///   Prototypical and Matching Networks use).
+    /// - Parameter initialization: of the convolutions and the head (PyTorch's default, or Kaiming-normal for
+    ///   a network without batch-norm).
     public static func conv4(classes: Int, inputShape: [Int] = [1, 28, 28], channels: Int = 64, blocks: Int = 4,
-                             batchNorm: Bool = true, activation: Activation = .relu) throws -> Model {
+                             batchNorm: Bool = true, activation: Activation = .relu,
+                             initialization: Initialization = .pytorch) throws -> Model {
         guard inputShape.count == 3 else {
             throw MetaCoreError.shape("Conv-4 takes CxHxW images, got input shape \(describe(inputShape))")
         }
@@ -144,7 +147,7 @@ extension Model {
         var layers: [any Layer] = []
         var inChannels = inputShape[0]
         for _ in 0 ..< blocks {
-            layers.append(try Conv2d(inChannels, channels, kernel: 3, padding: 1))
+            layers.append(try Conv2d(inChannels, channels, kernel: 3, padding: 1, initialization: initialization))
             if batchNorm { layers.append(try BatchNorm(channels)) }
             layers.append(activation.layer())
             layers.append(try MaxPool(2))
@@ -153,6 +156,6 @@ extension Model {
         layers.append(Flatten())
         let body = try Model(inputShape: inputShape, layers: layers)
         guard classes > 0 else { return body }
-        return try Model(inputShape: inputShape, layers: layers + [try Linear(body.outputShape[0], classes)])
+        return try Model(inputShape: inputShape, layers: layers + [try Linear(body.outputShape[0], classes, initialization: initialization)])
     }
 }

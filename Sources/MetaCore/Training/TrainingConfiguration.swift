@@ -90,8 +90,10 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
         case "sine": return try Model.mlp([1, 40, 40, 1])
         case "omniglot": return try Model.conv4(classes: isMetric ? 0 : omniglotWays())
         // OML's networks, scaled to this machine: a representation of three conv blocks without batch-norm
-        // (online steps see one sample), and a linear prediction network with one unit per class.
-        case "continual-omniglot": return try Model.conv4(classes: ContinualOmniglotTasks.outputs, blocks: 3, batchNorm: false)
+        // (online steps see one sample), and a linear prediction network with one unit per class; Kaiming-normal
+        // weights and zero biases as the authors' code (the default init shrinks activations without batch-norm).
+        case "continual-omniglot":
+            return try Model.conv4(classes: ContinualOmniglotTasks.outputs, blocks: 3, batchNorm: false, initialization: .kaimingNormal)
         case "incremental-sine": return try Model.mlp([1 + (ways ?? 10), 100, 100, 100, 100, 1])
         default: throw unknownTask
         }

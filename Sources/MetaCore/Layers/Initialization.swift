@@ -1,0 +1,20 @@
+/// How a layer with weights and a bias draws its initial values.
+public enum Initialization: String, Sendable, Codable {
+    /// PyTorch's default for `nn.Linear` and `nn.Conv2d`: weights and bias uniform in ±1/√fan-in.
+    case pytorch
+    /// He et al. (2015), fan-in mode: weights normal with standard deviation √(2 / fan-in), bias zero. It keeps
+    /// the activations' scale through ReLU layers, which a network without batch-norm needs.
+    case kaimingNormal
+
+    /// Fills `parameters` — `weights` weights followed by the bias — for a layer of fan-in `fanIn`.
+    func fill(_ parameters: UnsafeMutableBufferPointer<Float>, weights: Int, fanIn: Int, using random: inout RandomSource) {
+        switch self {
+        case .pytorch:
+            let bound = 1 / Float(fanIn).squareRoot()
+            for i in parameters.indices { parameters[i] = random.uniform(-bound, bound) }
+        case .kaimingNormal:
+            let std = (2 / Float(fanIn)).squareRoot()
+            for i in parameters.indices { parameters[i] = i < weights ? std * random.normal() : 0 }
+        }
+    }
+}
