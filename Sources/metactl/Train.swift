@@ -22,7 +22,7 @@ struct Train: ParsableCommand {
     @Option(help: "Meta learning rate.") var metaLr: Float = 0.001
     @Option(help: "Tasks per meta-batch.") var metaBatch = 25
     @Option(help: "Clip the meta-gradient to this norm.") var clip: Float?
-    @Option(help: "Meta-iterations in total.") var iterations = 70_000
+    @Option(help: "Meta-iterations in total (default 70,000; with --resume, the stored run's unless given).") var iterations: Int?
     @Option(help: "Random seed (initialisation and tasks).") var seed: UInt64 = 0
     @Option(help: "Threads: the tasks of a meta-batch run concurrently (default: all cores).") var threads = ProcessInfo.processInfo.activeProcessorCount
     @Option(help: "Checkpoint file (safetensors), written at intervals and at the end.") var checkpoint = "checkpoint.safetensors"
@@ -30,13 +30,14 @@ struct Train: ParsableCommand {
     @Option(help: "Also keep a copy of the checkpoint every N iterations, as NAME-ITERATION.safetensors (for learning curves).") var snapshotEvery: Int?
     @Option(help: "Metrics log (JSON lines), one line every --log-every iterations.") var log: String?
     @Option(help: "Iterations between metrics lines.") var logEvery = 100
-    @Option(help: "Stop (with a checkpoint) after this many minutes of training, even before --iterations.") var timeLimit: Double?
+    @Option(help: "Stop (with a checkpoint) after this many minutes of training in this run (a --resume run has its own limit), even before --iterations.") var timeLimit: Double?
     @Flag(help: "Continue the run stored in --checkpoint instead of starting afresh.") var resume = false
     @OptionGroup var dataset: DatasetOptions
 
     func validate() throws {
         guard threads > 0 else { throw ValidationError("--threads must be at least 1") }
         guard (timeLimit ?? 1) > 0 else { throw ValidationError("--time-limit must be a positive number of minutes") }
+        guard (iterations ?? 0) >= 0 else { throw ValidationError("--iterations must not be negative") }
         guard checkpointEvery > 0, logEvery > 0, (snapshotEvery ?? 1) > 0 else {
             throw ValidationError("--checkpoint-every, --snapshot-every and --log-every must be positive")
         }
@@ -45,9 +46,12 @@ struct Train: ParsableCommand {
     func run() throws {
         let url = URL(fileURLWithPath: checkpoint)
         var trainer: MetaTrainer, config: TrainingConfiguration
+        var earlierSeconds = 0.0  // training time of the runs this one resumes: the log's clock continues from it
         if resume {
             let file = try SafeTensors.read(from: url)
             (trainer, config) = try TrainingCheckpoint.restore(file, dataset: dataset.load(for: TrainingCheckpoint.configuration(of: file)), threads: threads)
+            earlierSeconds = try TrainingCheckpoint.trainingSeconds(of: file)
+            if let iterations { config.iterations = iterations }
             print("resuming \(config.algorithm) on \(config.task) at iteration \(trainer.iteration) of \(config.iterations)")
         } else {
             config = TrainingConfiguration()
@@ -55,7 +59,7 @@ struct Train: ParsableCommand {
             config.dataPath = dataset.data.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
             config.innerSteps = innerSteps; config.innerLearningRate = innerLr
             config.metaOptimizer = metaOptimizer; config.innerOptimizer = innerOptimizer; config.metaLearningRate = metaLr; config.metaBatch = metaBatch
-            config.clip = clip; config.iterations = iterations; config.seed = seed
+            config.clip = clip; config.iterations = iterations ?? config.iterations; config.seed = seed
             config.headLayers = headLayers; config.onlineBatch = onlineBatch; config.remember = remember
             trainer = try config.makeTrainer(dataset: dataset.load(for: config), threads: threads)
         }
@@ -81,7 +85,7 @@ struct Train: ParsableCommand {
                                   recent / Double(recentCount), accuracy, formatDuration(Double(config.iterations - done) / rate))
                 FileHandle.standardError.write(Data(line.utf8))
                 if let logHandle {
-                    var record: [String: Any] = ["iteration": done, "loss": recent / Double(recentCount), "seconds": seconds,
+                    var record: [String: Any] = ["iteration": done, "loss": recent / Double(recentCount), "seconds": earlierSeconds + seconds,
                                                  "gradient_norm": result.gradientNorm]
                     if result.accuracy != nil { record["accuracy"] = recentAccuracy / Double(recentCount) }
                     logHandle.write(try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]) + Data("\n".utf8))
@@ -91,7 +95,7 @@ struct Train: ParsableCommand {
             let checkpointNow = done % checkpointEvery == 0 || done == config.iterations || outOfTime
             let snapshotNow = snapshotEvery.map { done % $0 == 0 } ?? false
             if checkpointNow || snapshotNow {
-                let file = try TrainingCheckpoint.make(trainer, configuration: config)
+                let file = try TrainingCheckpoint.make(trainer, configuration: config, trainingSeconds: earlierSeconds + seconds)
                 if checkpointNow { try file.write(to: url) }
                 if snapshotNow {
                     let name = url.deletingPathExtension().lastPathComponent + "-\(done)." + url.pathExtension
@@ -99,7 +103,9 @@ struct Train: ParsableCommand {
                 }
             }
         }
-        if trainer.iteration == first { try TrainingCheckpoint.make(trainer, configuration: config).write(to: url) }
+        if trainer.iteration == first {
+            try TrainingCheckpoint.make(trainer, configuration: config, trainingSeconds: earlierSeconds).write(to: url)
+        }
         FileHandle.standardError.write(Data("\n".utf8))
         if outOfTime { print("stopped at the time limit of \(timeLimit!) minutes") }
         print("trained \(config.algorithm) on \(config.task): \(trainer.iteration) iterations, this run \(formatDuration((clock.now - start).seconds)); checkpoint \(url.path)")

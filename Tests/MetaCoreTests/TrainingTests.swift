@@ -56,6 +56,9 @@ struct TrainingTests {
         }
         // A valid safetensors file that is not a training checkpoint.
         #expect(throws: MetaCoreError.self) { try TrainingCheckpoint.restore(SafeTensors(decoding: good, source: "x")) }
+        var badTime = SafeTensors()
+        badTime.metadata = ["training.seconds": "-3"]
+        #expect(throws: MetaCoreError.self) { try TrainingCheckpoint.trainingSeconds(of: badTime) }
         #expect { try SafeTensors.read(from: URL(fileURLWithPath: "/nonexistent/run.safetensors")) } throws: {
             (($0 as? MetaCoreError)?.kind == .missingData)
         }
@@ -117,9 +120,11 @@ func expectResumedRunContinuesExactly(_ config: TrainingConfiguration, dataset: 
     for _ in 0 ..< 3 { _ = try first.step() }
     let url = FileManager.default.temporaryDirectory.appendingPathComponent("resume-\(config.algorithm)-\(UUID()).safetensors")
     defer { try? FileManager.default.removeItem(at: url) }
-    try TrainingCheckpoint.make(first, configuration: config).write(to: url)
-    var (resumed, restoredConfig) = try TrainingCheckpoint.restore(SafeTensors.read(from: url), dataset: dataset)
+    try TrainingCheckpoint.make(first, configuration: config, trainingSeconds: 12.5).write(to: url)
+    let file = try SafeTensors.read(from: url)
+    var (resumed, restoredConfig) = try TrainingCheckpoint.restore(file, dataset: dataset)
     #expect(restoredConfig == config && resumed.iteration == 3)
+    #expect(try TrainingCheckpoint.trainingSeconds(of: file) == 12.5)
     for _ in 0 ..< 3 { _ = try resumed.step() }
     #expect(resumed.metaParameters == straight.metaParameters)
 }

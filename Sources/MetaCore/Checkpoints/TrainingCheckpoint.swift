@@ -2,11 +2,12 @@ import Foundation
 
 /// A meta-training run's state as a safetensors file: the meta-parameters under the model's tensor names
 /// (`0.weight`, …; Meta-SGD's learning rates as `alpha.0.weight`, …), the meta-optimiser's state
-/// (`optimizer.m`, `optimizer.v`), and in the metadata the configuration (JSON) and the iteration.
+/// (`optimizer.m`, `optimizer.v`), and in the metadata the configuration (JSON), the iteration and the
+/// wall time spent training so far (summed over resumed runs, so that logs and learning curves continue).
 public enum TrainingCheckpoint {
     static let format = "metacore-training-1"
 
-    public static func make(_ trainer: MetaTrainer, configuration: TrainingConfiguration) throws -> SafeTensors {
+    public static func make(_ trainer: MetaTrainer, configuration: TrainingConfiguration, trainingSeconds: Double = 0) throws -> SafeTensors {
         let model = trainer.model, meta = trainer.metaParameters
         var file = SafeTensors()
         for entry in model.layout.entries {
@@ -21,8 +22,17 @@ public enum TrainingCheckpoint {
         }
         let config = String(decoding: try JSONEncoder().encode(configuration), as: UTF8.self)
         file.metadata = ["format": format, "configuration": config, "iteration": String(trainer.iteration),
-                         "optimizer.step": String(state.step)]
+                         "optimizer.step": String(state.step), "training.seconds": String(trainingSeconds)]
         return file
+    }
+
+    /// The wall time, in seconds, spent training the checkpoint's run (0 for checkpoints that do not record it).
+    public static func trainingSeconds(of file: SafeTensors) throws -> Double {
+        guard let text = file.metadata["training.seconds"] else { return 0 }
+        guard let seconds = Double(text), seconds.isFinite, seconds >= 0 else {
+            throw MetaCoreError(.corruptData, "checkpoint metadata 'training.seconds' is not a valid duration: '\(text)'")
+        }
+        return seconds
     }
 
     /// The configuration stored in a checkpoint.
