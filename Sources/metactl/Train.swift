@@ -76,7 +76,7 @@ struct Train: ParsableCommand {
             let result = try trainer.step()
             recent += result.loss; recentAccuracy += result.accuracy ?? 0; recentCount += 1
             let done = trainer.iteration
-            let seconds = (clock.now - start).seconds
+            let seconds = (clock.now - start).seconds, trainedSeconds = earlierSeconds + seconds
             outOfTime = timeLimit.map { seconds >= $0 * 60 } ?? false
             if done % logEvery == 0 || done == config.iterations || outOfTime {
                 let rate = Double(done - first) / seconds
@@ -85,7 +85,7 @@ struct Train: ParsableCommand {
                                   recent / Double(recentCount), accuracy, formatDuration(Double(config.iterations - done) / rate))
                 FileHandle.standardError.write(Data(line.utf8))
                 if let logHandle {
-                    var record: [String: Any] = ["iteration": done, "loss": recent / Double(recentCount), "seconds": earlierSeconds + seconds,
+                    var record: [String: Any] = ["iteration": done, "loss": recent / Double(recentCount), "seconds": trainedSeconds,
                                                  "gradient_norm": result.gradientNorm]
                     if result.accuracy != nil { record["accuracy"] = recentAccuracy / Double(recentCount) }
                     logHandle.write(try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]) + Data("\n".utf8))
@@ -95,7 +95,7 @@ struct Train: ParsableCommand {
             let checkpointNow = done % checkpointEvery == 0 || done == config.iterations || outOfTime
             let snapshotNow = snapshotEvery.map { done % $0 == 0 } ?? false
             if checkpointNow || snapshotNow {
-                let file = try TrainingCheckpoint.make(trainer, configuration: config, trainingSeconds: earlierSeconds + seconds)
+                let file = try TrainingCheckpoint.make(trainer, configuration: config, trainingSeconds: trainedSeconds)
                 if checkpointNow { try file.write(to: url) }
                 if snapshotNow {
                     let name = url.deletingPathExtension().lastPathComponent + "-\(done)." + url.pathExtension

@@ -22,46 +22,46 @@ public struct LinePlot: Sendable {
 
     private static let colours = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
 
-    /// The SVG text, with a plotting area of `plotW` x `plotH` pixels and the legend to its right. Throws if
+    /// The SVG text, with a plotting area of `plotWidth` x `plotHeight` pixels and the legend to its right. Throws if
     /// there is nothing to draw.
-    public func svg(plotW: Double = 460, plotH: Double = 330) throws -> String {
+    public func svg(plotWidth: Double = 460, plotHeight: Double = 330) throws -> String {
         let all = series.flatMap(\.points)
         guard !all.isEmpty, all.allSatisfy({ $0.x.isFinite && $0.y.isFinite }) else {
             throw MetaCoreError.argument("a plot needs at least one finite point")
         }
         let longest = series.map(\.label.count).max() ?? 0
         let left = 64.0, right = 50 + 7 * Double(longest), top = 40.0, bottom = 52.0
-        let width = left + plotW + right, height = top + plotH + bottom
+        let width = left + plotWidth + right, height = top + plotHeight + bottom
         let xs = Self.niceRange(all.map(\.x).min()! ... all.map(\.x).max()!)
         let ys = yRange.map { (range: $0, step: Self.niceStep(($0.upperBound - $0.lowerBound) / 5)) } ?? Self.niceRange(all.map(\.y).min()! ... all.map(\.y).max()!)
-        func px(_ x: Double) -> Double { left + (x - xs.range.lowerBound) / (xs.range.upperBound - xs.range.lowerBound) * plotW }
-        func py(_ y: Double) -> Double { top + plotH - (y - ys.range.lowerBound) / (ys.range.upperBound - ys.range.lowerBound) * plotH }
+        func px(_ x: Double) -> Double { left + (x - xs.range.lowerBound) / (xs.range.upperBound - xs.range.lowerBound) * plotWidth }
+        func py(_ y: Double) -> Double { top + plotHeight - (y - ys.range.lowerBound) / (ys.range.upperBound - ys.range.lowerBound) * plotHeight }
         func f(_ v: Double) -> String { String(format: "%.1f", v) }
         func label(_ v: Double) -> String { v == v.rounded() ? String(Int(v)) : String(format: "%g", v) }
         var out = [
             ##"<svg xmlns="http://www.w3.org/2000/svg" width="\##(f(width))" height="\##(f(height))" viewBox="0 0 \##(f(width)) \##(f(height))" font-family="sans-serif" font-size="12">"##,
             ##"<rect width="100%" height="100%" fill="white"/>"##,
-            ##"<text x="\##(f(left + plotW / 2))" y="22" text-anchor="middle" font-size="14">\##(Self.escape(title))</text>"##,
+            ##"<text x="\##(f(left + plotWidth / 2))" y="22" text-anchor="middle" font-size="14">\##(Self.escape(title))</text>"##,
         ]
         for tick in stride(from: ys.range.lowerBound, through: ys.range.upperBound + ys.step / 2, by: ys.step) {
-            out.append(##"<line x1="\##(f(left))" x2="\##(f(left + plotW))" y1="\##(f(py(tick)))" y2="\##(f(py(tick)))" stroke="#e0e0e0"/>"##)
+            out.append(##"<line x1="\##(f(left))" x2="\##(f(left + plotWidth))" y1="\##(f(py(tick)))" y2="\##(f(py(tick)))" stroke="#e0e0e0"/>"##)
             out.append(##"<text x="\##(f(left - 6))" y="\##(f(py(tick) + 4))" text-anchor="end">\##(label(tick))</text>"##)
         }
         for tick in stride(from: xs.range.lowerBound, through: xs.range.upperBound + xs.step / 2, by: xs.step) {
-            out.append(##"<line x1="\##(f(px(tick)))" x2="\##(f(px(tick)))" y1="\##(f(top + plotH))" y2="\##(f(top + plotH + 5))" stroke="black"/>"##)
-            out.append(##"<text x="\##(f(px(tick)))" y="\##(f(top + plotH + 18))" text-anchor="middle">\##(label(tick))</text>"##)
+            out.append(##"<line x1="\##(f(px(tick)))" x2="\##(f(px(tick)))" y1="\##(f(top + plotHeight))" y2="\##(f(top + plotHeight + 5))" stroke="black"/>"##)
+            out.append(##"<text x="\##(f(px(tick)))" y="\##(f(top + plotHeight + 18))" text-anchor="middle">\##(label(tick))</text>"##)
         }
-        out.append(##"<rect x="\##(f(left))" y="\##(f(top))" width="\##(f(plotW))" height="\##(f(plotH))" fill="none" stroke="black"/>"##)
-        out.append(##"<text x="\##(f(left + plotW / 2))" y="\##(f(height - 12))" text-anchor="middle">\##(Self.escape(xLabel))</text>"##)
-        out.append(##"<text transform="translate(16 \##(f(top + plotH / 2))) rotate(-90)" text-anchor="middle">\##(Self.escape(yLabel))</text>"##)
+        out.append(##"<rect x="\##(f(left))" y="\##(f(top))" width="\##(f(plotWidth))" height="\##(f(plotHeight))" fill="none" stroke="black"/>"##)
+        out.append(##"<text x="\##(f(left + plotWidth / 2))" y="\##(f(height - 12))" text-anchor="middle">\##(Self.escape(xLabel))</text>"##)
+        out.append(##"<text transform="translate(16 \##(f(top + plotHeight / 2))) rotate(-90)" text-anchor="middle">\##(Self.escape(yLabel))</text>"##)
         for (index, s) in series.enumerated() {
             let colour = Self.colours[index % Self.colours.count]
             let points = s.points.map { "\(f(px($0.x))),\(f(py($0.y)))" }.joined(separator: " ")
             out.append(##"<polyline points="\##(points)" fill="none" stroke="\##(colour)" stroke-width="2"/>"##)
             for p in s.points { out.append(##"<circle cx="\##(f(px(p.x)))" cy="\##(f(py(p.y)))" r="3" fill="\##(colour)"/>"##) }
             let y = top + 12 + Double(index) * 18
-            out.append(##"<line x1="\##(f(left + plotW + 12))" x2="\##(f(left + plotW + 32))" y1="\##(f(y - 4))" y2="\##(f(y - 4))" stroke="\##(colour)" stroke-width="2"/>"##)
-            out.append(##"<text x="\##(f(left + plotW + 38))" y="\##(f(y))">\##(Self.escape(s.label))</text>"##)
+            out.append(##"<line x1="\##(f(left + plotWidth + 12))" x2="\##(f(left + plotWidth + 32))" y1="\##(f(y - 4))" y2="\##(f(y - 4))" stroke="\##(colour)" stroke-width="2"/>"##)
+            out.append(##"<text x="\##(f(left + plotWidth + 38))" y="\##(f(y))">\##(Self.escape(s.label))</text>"##)
         }
         out.append("</svg>")
         return out.joined(separator: "\n") + "\n"
