@@ -5,6 +5,8 @@
 
 /* Keep one chunk's im2col matrix near 16 MiB: large enough for efficient GEMMs on late, small images. */
 #define MC_CONV_COL_TARGET ((size_t)4 << 20)
+/* Fewer input channels leave Winograd's 16 products too thin (K = C) to beat im2col's single GEMM. */
+#define MC_WINOGRAD_MIN_CHANNELS 4
 
 int mc_conv2d_shape_make(mc_conv2d_shape *s, int n, int c, int h, int w, int o, int kh, int kw,
                          int stride, int pad) {
@@ -13,11 +15,24 @@ int mc_conv2d_shape_make(mc_conv2d_shape *s, int n, int c, int h, int w, int o, 
     if (stride < 1 || pad < 0 || h + 2 * pad < kh || w + 2 * pad < kw) { s->oh = s->ow = 0; return -1; }
     s->oh = (h + 2 * pad - kh) / stride + 1;
     s->ow = (w + 2 * pad - kw) / stride + 1;
-    size_t per_image = (size_t)c * kh * kw * s->oh * s->ow;
-    size_t chunk = per_image ? MC_CONV_COL_TARGET / per_image : (size_t)n;
+    if (c >= MC_WINOGRAD_MIN_CHANNELS && mc_conv2d_shape_set_algorithm(s, MC_CONV_WINOGRAD) == 0) return 0;
+    return mc_conv2d_shape_set_algorithm(s, MC_CONV_IM2COL);
+}
+
+int mc_conv2d_shape_set_algorithm(mc_conv2d_shape *s, int algorithm) {
+    if (algorithm == MC_CONV_WINOGRAD) {
+        if (!mc_winograd_applies(s)) return -1;
+        s->algorithm = MC_CONV_WINOGRAD;
+        s->chunk = mc_winograd_chunk(s);
+        return 0;
+    }
+    if (algorithm != MC_CONV_IM2COL) return -1;
+    size_t per_image = (size_t)s->c * s->kh * s->kw * s->oh * s->ow;
+    size_t chunk = per_image ? MC_CONV_COL_TARGET / per_image : (size_t)s->n;
     if (chunk < 1) chunk = 1;
-    if (chunk > (size_t)n) chunk = (size_t)n;
-    s->chunk = n > 0 ? (int)chunk : 1;
+    if (chunk > (size_t)s->n) chunk = (size_t)s->n;
+    s->algorithm = MC_CONV_IM2COL;
+    s->chunk = s->n > 0 ? (int)chunk : 1;
     return 0;
 }
 
@@ -25,6 +40,7 @@ static size_t ohw(const mc_conv2d_shape *s) { return (size_t)s->oh * s->ow; }
 static int ckk(const mc_conv2d_shape *s) { return s->c * s->kh * s->kw; }
 
 size_t mc_conv2d_workspace_size(const mc_conv2d_shape *s) {
+    if (s->algorithm == MC_CONV_WINOGRAD) return mc_winograd_workspace_size(s);
     size_t cols = (size_t)s->chunk * ohw(s);
     return (size_t)ckk(s) * cols + 2 * (size_t)s->o * cols;
 }
@@ -141,6 +157,7 @@ static workspace split(const mc_conv2d_shape *s, float *ws) {
 
 void mc_conv2d_forward(const mc_conv2d_shape *s, const float *x, const float *W, const float *b,
                        float *y, float *ws) {
+    if (s->algorithm == MC_CONV_WINOGRAD) { mc_winograd_forward(s, x, W, b, y, ws); return; }
     workspace w = split(s, ws);
     for (int n0 = 0; n0 < s->n; n0 += s->chunk) {
         int nb = s->n - n0 < s->chunk ? s->n - n0 : s->chunk, cols = nb * (int)ohw(s);
@@ -152,6 +169,8 @@ void mc_conv2d_forward(const mc_conv2d_shape *s, const float *x, const float *W,
 
 void mc_conv2d_backward(const mc_conv2d_shape *s, const float *x, const float *W, const float *dy,
                         float *dx, float *dW, float *db, float *ws) {
+    if (db) bias_grad(s, dy, db);
+    if (s->algorithm == MC_CONV_WINOGRAD) { mc_winograd_backward(s, x, W, dy, dx, dW, ws); return; }
     workspace w = split(s, ws);
     if (dx) memset(dx, 0, sizeof(float) * (size_t)s->n * s->c * s->h * s->w);
     for (int n0 = 0; n0 < s->n; n0 += s->chunk) {
@@ -164,11 +183,11 @@ void mc_conv2d_backward(const mc_conv2d_shape *s, const float *x, const float *W
             col2im_chunk(s, w.col, n0, nb, dx);
         }
     }
-    if (db) bias_grad(s, dy, db);
 }
 
 void mc_conv2d_rforward(const mc_conv2d_shape *s, const float *x, const float *Rx, const float *W,
                         const float *VW, const float *Vb, float *Ry, float *ws) {
+    if (s->algorithm == MC_CONV_WINOGRAD) { mc_winograd_rforward(s, x, Rx, W, VW, Vb, Ry, ws); return; }
     workspace w = split(s, ws);
     for (int n0 = 0; n0 < s->n; n0 += s->chunk) {
         int nb = s->n - n0 < s->chunk ? s->n - n0 : s->chunk, cols = nb * (int)ohw(s);
@@ -185,6 +204,8 @@ void mc_conv2d_rforward(const mc_conv2d_shape *s, const float *x, const float *R
 void mc_conv2d_rbackward(const mc_conv2d_shape *s, const float *x, const float *Rx, const float *W,
                          const float *VW, const float *dy, const float *Rdy,
                          float *Rdx, float *RdW, float *Rdb, float *ws) {
+    if (Rdb) bias_grad(s, Rdy, Rdb);
+    if (s->algorithm == MC_CONV_WINOGRAD) { mc_winograd_rbackward(s, x, Rx, W, VW, dy, Rdy, Rdx, RdW, ws); return; }
     workspace w = split(s, ws);
     if (Rdx) memset(Rdx, 0, sizeof(float) * (size_t)s->n * s->c * s->h * s->w);
     for (int n0 = 0; n0 < s->n; n0 += s->chunk) {
@@ -204,5 +225,4 @@ void mc_conv2d_rbackward(const mc_conv2d_shape *s, const float *x, const float *
             col2im_chunk(s, w.col, n0, nb, Rdx);
         }
     }
-    if (Rdb) bias_grad(s, Rdy, Rdb);
 }

@@ -29,6 +29,9 @@ let derivativeCases: [DerivativeCase] = [
     DerivativeCase(name: "Conv2d alone, stride 2 pad 1", make: {
         try Model(inputShape: [2, 6, 7], layers: [Conv2d(2, 3, kernel: 3, stride: 2, padding: 1)])
     }, classification: false),
+    DerivativeCase(name: "Conv2d alone, 3x3 stride 1 pad 1 (Winograd), odd size", make: {
+        try Model(inputShape: [4, 5, 7], layers: [Conv2d(4, 3, kernel: 3, padding: 1), Flatten()])
+    }, classification: false),
     DerivativeCase(name: "Conv2d feeding Conv2d", make: {
         try Model(inputShape: [1, 6, 6], layers: [Conv2d(1, 2, kernel: 3, padding: 1), Tanh(), Conv2d(2, 2, kernel: 2, stride: 2)])
     }, classification: false),

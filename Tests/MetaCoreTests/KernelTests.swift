@@ -69,34 +69,46 @@ struct KernelTests {
     }
 
     /// Convolution processes the batch in chunks of images per GEMM; every chunk size must give the same
-    /// forward, backward and R-form results (the last chunk may be partial).
-    @Test func convolutionIsIndependentOfChunking() {
+    /// forward, backward and R-form results (the last chunk may be partial), and where Winograd applies
+    /// (3x3, stride 1, pad 1) it must agree with im2col on all of them, odd sizes (partial tiles) included.
+    @Test(arguments: [(5, 3, 7, 6, 4, 2), (5, 3, 7, 6, 4, 1), (4, 5, 6, 6, 3, 1), (3, 2, 2, 3, 5, 1)])
+    func convolutionIsIndependentOfChunkingAndAlgorithm(_ g: (Int, Int, Int, Int, Int, Int)) {
+        let (n, c, h, w, o, stride) = g
         var random = RandomSource(seed: 8)
-        let (n, c, h, w, o) = (5, 3, 7, 6, 4)
         var shape = mc_conv2d_shape()
-        _ = mc_conv2d_shape_make(&shape, Int32(n), Int32(c), Int32(h), Int32(w), Int32(o), 3, 3, 2, 1)
+        _ = mc_conv2d_shape_make(&shape, Int32(n), Int32(c), Int32(h), Int32(w), Int32(o), 3, 3, Int32(stride), 1)
         let outCount = n * o * Int(shape.oh * shape.ow), weights = o * c * 9
         let x = random.normals(n * c * h * w), rx = random.normals(n * c * h * w)
         let wt = random.normals(weights), vw = random.normals(weights), b = random.normals(o), vb = random.normals(o)
         let dy = random.normals(outCount), rdy = random.normals(outCount)
 
-        func run(chunk: Int) -> [[Float]] {
+        func run(_ algorithm: Int32, chunk: Int?) -> [[Float]] {
             var s = shape
-            s.chunk = Int32(chunk)
-            var ws = [Float](repeating: 0, count: mc_conv2d_workspace_size(&s))
-            var y = [Float](repeating: 0, count: outCount), ry = y
-            var dx = [Float](repeating: 0, count: x.count), dw = [Float](repeating: 0, count: weights), db = [Float](repeating: 0, count: o)
-            var rdx = dx, rdw = dw, rdb = db
+            #expect(mc_conv2d_shape_set_algorithm(&s, algorithm) == 0)
+            if let chunk { s.chunk = Int32(chunk) }
+            var ws = [Float](repeating: .nan, count: mc_conv2d_workspace_size(&s))
+            var y = [Float](repeating: .nan, count: outCount), ry = y
+            var dx = [Float](repeating: .nan, count: x.count), dw = [Float](repeating: .nan, count: weights)
+            var db = [Float](repeating: .nan, count: o)
+            var rdx = dx, rdw = dw, rdb = db, ryNoRx = ry, rdwNoRx = rdw
             mc_conv2d_forward(&s, x, wt, b, &y, &ws)
             mc_conv2d_backward(&s, x, wt, dy, &dx, &dw, &db, &ws)
             mc_conv2d_rforward(&s, x, rx, wt, vw, vb, &ry, &ws)
             mc_conv2d_rbackward(&s, x, rx, wt, vw, dy, rdy, &rdx, &rdw, &rdb, &ws)
-            return [y, dx, dw, db, ry, rdx, rdw, rdb]
+            mc_conv2d_rforward(&s, x, nil, wt, vw, vb, &ryNoRx, &ws)
+            mc_conv2d_rbackward(&s, x, nil, wt, vw, dy, rdy, nil, &rdwNoRx, &rdb, &ws)
+            return [y, dx, dw, db, ry, rdx, rdw, rdb, ryNoRx, rdwNoRx]
         }
-        let whole = run(chunk: n)
-        for chunk in [1, 2, 3] {
-            for (a, b) in zip(run(chunk: chunk), whole) {
-                #expect(relativeError(a.map(Double.init), b.map(Double.init)) < 1e-6, "chunk \(chunk)")
+        let reference = run(Int32(MC_CONV_IM2COL), chunk: nil)
+        let winograd = stride == 1 && h >= 2 && w >= 2
+        #expect(mc_conv2d_shape_set_algorithm(&shape, Int32(MC_CONV_WINOGRAD)) == (winograd ? 0 : -1))
+        let algorithms = winograd ? [Int32(MC_CONV_IM2COL), Int32(MC_CONV_WINOGRAD)] : [Int32(MC_CONV_IM2COL)]
+        for algorithm in algorithms {
+            for chunk in [1, 2, n] {
+                for (i, (a, b)) in zip(run(algorithm, chunk: chunk), reference).enumerated() {
+                    #expect(relativeError(a.map(Double.init), b.map(Double.init)) < 1e-6,
+                            "algorithm \(algorithm) chunk \(chunk) output \(i)")
+                }
             }
         }
     }

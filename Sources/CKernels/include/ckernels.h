@@ -81,10 +81,16 @@ void mc_linear_rbackward(int n, int in, int out, const float *x, const float *Rx
  * 2-D convolution (conv2d.c), cross-correlation as in every deep-learning library.
  *   x [N, C, H, W], weights W [O, C, KH, KW], bias b [O], y [N, O, OH, OW],
  *   OH = (H + 2*pad - KH) / stride + 1, OW likewise (floor).
- * Implemented as im2col + one GEMM per chunk of `chunk` images, so small late-layer images still give
- * large GEMMs. Workspace: mc_conv2d_workspace_size(shape) floats, laid out as
- *   col [C*KH*KW, chunk*OH*OW] | t1 [O, chunk*OH*OW] | t2 [O, chunk*OH*OW].
+ * Two algorithms, both over chunks of `chunk` images so small late-layer images still give large GEMMs:
+ *  - MC_CONV_IM2COL (any geometry): im2col + one GEMM per chunk. Workspace, in floats:
+ *      col [C*KH*KW, chunk*OH*OW] | t1 [O, chunk*OH*OW] | t2 [O, chunk*OH*OW].
+ *  - MC_CONV_WINOGRAD (3x3, stride 1, pad 1; winograd.c): F(2x2, 3x3), 16 GEMMs per chunk on transformed
+ *    tiles, 2.25x fewer multiplies; its backward passes are the exact adjoints of its forward pass.
+ *    Workspace: U, U2, dU [16, O, C] | V [16, C, tiles] | M1, M2 [16, O, tiles] | one padded plane.
+ * mc_conv2d_shape_make picks Winograd where it applies and pays (C >= MC_WINOGRAD_MIN_CHANNELS).
  * ------------------------------------------------------------------------------------------------------- */
+
+enum { MC_CONV_IM2COL = 0, MC_CONV_WINOGRAD = 1 };
 
 typedef struct {
     int n, c, h, w;       /* input batch and per-image shape */
@@ -92,11 +98,15 @@ typedef struct {
     int stride, pad;
     int oh, ow;           /* output size: fill with mc_conv2d_shape_make */
     int chunk;            /* images per GEMM (1 ... n) */
+    int algorithm;        /* MC_CONV_IM2COL or MC_CONV_WINOGRAD */
 } mc_conv2d_shape;
 
-/* Fills oh/ow and a default chunk; returns 0, or -1 if the geometry gives an empty output. */
+/* Fills oh/ow, the algorithm and its default chunk; returns 0, or -1 if the geometry gives an empty output. */
 int mc_conv2d_shape_make(mc_conv2d_shape *s, int n, int c, int h, int w, int o, int kh, int kw,
                          int stride, int pad);
+/* Switches a made shape to `algorithm` with that algorithm's default chunk; -1 (shape unchanged) if the
+ * geometry does not allow it. */
+int mc_conv2d_shape_set_algorithm(mc_conv2d_shape *s, int algorithm);
 size_t mc_conv2d_workspace_size(const mc_conv2d_shape *s);
 
 /* col[C*KH*KW, cols] (column offset col0, row stride cols) from one image x [C, H, W]. */
@@ -121,6 +131,21 @@ void mc_conv2d_rforward(const mc_conv2d_shape *s, const float *x, const float *R
 void mc_conv2d_rbackward(const mc_conv2d_shape *s, const float *x, const float *Rx, const float *W,
                          const float *VW, const float *dy, const float *Rdy,
                          float *Rdx, float *RdW, float *Rdb, float *ws);
+
+/* The Winograd algorithm's parts (winograd.c), called through the mc_conv2d_* functions above; they leave
+ * the bias gradients to them. */
+int mc_winograd_applies(const mc_conv2d_shape *s);
+int mc_winograd_chunk(const mc_conv2d_shape *s);
+size_t mc_winograd_workspace_size(const mc_conv2d_shape *s);
+void mc_winograd_forward(const mc_conv2d_shape *s, const float *x, const float *W, const float *b, float *y,
+                         float *ws);
+void mc_winograd_backward(const mc_conv2d_shape *s, const float *x, const float *W, const float *dy, float *dx,
+                          float *dW, float *ws);
+void mc_winograd_rforward(const mc_conv2d_shape *s, const float *x, const float *Rx, const float *W,
+                          const float *VW, const float *Vb, float *Ry, float *ws);
+void mc_winograd_rbackward(const mc_conv2d_shape *s, const float *x, const float *Rx, const float *W,
+                           const float *VW, const float *dy, const float *Rdy, float *Rdx, float *RdW,
+                           float *ws);
 
 /* ---------------------------------------------------------------------------------------------------------
  * Max pooling, k x k window, stride k, floor mode (pool.c).  x [N, C, H, W] -> y [N, C, H/k, W/k].

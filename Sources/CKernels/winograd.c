@@ -1,0 +1,330 @@
+/* 3x3, stride-1, pad-1 convolution by Winograd's minimal filtering F(2x2, 3x3) (Lavin & Gray 2016):
+ * every 2x2 output tile is A^T [(G g G^T) . (B^T d B)] A for its 4x4 input patch d, so the 16 products of
+ * a tile's transformed entries replace 36 multiply-adds, and across channels they become 16 GEMMs
+ * M[xi] = U[xi] V[xi] with U [O, C] (filters) and V [C, tiles] (inputs): 2.25x fewer multiplies than im2col.
+ * The backward passes are this map's exact adjoints (weights: dU = dM V^T, inputs: dV = U^T dM, then the
+ * transposed transforms), so gradients, R-forms and meta-gradients stay the derivatives of what the
+ * forward pass computes. Tiles p = (image * TH + ty) * TW + tx run over the chunk; a partial tile at an
+ * odd output edge reads zero padding and its extra outputs are dropped. */
+#include "ckernels.h"
+#include <string.h>
+
+/* Keep one chunk's transformed inputs and outputs near 2 MiB, where they stay in cache for the GEMMs. */
+#define MC_WINOGRAD_TARGET ((size_t)512 << 10)
+
+static int tiles_h(const mc_conv2d_shape *s) { return (s->oh + 1) / 2; }
+static int tiles_w(const mc_conv2d_shape *s) { return (s->ow + 1) / 2; }
+static size_t tiles(const mc_conv2d_shape *s) { return (size_t)tiles_h(s) * tiles_w(s); }
+/* The zero-padded input plane every tile reads from: rows and columns -1 ... 2*T. */
+static int pad_h(const mc_conv2d_shape *s) { return 2 * tiles_h(s) + 2; }
+static int pad_w(const mc_conv2d_shape *s) { return 2 * tiles_w(s) + 2; }
+
+int mc_winograd_applies(const mc_conv2d_shape *s) {
+    return s->kh == 3 && s->kw == 3 && s->stride == 1 && s->pad == 1 && s->oh >= 2 && s->ow >= 2;
+}
+
+int mc_winograd_chunk(const mc_conv2d_shape *s) {
+    size_t per_image = 16 * ((size_t)s->c + 2 * (size_t)s->o) * tiles(s);
+    size_t chunk = per_image ? MC_WINOGRAD_TARGET / per_image : (size_t)s->n;
+    if (chunk < 1) chunk = 1;
+    if (chunk > (size_t)s->n) chunk = (size_t)s->n;
+    return s->n > 0 ? (int)chunk : 1;
+}
+
+size_t mc_winograd_workspace_size(const mc_conv2d_shape *s) {
+    size_t P = (size_t)s->chunk * tiles(s), OC = (size_t)s->o * s->c;
+    return 3 * 16 * OC + 16 * ((size_t)s->c + 2 * (size_t)s->o) * P + (size_t)pad_h(s) * pad_w(s);
+}
+
+typedef struct { float *U, *U2, *dU, *V, *M1, *M2, *pad; size_t P; } workspace;
+
+static workspace split(const mc_conv2d_shape *s, float *ws) {
+    workspace w;
+    size_t OC = (size_t)s->o * s->c;
+    w.P = (size_t)s->chunk * tiles(s);
+    w.U = ws; w.U2 = w.U + 16 * OC; w.dU = w.U2 + 16 * OC;
+    w.V = w.dU + 16 * OC;
+    w.M1 = w.V + 16 * (size_t)s->c * w.P;
+    w.M2 = w.M1 + 16 * (size_t)s->o * w.P;
+    w.pad = w.M2 + 16 * (size_t)s->o * w.P;
+    return w;
+}
+
+/* ---- the transforms on one tile (4x4 row-major blocks) ---- */
+
+/* v = B^T d B */
+static inline void input_tile(const float *d, int ld, float v[16]) {
+    float t[16];
+    for (int j = 0; j < 4; j++) {
+        const float d0 = d[j], d1 = d[ld + j], d2 = d[2 * ld + j], d3 = d[3 * ld + j];
+        t[j] = d0 - d2; t[4 + j] = d1 + d2; t[8 + j] = d2 - d1; t[12 + j] = d1 - d3;
+    }
+    for (int i = 0; i < 4; i++) {
+        const float *r = t + 4 * i;
+        v[4 * i] = r[0] - r[2]; v[4 * i + 1] = r[1] + r[2]; v[4 * i + 2] = r[2] - r[1]; v[4 * i + 3] = r[1] - r[3];
+    }
+}
+
+/* d += B v B^T (the adjoint of input_tile) */
+static inline void input_tile_adjoint(const float v[16], float *d, int ld) {
+    float t[16];
+    for (int j = 0; j < 4; j++) {
+        const float v0 = v[j], v1 = v[4 + j], v2 = v[8 + j], v3 = v[12 + j];
+        t[j] = v0; t[4 + j] = v1 - v2 + v3; t[8 + j] = v1 + v2 - v0; t[12 + j] = -v3;
+    }
+    for (int i = 0; i < 4; i++) {
+        const float *r = t + 4 * i;
+        float *o = d + (size_t)i * ld;
+        o[0] += r[0]; o[1] += r[1] - r[2] + r[3]; o[2] += r[1] + r[2] - r[0]; o[3] -= r[3];
+    }
+}
+
+/* y (2x2) = A^T m A */
+static inline void output_tile(const float m[16], float y[4]) {
+    float t[8];
+    for (int j = 0; j < 4; j++) {
+        t[j] = m[j] + m[4 + j] + m[8 + j];
+        t[4 + j] = m[4 + j] - m[8 + j] - m[12 + j];
+    }
+    for (int i = 0; i < 2; i++) {
+        const float *r = t + 4 * i;
+        y[2 * i] = r[0] + r[1] + r[2]; y[2 * i + 1] = r[1] - r[2] - r[3];
+    }
+}
+
+/* m (4x4) = A y A^T (the adjoint of output_tile) */
+static inline void output_tile_adjoint(const float y[4], float m[16]) {
+    float t[8];  /* A y: 4x2 */
+    for (int j = 0; j < 2; j++) {
+        const float y0 = y[j], y1 = y[2 + j];
+        t[2 * 0 + j] = y0; t[2 * 1 + j] = y0 + y1; t[2 * 2 + j] = y0 - y1; t[2 * 3 + j] = -y1;
+    }
+    for (int i = 0; i < 4; i++) {
+        const float y0 = t[2 * i], y1 = t[2 * i + 1];
+        m[4 * i] = y0; m[4 * i + 1] = y0 + y1; m[4 * i + 2] = y0 - y1; m[4 * i + 3] = -y1;
+    }
+}
+
+/* U[xi][o][c] = (G g G^T)[xi] for every filter g = W[o][c] (3x3). */
+static void filter_transform(const mc_conv2d_shape *s, const float *W, float *U) {
+    const size_t OC = (size_t)s->o * s->c;
+    for (size_t f = 0; f < OC; f++) {
+        const float *g = W + 9 * f;
+        float t[12];  /* G g: 4x3 */
+        for (int j = 0; j < 3; j++) {
+            const float g0 = g[j], g1 = g[3 + j], g2 = g[6 + j];
+            t[j] = g0; t[3 + j] = 0.5f * (g0 + g1 + g2); t[6 + j] = 0.5f * (g0 - g1 + g2); t[9 + j] = g2;
+        }
+        for (int i = 0; i < 4; i++) {
+            const float g0 = t[3 * i], g1 = t[3 * i + 1], g2 = t[3 * i + 2];
+            U[(4 * i) * OC + f] = g0;
+            U[(4 * i + 1) * OC + f] = 0.5f * (g0 + g1 + g2);
+            U[(4 * i + 2) * OC + f] = 0.5f * (g0 - g1 + g2);
+            U[(4 * i + 3) * OC + f] = g2;
+        }
+    }
+}
+
+/* dW[o][c] = G^T dU[.][o][c] G (the adjoint of filter_transform), overwriting dW. */
+static void filter_transform_adjoint(const mc_conv2d_shape *s, const float *dU, float *dW) {
+    const size_t OC = (size_t)s->o * s->c;
+    for (size_t f = 0; f < OC; f++) {
+        float u[16], t[12];  /* G^T u: 3x4 */
+        for (int xi = 0; xi < 16; xi++) u[xi] = dU[xi * OC + f];
+        for (int j = 0; j < 4; j++) {
+            const float u0 = u[j], u1 = u[4 + j], u2 = u[8 + j], u3 = u[12 + j];
+            t[j] = u0 + 0.5f * (u1 + u2); t[4 + j] = 0.5f * (u1 - u2); t[8 + j] = 0.5f * (u1 + u2) + u3;
+        }
+        float *g = dW + 9 * f;
+        for (int i = 0; i < 3; i++) {
+            const float *r = t + 4 * i;
+            g[3 * i] = r[0] + 0.5f * (r[1] + r[2]); g[3 * i + 1] = 0.5f * (r[1] - r[2]);
+            g[3 * i + 2] = 0.5f * (r[1] + r[2]) + r[3];
+        }
+    }
+}
+
+/* ---- the transforms over a chunk of images ---- */
+
+/* V[xi][c][p] from the chunk's images of x (NCHW). */
+static void inputs_transform(const mc_conv2d_shape *s, const float *x, int n0, int nb, float *V, size_t P,
+                             float *pad) {
+    const int TH = tiles_h(s), TW = tiles_w(s), PW = pad_w(s), H = s->h, Wd = s->w;
+    const size_t plane_stride = (size_t)s->c * P;
+    memset(pad, 0, sizeof(float) * (size_t)pad_h(s) * PW);
+    for (int i = 0; i < nb; i++)
+        for (int c = 0; c < s->c; c++) {
+            const float *plane = x + ((size_t)(n0 + i) * s->c + c) * H * Wd;
+            for (int r = 0; r < H; r++) memcpy(pad + (size_t)(r + 1) * PW + 1, plane + (size_t)r * Wd, sizeof(float) * Wd);
+            float *out = V + (size_t)c * P + (size_t)i * TH * TW;
+            for (int ty = 0; ty < TH; ty++)
+                for (int tx = 0; tx < TW; tx++) {
+                    float v[16];
+                    input_tile(pad + (size_t)(2 * ty) * PW + 2 * tx, PW, v);
+                    const size_t p = (size_t)ty * TW + tx;
+                    for (int xi = 0; xi < 16; xi++) out[xi * plane_stride + p] = v[xi];
+                }
+        }
+}
+
+/* The chunk's images of dx (NCHW) = the adjoint of inputs_transform applied to dV, overwriting them. */
+static void inputs_transform_adjoint(const mc_conv2d_shape *s, const float *dV, size_t P, int n0, int nb,
+                                     float *dx, float *pad) {
+    const int TH = tiles_h(s), TW = tiles_w(s), PW = pad_w(s), H = s->h, Wd = s->w;
+    const size_t plane_stride = (size_t)s->c * P;
+    for (int i = 0; i < nb; i++)
+        for (int c = 0; c < s->c; c++) {
+            memset(pad, 0, sizeof(float) * (size_t)pad_h(s) * PW);
+            const float *in = dV + (size_t)c * P + (size_t)i * TH * TW;
+            for (int ty = 0; ty < TH; ty++)
+                for (int tx = 0; tx < TW; tx++) {
+                    float v[16];
+                    const size_t p = (size_t)ty * TW + tx;
+                    for (int xi = 0; xi < 16; xi++) v[xi] = in[xi * plane_stride + p];
+                    input_tile_adjoint(v, pad + (size_t)(2 * ty) * PW + 2 * tx, PW);
+                }
+            float *plane = dx + ((size_t)(n0 + i) * s->c + c) * H * Wd;
+            for (int r = 0; r < H; r++) memcpy(plane + (size_t)r * Wd, pad + (size_t)(r + 1) * PW + 1, sizeof(float) * Wd);
+        }
+}
+
+/* The chunk's images of y (NCHW) = A^T M A per tile, plus bias (may be NULL). */
+static void outputs_transform(const mc_conv2d_shape *s, const float *M, size_t P, const float *bias, int n0,
+                              int nb, float *y) {
+    const int TH = tiles_h(s), TW = tiles_w(s), OH = s->oh, OW = s->ow;
+    const size_t plane_stride = (size_t)s->o * P;
+    for (int i = 0; i < nb; i++)
+        for (int o = 0; o < s->o; o++) {
+            const float b = bias ? bias[o] : 0.0f;
+            const float *in = M + (size_t)o * P + (size_t)i * TH * TW;
+            float *plane = y + ((size_t)(n0 + i) * s->o + o) * OH * OW;
+            for (int ty = 0; ty < TH; ty++)
+                for (int tx = 0; tx < TW; tx++) {
+                    float m[16], t[4];
+                    const size_t p = (size_t)ty * TW + tx;
+                    for (int xi = 0; xi < 16; xi++) m[xi] = in[xi * plane_stride + p];
+                    output_tile(m, t);
+                    for (int a = 0; a < 2 && 2 * ty + a < OH; a++)
+                        for (int c = 0; c < 2 && 2 * tx + c < OW; c++)
+                            plane[(size_t)(2 * ty + a) * OW + 2 * tx + c] = t[2 * a + c] + b;
+                }
+        }
+}
+
+/* dM[xi][o][p] from the chunk's images of dy (NCHW): the adjoint of outputs_transform. */
+static void outputs_transform_adjoint(const mc_conv2d_shape *s, const float *dy, int n0, int nb, float *dM,
+                                      size_t P) {
+    const int TH = tiles_h(s), TW = tiles_w(s), OH = s->oh, OW = s->ow;
+    const size_t plane_stride = (size_t)s->o * P;
+    for (int i = 0; i < nb; i++)
+        for (int o = 0; o < s->o; o++) {
+            const float *plane = dy + ((size_t)(n0 + i) * s->o + o) * OH * OW;
+            float *out = dM + (size_t)o * P + (size_t)i * TH * TW;
+            for (int ty = 0; ty < TH; ty++)
+                for (int tx = 0; tx < TW; tx++) {
+                    float t[4] = {0, 0, 0, 0}, m[16];
+                    for (int a = 0; a < 2 && 2 * ty + a < OH; a++)
+                        for (int c = 0; c < 2 && 2 * tx + c < OW; c++)
+                            t[2 * a + c] = plane[(size_t)(2 * ty + a) * OW + 2 * tx + c];
+                    output_tile_adjoint(t, m);
+                    const size_t p = (size_t)ty * TW + tx;
+                    for (int xi = 0; xi < 16; xi++) out[xi * plane_stride + p] = m[xi];
+                }
+        }
+}
+
+/* ---- the 16 products ---- */
+
+/* M[xi] (O x P) = U[xi] V[xi] + beta M[xi] */
+static void products(const mc_conv2d_shape *s, const float *U, const float *V, size_t P, int pc, float beta,
+                     float *M) {
+    mc_gemm_batched(16, 0, 0, s->o, pc, s->c, 1.0f, U, s->c, (ptrdiff_t)s->o * s->c, V, (int)P,
+                    (ptrdiff_t)s->c * P, beta, M, (int)P, (ptrdiff_t)s->o * P);
+}
+
+/* dU[xi] (O x C) = dM[xi] V[xi]^T + beta dU[xi] */
+static void weight_products(const mc_conv2d_shape *s, const float *dM, const float *V, size_t P, int pc,
+                            float beta, float *dU) {
+    mc_gemm_batched(16, 0, 1, s->o, s->c, pc, 1.0f, dM, (int)P, (ptrdiff_t)s->o * P, V, (int)P,
+                    (ptrdiff_t)s->c * P, beta, dU, s->c, (ptrdiff_t)s->o * s->c);
+}
+
+/* dV[xi] (C x P) = U[xi]^T dM[xi] + beta dV[xi] */
+static void input_products(const mc_conv2d_shape *s, const float *U, const float *dM, size_t P, int pc,
+                           float beta, float *dV) {
+    mc_gemm_batched(16, 1, 0, s->c, pc, s->o, 1.0f, U, s->c, (ptrdiff_t)s->o * s->c, dM, (int)P,
+                    (ptrdiff_t)s->o * P, beta, dV, (int)P, (ptrdiff_t)s->c * P);
+}
+
+/* Images in the chunk starting at n0 (the last may be partial). */
+static int chunk_images(const mc_conv2d_shape *s, int n0) { return s->n - n0 < s->chunk ? s->n - n0 : s->chunk; }
+
+void mc_winograd_forward(const mc_conv2d_shape *s, const float *x, const float *W, const float *b, float *y,
+                         float *ws) {
+    workspace w = split(s, ws);
+    filter_transform(s, W, w.U);
+    for (int n0 = 0; n0 < s->n; n0 += s->chunk) {
+        const int nb = chunk_images(s, n0), pc = nb * (int)tiles(s);
+        inputs_transform(s, x, n0, nb, w.V, w.P, w.pad);
+        products(s, w.U, w.V, w.P, pc, 0.0f, w.M1);
+        outputs_transform(s, w.M1, w.P, b, n0, nb, y);
+    }
+}
+
+void mc_winograd_backward(const mc_conv2d_shape *s, const float *x, const float *W, const float *dy, float *dx,
+                          float *dW, float *ws) {
+    workspace w = split(s, ws);
+    if (dx) filter_transform(s, W, w.U);
+    for (int n0 = 0; n0 < s->n; n0 += s->chunk) {
+        const int nb = chunk_images(s, n0), pc = nb * (int)tiles(s);
+        outputs_transform_adjoint(s, dy, n0, nb, w.M1, w.P);
+        inputs_transform(s, x, n0, nb, w.V, w.P, w.pad);
+        weight_products(s, w.M1, w.V, w.P, pc, n0 ? 1.0f : 0.0f, w.dU);
+        if (dx) {
+            input_products(s, w.U, w.M1, w.P, pc, 0.0f, w.V);
+            inputs_transform_adjoint(s, w.V, w.P, n0, nb, dx, w.pad);
+        }
+    }
+    filter_transform_adjoint(s, w.dU, dW);
+}
+
+void mc_winograd_rforward(const mc_conv2d_shape *s, const float *x, const float *Rx, const float *W,
+                          const float *VW, const float *Vb, float *Ry, float *ws) {
+    workspace w = split(s, ws);
+    filter_transform(s, VW, w.U2);
+    if (Rx) filter_transform(s, W, w.U);
+    for (int n0 = 0; n0 < s->n; n0 += s->chunk) {
+        const int nb = chunk_images(s, n0), pc = nb * (int)tiles(s);
+        inputs_transform(s, x, n0, nb, w.V, w.P, w.pad);
+        products(s, w.U2, w.V, w.P, pc, 0.0f, w.M1);
+        if (Rx) {
+            inputs_transform(s, Rx, n0, nb, w.V, w.P, w.pad);
+            products(s, w.U, w.V, w.P, pc, 1.0f, w.M1);
+        }
+        outputs_transform(s, w.M1, w.P, Vb, n0, nb, Ry);
+    }
+}
+
+void mc_winograd_rbackward(const mc_conv2d_shape *s, const float *x, const float *Rx, const float *W,
+                           const float *VW, const float *dy, const float *Rdy, float *Rdx, float *RdW,
+                           float *ws) {
+    workspace w = split(s, ws);
+    if (Rdx) { filter_transform(s, W, w.U); filter_transform(s, VW, w.U2); }
+    for (int n0 = 0; n0 < s->n; n0 += s->chunk) {
+        const int nb = chunk_images(s, n0), pc = nb * (int)tiles(s);
+        outputs_transform_adjoint(s, Rdy, n0, nb, w.M1, w.P);
+        outputs_transform_adjoint(s, dy, n0, nb, w.M2, w.P);
+        inputs_transform(s, x, n0, nb, w.V, w.P, w.pad);
+        weight_products(s, w.M1, w.V, w.P, pc, n0 ? 1.0f : 0.0f, w.dU);
+        if (Rx) {
+            inputs_transform(s, Rx, n0, nb, w.V, w.P, w.pad);
+            weight_products(s, w.M2, w.V, w.P, pc, 1.0f, w.dU);
+        }
+        if (Rdx) {
+            input_products(s, w.U, w.M1, w.P, pc, 0.0f, w.V);
+            input_products(s, w.U2, w.M2, w.P, pc, 1.0f, w.V);
+            inputs_transform_adjoint(s, w.V, w.P, n0, nb, Rdx, w.pad);
+        }
+    }
+    filter_transform_adjoint(s, w.dU, RdW);
+}
