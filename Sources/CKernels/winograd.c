@@ -1,8 +1,8 @@
 /* 3x3, stride-1, pad-1 convolution by Winograd's minimal filtering F(2x2, 3x3) (Lavin & Gray 2016):
  * every 2x2 output tile is A^T [(G g G^T) . (B^T d B)] A for its 4x4 input patch d, so the 16 products of
  * a tile's transformed entries replace 36 multiply-adds, and across channels they become 16 GEMMs
- * M[xi] = U[xi] V[xi] with U [O, C] (filters) and V [C, tiles] (inputs): 2.25x fewer multiplies than im2col.
- * The backward passes are this map's exact adjoints (weights: dU = dM V^T, inputs: dV = U^T dM, then the
+ * M[xi] = V[xi] U[xi]^T with U [O, C] (filters) and V [tiles, C] (inputs): 2.25x fewer multiplies than
+ * im2col. The backward passes are this map's exact adjoints (weights: dU = dM^T V, inputs: dV = dM U, then the
  * transposed transforms), so gradients, R-forms and meta-gradients stay the derivatives of what the
  * forward pass computes. Tiles p = (image * TH + ty) * TW + tx run over the chunk; a partial tile at an
  * odd output edge reads zero padding and its extra outputs are dropped. */
@@ -33,7 +33,7 @@ int mc_winograd_chunk(const mc_conv2d_shape *s) {
 
 size_t mc_winograd_workspace_size(const mc_conv2d_shape *s) {
     size_t P = (size_t)s->chunk * tiles(s), OC = (size_t)s->o * s->c;
-    return 3 * 16 * OC + 16 * ((size_t)s->c + 2 * (size_t)s->o) * P + (size_t)pad_h(s) * pad_w(s);
+    return 3 * 16 * OC + 16 * ((size_t)s->c + 2 * (size_t)s->o) * P + 8 * (size_t)pad_h(s) * pad_w(s);
 }
 
 typedef struct { float *U, *U2, *dU, *V, *M1, *M2, *pad; size_t P; } workspace;
@@ -50,57 +50,100 @@ static workspace split(const mc_conv2d_shape *s, float *ws) {
     return w;
 }
 
-/* ---- the transforms on one tile (4x4 row-major blocks) ---- */
+/* ---- the transforms on one tile, eight channels at a time ----
+ * A v8 holds one entry of a 4x4 (or 2x2) tile for eight consecutive channels; transformed tiles are stored
+ * channel-minor (V [16, tiles, C], M [16, tiles, O]), so each entry of eight channels is one contiguous
+ * vector, and the images' NCHW planes are interleaved into (and out of) a small [rows, cols, 8] buffer. */
 
-/* v = B^T d B */
-static inline void input_tile(const float *d, int ld, float v[16]) {
-    float t[16];
+#pragma clang diagnostic ignored "-Wpsabi"  /* v8 never crosses a call boundary: helpers are inlined */
+typedef float v8 __attribute__((vector_size(32)));
+enum { LANES = 8 };
+#define INLINE static inline __attribute__((always_inline))
+
+INLINE v8 load8(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
+INLINE void store8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
+/* The first `lanes` channels (the last block of channels may be partial; the other lanes read 0). */
+INLINE v8 load_lanes(const float *p, int lanes) {
+    if (lanes == LANES) return load8(p);
+    v8 v = {0};
+    memcpy(&v, p, sizeof(float) * lanes);
+    return v;
+}
+INLINE void store_lanes(float *p, v8 v, int lanes) {
+    if (lanes == LANES) store8(p, v); else memcpy(p, &v, sizeof(float) * lanes);
+}
+
+/* buf[(r + off) * bw + col + off][l] = plane l (channel_stride apart) at (r, col), for l < lanes. */
+static void interleave(const float *x, size_t channel_stride, int lanes, int h, int w, float *buf, int bw, int off) {
+    for (int l = 0; l < lanes; l++)
+        for (int r = 0; r < h; r++) {
+            const float *src = x + l * channel_stride + (size_t)r * w;
+            float *dst = buf + ((size_t)(r + off) * bw + off) * LANES + l;
+            for (int col = 0; col < w; col++) dst[(size_t)col * LANES] = src[col];
+        }
+}
+
+/* The inverse of interleave: the planes' h x w values from the buffer, overwriting them. */
+static void deinterleave(const float *buf, int bw, int off, int lanes, int h, int w, float *x, size_t channel_stride) {
+    for (int l = 0; l < lanes; l++)
+        for (int r = 0; r < h; r++) {
+            const float *src = buf + ((size_t)(r + off) * bw + off) * LANES + l;
+            float *dst = x + l * channel_stride + (size_t)r * w;
+            for (int col = 0; col < w; col++) dst[col] = src[(size_t)col * LANES];
+        }
+}
+
+/* v = B^T d B for the 4x4 patch at d (row stride ld vectors). */
+INLINE void input_tile(const float *d, size_t ld, v8 v[16]) {
+    v8 t[16];
     for (int j = 0; j < 4; j++) {
-        const float d0 = d[j], d1 = d[ld + j], d2 = d[2 * ld + j], d3 = d[3 * ld + j];
+        const v8 d0 = load8(d + j * LANES), d1 = load8(d + (ld + j) * LANES);
+        const v8 d2 = load8(d + (2 * ld + j) * LANES), d3 = load8(d + (3 * ld + j) * LANES);
         t[j] = d0 - d2; t[4 + j] = d1 + d2; t[8 + j] = d2 - d1; t[12 + j] = d1 - d3;
     }
     for (int i = 0; i < 4; i++) {
-        const float *r = t + 4 * i;
+        const v8 *r = t + 4 * i;
         v[4 * i] = r[0] - r[2]; v[4 * i + 1] = r[1] + r[2]; v[4 * i + 2] = r[2] - r[1]; v[4 * i + 3] = r[1] - r[3];
     }
 }
 
 /* d += B v B^T (the adjoint of input_tile) */
-static inline void input_tile_adjoint(const float v[16], float *d, int ld) {
-    float t[16];
+INLINE void input_tile_adjoint(const v8 v[16], float *d, size_t ld) {
+    v8 t[16];
     for (int j = 0; j < 4; j++) {
-        const float v0 = v[j], v1 = v[4 + j], v2 = v[8 + j], v3 = v[12 + j];
+        const v8 v0 = v[j], v1 = v[4 + j], v2 = v[8 + j], v3 = v[12 + j];
         t[j] = v0; t[4 + j] = v1 - v2 + v3; t[8 + j] = v1 + v2 - v0; t[12 + j] = -v3;
     }
     for (int i = 0; i < 4; i++) {
-        const float *r = t + 4 * i;
-        float *o = d + (size_t)i * ld;
-        o[0] += r[0]; o[1] += r[1] - r[2] + r[3]; o[2] += r[1] + r[2] - r[0]; o[3] -= r[3];
+        const v8 *r = t + 4 * i;
+        const v8 out[4] = {r[0], r[1] - r[2] + r[3], r[1] + r[2] - r[0], -r[3]};
+        float *o = d + i * ld * LANES;
+        for (int j = 0; j < 4; j++) store8(o + j * LANES, load8(o + j * LANES) + out[j]);
     }
 }
 
 /* y (2x2) = A^T m A */
-static inline void output_tile(const float m[16], float y[4]) {
-    float t[8];
+INLINE void output_tile(const v8 m[16], v8 y[4]) {
+    v8 t[8];
     for (int j = 0; j < 4; j++) {
         t[j] = m[j] + m[4 + j] + m[8 + j];
         t[4 + j] = m[4 + j] - m[8 + j] - m[12 + j];
     }
     for (int i = 0; i < 2; i++) {
-        const float *r = t + 4 * i;
+        const v8 *r = t + 4 * i;
         y[2 * i] = r[0] + r[1] + r[2]; y[2 * i + 1] = r[1] - r[2] - r[3];
     }
 }
 
 /* m (4x4) = A y A^T (the adjoint of output_tile) */
-static inline void output_tile_adjoint(const float y[4], float m[16]) {
-    float t[8];  /* A y: 4x2 */
+INLINE void output_tile_adjoint(const v8 y[4], v8 m[16]) {
+    v8 t[8];  /* A y: 4x2 */
     for (int j = 0; j < 2; j++) {
-        const float y0 = y[j], y1 = y[2 + j];
-        t[2 * 0 + j] = y0; t[2 * 1 + j] = y0 + y1; t[2 * 2 + j] = y0 - y1; t[2 * 3 + j] = -y1;
+        const v8 y0 = y[j], y1 = y[2 + j];
+        t[j] = y0; t[2 + j] = y0 + y1; t[4 + j] = y0 - y1; t[6 + j] = -y1;
     }
     for (int i = 0; i < 4; i++) {
-        const float y0 = t[2 * i], y1 = t[2 * i + 1];
+        const v8 y0 = t[2 * i], y1 = t[2 * i + 1];
         m[4 * i] = y0; m[4 * i + 1] = y0 + y1; m[4 * i + 2] = y0 - y1; m[4 * i + 3] = -y1;
     }
 }
@@ -146,114 +189,109 @@ static void filter_transform_adjoint(const mc_conv2d_shape *s, const float *dU, 
 
 /* ---- the transforms over a chunk of images ---- */
 
-/* V[xi][c][p] from the chunk's images of x (NCHW). */
+/* V[xi][p][c] from the chunk's images of x (NCHW). */
 static void inputs_transform(const mc_conv2d_shape *s, const float *x, int n0, int nb, float *V, size_t P,
-                             float *pad) {
-    const int TH = tiles_h(s), TW = tiles_w(s), PW = pad_w(s), H = s->h, Wd = s->w;
-    const size_t plane_stride = (size_t)s->c * P;
-    memset(pad, 0, sizeof(float) * (size_t)pad_h(s) * PW);
+                             float *buf) {
+    const int TH = tiles_h(s), TW = tiles_w(s), PW = pad_w(s), C = s->c, HW = s->h * s->w;
+    memset(buf, 0, sizeof(float) * LANES * pad_h(s) * PW);  /* the zero padding; interiors are rewritten */
     for (int i = 0; i < nb; i++)
-        for (int c = 0; c < s->c; c++) {
-            const float *plane = x + ((size_t)(n0 + i) * s->c + c) * H * Wd;
-            for (int r = 0; r < H; r++) memcpy(pad + (size_t)(r + 1) * PW + 1, plane + (size_t)r * Wd, sizeof(float) * Wd);
-            float *out = V + (size_t)c * P + (size_t)i * TH * TW;
+        for (int c0 = 0; c0 < C; c0 += LANES) {
+            const int lanes = C - c0 < LANES ? C - c0 : LANES;
+            interleave(x + ((size_t)(n0 + i) * C + c0) * HW, HW, lanes, s->h, s->w, buf, PW, 1);
             for (int ty = 0; ty < TH; ty++)
                 for (int tx = 0; tx < TW; tx++) {
-                    float v[16];
-                    input_tile(pad + (size_t)(2 * ty) * PW + 2 * tx, PW, v);
-                    const size_t p = (size_t)ty * TW + tx;
-                    for (int xi = 0; xi < 16; xi++) out[xi * plane_stride + p] = v[xi];
+                    v8 v[16];
+                    input_tile(buf + ((size_t)(2 * ty) * PW + 2 * tx) * LANES, PW, v);
+                    float *out = V + ((size_t)(i * TH + ty) * TW + tx) * C + c0;
+                    for (int xi = 0; xi < 16; xi++) store_lanes(out + xi * P * C, v[xi], lanes);
                 }
         }
 }
 
 /* The chunk's images of dx (NCHW) = the adjoint of inputs_transform applied to dV, overwriting them. */
 static void inputs_transform_adjoint(const mc_conv2d_shape *s, const float *dV, size_t P, int n0, int nb,
-                                     float *dx, float *pad) {
-    const int TH = tiles_h(s), TW = tiles_w(s), PW = pad_w(s), H = s->h, Wd = s->w;
-    const size_t plane_stride = (size_t)s->c * P;
+                                     float *dx, float *buf) {
+    const int TH = tiles_h(s), TW = tiles_w(s), PW = pad_w(s), C = s->c, HW = s->h * s->w;
     for (int i = 0; i < nb; i++)
-        for (int c = 0; c < s->c; c++) {
-            memset(pad, 0, sizeof(float) * (size_t)pad_h(s) * PW);
-            const float *in = dV + (size_t)c * P + (size_t)i * TH * TW;
+        for (int c0 = 0; c0 < C; c0 += LANES) {
+            const int lanes = C - c0 < LANES ? C - c0 : LANES;
+            memset(buf, 0, sizeof(float) * LANES * pad_h(s) * PW);
             for (int ty = 0; ty < TH; ty++)
                 for (int tx = 0; tx < TW; tx++) {
-                    float v[16];
-                    const size_t p = (size_t)ty * TW + tx;
-                    for (int xi = 0; xi < 16; xi++) v[xi] = in[xi * plane_stride + p];
-                    input_tile_adjoint(v, pad + (size_t)(2 * ty) * PW + 2 * tx, PW);
+                    v8 v[16];
+                    const float *in = dV + ((size_t)(i * TH + ty) * TW + tx) * C + c0;
+                    for (int xi = 0; xi < 16; xi++) v[xi] = load_lanes(in + xi * P * C, lanes);
+                    input_tile_adjoint(v, buf + ((size_t)(2 * ty) * PW + 2 * tx) * LANES, PW);
                 }
-            float *plane = dx + ((size_t)(n0 + i) * s->c + c) * H * Wd;
-            for (int r = 0; r < H; r++) memcpy(plane + (size_t)r * Wd, pad + (size_t)(r + 1) * PW + 1, sizeof(float) * Wd);
+            deinterleave(buf, PW, 1, lanes, s->h, s->w, dx + ((size_t)(n0 + i) * C + c0) * HW, HW);
         }
 }
 
 /* The chunk's images of y (NCHW) = A^T M A per tile, plus bias (may be NULL). */
 static void outputs_transform(const mc_conv2d_shape *s, const float *M, size_t P, const float *bias, int n0,
-                              int nb, float *y) {
-    const int TH = tiles_h(s), TW = tiles_w(s), OH = s->oh, OW = s->ow;
-    const size_t plane_stride = (size_t)s->o * P;
+                              int nb, float *y, float *buf) {
+    const int TH = tiles_h(s), TW = tiles_w(s), O = s->o, OHW = s->oh * s->ow;
     for (int i = 0; i < nb; i++)
-        for (int o = 0; o < s->o; o++) {
-            const float b = bias ? bias[o] : 0.0f;
-            const float *in = M + (size_t)o * P + (size_t)i * TH * TW;
-            float *plane = y + ((size_t)(n0 + i) * s->o + o) * OH * OW;
+        for (int o0 = 0; o0 < O; o0 += LANES) {
+            const int lanes = O - o0 < LANES ? O - o0 : LANES;
+            const v8 b = bias ? load_lanes(bias + o0, lanes) : (v8){0};
             for (int ty = 0; ty < TH; ty++)
                 for (int tx = 0; tx < TW; tx++) {
-                    float m[16], t[4];
-                    const size_t p = (size_t)ty * TW + tx;
-                    for (int xi = 0; xi < 16; xi++) m[xi] = in[xi * plane_stride + p];
+                    v8 m[16], t[4];
+                    const float *in = M + ((size_t)(i * TH + ty) * TW + tx) * O + o0;
+                    for (int xi = 0; xi < 16; xi++) m[xi] = load_lanes(in + xi * P * O, lanes);
                     output_tile(m, t);
-                    for (int a = 0; a < 2 && 2 * ty + a < OH; a++)
-                        for (int c = 0; c < 2 && 2 * tx + c < OW; c++)
-                            plane[(size_t)(2 * ty + a) * OW + 2 * tx + c] = t[2 * a + c] + b;
+                    for (int a = 0; a < 2; a++)
+                        for (int c = 0; c < 2; c++)
+                            store8(buf + ((size_t)(2 * ty + a) * 2 * TW + 2 * tx + c) * LANES, t[2 * a + c] + b);
                 }
+            deinterleave(buf, 2 * TW, 0, lanes, s->oh, s->ow, y + ((size_t)(n0 + i) * O + o0) * OHW, OHW);
         }
 }
 
-/* dM[xi][o][p] from the chunk's images of dy (NCHW): the adjoint of outputs_transform. */
+/* dM[xi][p][o] from the chunk's images of dy (NCHW): the adjoint of outputs_transform. */
 static void outputs_transform_adjoint(const mc_conv2d_shape *s, const float *dy, int n0, int nb, float *dM,
-                                      size_t P) {
-    const int TH = tiles_h(s), TW = tiles_w(s), OH = s->oh, OW = s->ow;
-    const size_t plane_stride = (size_t)s->o * P;
+                                      size_t P, float *buf) {
+    const int TH = tiles_h(s), TW = tiles_w(s), O = s->o, OHW = s->oh * s->ow;
+    memset(buf, 0, sizeof(float) * LANES * 4 * TH * TW);  /* an odd edge's extra row or column reads 0 */
     for (int i = 0; i < nb; i++)
-        for (int o = 0; o < s->o; o++) {
-            const float *plane = dy + ((size_t)(n0 + i) * s->o + o) * OH * OW;
-            float *out = dM + (size_t)o * P + (size_t)i * TH * TW;
+        for (int o0 = 0; o0 < O; o0 += LANES) {
+            const int lanes = O - o0 < LANES ? O - o0 : LANES;
+            interleave(dy + ((size_t)(n0 + i) * O + o0) * OHW, OHW, lanes, s->oh, s->ow, buf, 2 * TW, 0);
             for (int ty = 0; ty < TH; ty++)
                 for (int tx = 0; tx < TW; tx++) {
-                    float t[4] = {0, 0, 0, 0}, m[16];
-                    for (int a = 0; a < 2 && 2 * ty + a < OH; a++)
-                        for (int c = 0; c < 2 && 2 * tx + c < OW; c++)
-                            t[2 * a + c] = plane[(size_t)(2 * ty + a) * OW + 2 * tx + c];
+                    v8 t[4], m[16];
+                    for (int a = 0; a < 2; a++)
+                        for (int c = 0; c < 2; c++)
+                            t[2 * a + c] = load8(buf + ((size_t)(2 * ty + a) * 2 * TW + 2 * tx + c) * LANES);
                     output_tile_adjoint(t, m);
-                    const size_t p = (size_t)ty * TW + tx;
-                    for (int xi = 0; xi < 16; xi++) out[xi * plane_stride + p] = m[xi];
+                    float *out = dM + ((size_t)(i * TH + ty) * TW + tx) * O + o0;
+                    for (int xi = 0; xi < 16; xi++) store_lanes(out + xi * P * O, m[xi], lanes);
                 }
         }
 }
 
 /* ---- the 16 products ---- */
 
-/* M[xi] (O x P) = U[xi] V[xi] + beta M[xi] */
+/* M[xi] (tiles x O) = V[xi] U[xi]^T + beta M[xi] */
 static void products(const mc_conv2d_shape *s, const float *U, const float *V, size_t P, int pc, float beta,
                      float *M) {
-    mc_gemm_batched(16, 0, 0, s->o, pc, s->c, 1.0f, U, s->c, (ptrdiff_t)s->o * s->c, V, (int)P,
-                    (ptrdiff_t)s->c * P, beta, M, (int)P, (ptrdiff_t)s->o * P);
+    mc_gemm_batched(16, 0, 1, pc, s->o, s->c, 1.0f, V, s->c, (ptrdiff_t)P * s->c, U, s->c,
+                    (ptrdiff_t)s->o * s->c, beta, M, s->o, (ptrdiff_t)P * s->o);
 }
 
-/* dU[xi] (O x C) = dM[xi] V[xi]^T + beta dU[xi] */
+/* dU[xi] (O x C) = dM[xi]^T V[xi] + beta dU[xi] */
 static void weight_products(const mc_conv2d_shape *s, const float *dM, const float *V, size_t P, int pc,
                             float beta, float *dU) {
-    mc_gemm_batched(16, 0, 1, s->o, s->c, pc, 1.0f, dM, (int)P, (ptrdiff_t)s->o * P, V, (int)P,
-                    (ptrdiff_t)s->c * P, beta, dU, s->c, (ptrdiff_t)s->o * s->c);
+    mc_gemm_batched(16, 1, 0, s->o, s->c, pc, 1.0f, dM, s->o, (ptrdiff_t)P * s->o, V, s->c,
+                    (ptrdiff_t)P * s->c, beta, dU, s->c, (ptrdiff_t)s->o * s->c);
 }
 
-/* dV[xi] (C x P) = U[xi]^T dM[xi] + beta dV[xi] */
+/* dV[xi] (tiles x C) = dM[xi] U[xi] + beta dV[xi] */
 static void input_products(const mc_conv2d_shape *s, const float *U, const float *dM, size_t P, int pc,
                            float beta, float *dV) {
-    mc_gemm_batched(16, 1, 0, s->c, pc, s->o, 1.0f, U, s->c, (ptrdiff_t)s->o * s->c, dM, (int)P,
-                    (ptrdiff_t)s->o * P, beta, dV, (int)P, (ptrdiff_t)s->c * P);
+    mc_gemm_batched(16, 0, 0, pc, s->c, s->o, 1.0f, dM, s->o, (ptrdiff_t)P * s->o, U, s->c,
+                    (ptrdiff_t)s->o * s->c, beta, dV, s->c, (ptrdiff_t)P * s->c);
 }
 
 /* Images in the chunk starting at n0 (the last may be partial). */
@@ -267,7 +305,7 @@ void mc_winograd_forward(const mc_conv2d_shape *s, const float *x, const float *
         const int nb = chunk_images(s, n0), pc = nb * (int)tiles(s);
         inputs_transform(s, x, n0, nb, w.V, w.P, w.pad);
         products(s, w.U, w.V, w.P, pc, 0.0f, w.M1);
-        outputs_transform(s, w.M1, w.P, b, n0, nb, y);
+        outputs_transform(s, w.M1, w.P, b, n0, nb, y, w.pad);
     }
 }
 
@@ -277,7 +315,7 @@ void mc_winograd_backward(const mc_conv2d_shape *s, const float *x, const float 
     if (dx) filter_transform(s, W, w.U);
     for (int n0 = 0; n0 < s->n; n0 += s->chunk) {
         const int nb = chunk_images(s, n0), pc = nb * (int)tiles(s);
-        outputs_transform_adjoint(s, dy, n0, nb, w.M1, w.P);
+        outputs_transform_adjoint(s, dy, n0, nb, w.M1, w.P, w.pad);
         inputs_transform(s, x, n0, nb, w.V, w.P, w.pad);
         weight_products(s, w.M1, w.V, w.P, pc, n0 ? 1.0f : 0.0f, w.dU);
         if (dx) {
@@ -301,7 +339,7 @@ void mc_winograd_rforward(const mc_conv2d_shape *s, const float *x, const float 
             inputs_transform(s, Rx, n0, nb, w.V, w.P, w.pad);
             products(s, w.U, w.V, w.P, pc, 1.0f, w.M1);
         }
-        outputs_transform(s, w.M1, w.P, Vb, n0, nb, Ry);
+        outputs_transform(s, w.M1, w.P, Vb, n0, nb, Ry, w.pad);
     }
 }
 
@@ -312,8 +350,8 @@ void mc_winograd_rbackward(const mc_conv2d_shape *s, const float *x, const float
     if (Rdx) { filter_transform(s, W, w.U); filter_transform(s, VW, w.U2); }
     for (int n0 = 0; n0 < s->n; n0 += s->chunk) {
         const int nb = chunk_images(s, n0), pc = nb * (int)tiles(s);
-        outputs_transform_adjoint(s, Rdy, n0, nb, w.M1, w.P);
-        outputs_transform_adjoint(s, dy, n0, nb, w.M2, w.P);
+        outputs_transform_adjoint(s, Rdy, n0, nb, w.M1, w.P, w.pad);
+        outputs_transform_adjoint(s, dy, n0, nb, w.M2, w.P, w.pad);
         inputs_transform(s, x, n0, nb, w.V, w.P, w.pad);
         weight_products(s, w.M1, w.V, w.P, pc, n0 ? 1.0f : 0.0f, w.dU);
         if (Rx) {

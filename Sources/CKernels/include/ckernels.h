@@ -86,7 +86,8 @@ void mc_linear_rbackward(int n, int in, int out, const float *x, const float *Rx
  *      col [C*KH*KW, chunk*OH*OW] | t1 [O, chunk*OH*OW] | t2 [O, chunk*OH*OW].
  *  - MC_CONV_WINOGRAD (3x3, stride 1, pad 1; winograd.c): F(2x2, 3x3), 16 GEMMs per chunk on transformed
  *    tiles, 2.25x fewer multiplies; its backward passes are the exact adjoints of its forward pass.
- *    Workspace: U, U2, dU [16, O, C] | V [16, C, tiles] | M1, M2 [16, O, tiles] | one padded plane.
+ *    Workspace: U, U2, dU [16, O, C] | V [16, tiles, C] | M1, M2 [16, tiles, O] | one padded [rows, cols, 8]
+ *    block of eight interleaved planes.
  * mc_conv2d_shape_make picks Winograd where it applies and pays (C >= MC_WINOGRAD_MIN_CHANNELS).
  * ------------------------------------------------------------------------------------------------------- */
 
