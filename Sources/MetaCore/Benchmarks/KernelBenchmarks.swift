@@ -51,52 +51,66 @@ public enum KernelBenchmarks {
     }
 
     /// The GEMMs the convolution kernels issue for Conv-4 (64 channels, 28x28x1 inputs) on a batch of
-    /// `batch` images: per layer, the forward product W·col, the weight gradient dy·colᵀ and the data
-    /// gradient Wᵀ·dy, at the kernels' own chunk size.
+    /// `batch` images, at the kernels' own algorithm and chunk size. im2col (the 1-channel first layer): the
+    /// forward product W·col, the weight gradient dy·colᵀ. Winograd (the 64-channel layers): one of the 16
+    /// products per chunk of each kind — forward V·Uᵀ, weight gradient dMᵀ·V, data gradient dM·U.
     public static func conv4Gemms(batch: Int = 80, repetitions: Int = 5) -> [Timing] {
         var timings: [Timing] = []
         var (c, side) = (1, 28)
         for layer in 1 ... 4 {
             var s = mc_conv2d_shape()
             _ = mc_conv2d_shape_make(&s, Int32(batch), Int32(c), Int32(side), Int32(side), 64, 3, 3, 1, 1)
-            let cols = Int(s.chunk) * Int(s.oh * s.ow), ckk = c * 9
-            timings.append(gemm(m: 64, n: cols, k: ckk, label: "conv\(layer) forward", repetitions: repetitions))
-            timings.append(gemm(m: 64, n: ckk, k: cols, transB: true, label: "conv\(layer) weight grad", repetitions: repetitions))
-            if layer > 1 { timings.append(gemm(m: ckk, n: cols, k: 64, transA: true, label: "conv\(layer) data grad", repetitions: repetitions)) }
+            if s.algorithm == Int32(MC_CONV_WINOGRAD) {
+                let tiles = Int(s.chunk) * Int((s.oh + 1) / 2 * ((s.ow + 1) / 2)), name = "conv\(layer) Winograd"
+                timings.append(gemm(m: tiles, n: 64, k: c, transB: true, label: "\(name) forward", repetitions: repetitions))
+                timings.append(gemm(m: 64, n: c, k: tiles, transA: true, label: "\(name) weight grad", repetitions: repetitions))
+                timings.append(gemm(m: tiles, n: c, k: 64, label: "\(name) data grad", repetitions: repetitions))
+            } else {
+                let cols = Int(s.chunk) * Int(s.oh * s.ow), ckk = c * 9
+                timings.append(gemm(m: 64, n: cols, k: ckk, label: "conv\(layer) im2col forward", repetitions: repetitions))
+                timings.append(gemm(m: 64, n: ckk, k: cols, transB: true, label: "conv\(layer) im2col weight grad", repetitions: repetitions))
+            }
             (c, side) = (64, side / 2)
         }
         return timings
     }
 
-    /// The convolution kernels whole (im2col, GEMMs, layout changes) for a 64→64 3x3 layer of Conv-4 on
-    /// `side`x`side` images (14: the second block), batch `batch`: forward, backward (data and weight
-    /// gradients), R-forward and R-backward. FLOPs count the products: 1, 2, 2 and 4 times the forward's.
+    /// The convolution kernels whole (transforms or im2col, GEMMs, layout changes) for a 64→64 3x3 layer of
+    /// Conv-4 on `side`x`side` images (14: the second block), batch `batch`, by each algorithm: forward,
+    /// backward (data and weight gradients), R-forward and R-backward. FLOPs are the direct convolution's
+    /// products (1, 2, 2 and 4 times the forward's) for both, so Winograd's rate is an effective one.
     public static func convolution(side: Int = 14, batch: Int = 80, repetitions: Int = 5) -> [Timing] {
-        var s = mc_conv2d_shape()
-        _ = mc_conv2d_shape_make(&s, Int32(batch), 64, Int32(side), Int32(side), 64, 3, 3, 1, 1)
         var random = RandomSource(seed: 3)
         func tensor(_ count: Int) -> [Float] { (0 ..< count).map { _ in random.normal() } }
-        let input = batch * 64 * side * side, output = batch * 64 * Int(s.oh * s.ow), weights = 64 * 64 * 9
+        let input = batch * 64 * side * side, output = batch * 64 * side * side, weights = 64 * 64 * 9
         let x = tensor(input), rx = tensor(input), w = tensor(weights), vw = tensor(weights), bias = tensor(64)
         let dy = tensor(output), rdy = tensor(output)
         var y = [Float](repeating: 0, count: output), dx = [Float](repeating: 0, count: input)
         var dw = [Float](repeating: 0, count: weights), db = [Float](repeating: 0, count: 64)
-        var scratch = [Float](repeating: 0, count: mc_conv2d_workspace_size(&s))
-        let forward = 2 * Double(output) * Double(64 * 9), name = "conv 64->64 3x3 \(side)x\(side) batch \(batch)"
-        return [
-            Timing.measure("\(name) forward", repetitions: repetitions, flops: forward) {
-                mc_conv2d_forward(&s, x, w, bias, &y, &scratch)
-            },
-            Timing.measure("\(name) backward", repetitions: repetitions, flops: 2 * forward) {
-                mc_conv2d_backward(&s, x, w, dy, &dx, &dw, &db, &scratch)
-            },
-            Timing.measure("\(name) R-forward", repetitions: repetitions, flops: 2 * forward) {
-                mc_conv2d_rforward(&s, x, rx, w, vw, bias, &y, &scratch)
-            },
-            Timing.measure("\(name) R-backward", repetitions: repetitions, flops: 4 * forward) {
-                mc_conv2d_rbackward(&s, x, rx, w, vw, dy, rdy, &dx, &dw, &db, &scratch)
-            },
-        ]
+        let forward = 2 * Double(output) * Double(64 * 9)
+        var timings: [Timing] = []
+        for (algorithm, label) in [(MC_CONV_IM2COL, "im2col"), (MC_CONV_WINOGRAD, "Winograd")] {
+            var s = mc_conv2d_shape()
+            _ = mc_conv2d_shape_make(&s, Int32(batch), 64, Int32(side), Int32(side), 64, 3, 3, 1, 1)
+            _ = mc_conv2d_shape_set_algorithm(&s, Int32(algorithm))
+            var scratch = [Float](repeating: 0, count: mc_conv2d_workspace_size(&s))
+            let name = "conv 64->64 3x3 \(side)x\(side) batch \(batch) \(label)"
+            timings += [
+                Timing.measure("\(name) forward", repetitions: repetitions, flops: forward) {
+                    mc_conv2d_forward(&s, x, w, bias, &y, &scratch)
+                },
+                Timing.measure("\(name) backward", repetitions: repetitions, flops: 2 * forward) {
+                    mc_conv2d_backward(&s, x, w, dy, &dx, &dw, &db, &scratch)
+                },
+                Timing.measure("\(name) R-forward", repetitions: repetitions, flops: 2 * forward) {
+                    mc_conv2d_rforward(&s, x, rx, w, vw, bias, &y, &scratch)
+                },
+                Timing.measure("\(name) R-backward", repetitions: repetitions, flops: 4 * forward) {
+                    mc_conv2d_rbackward(&s, x, rx, w, vw, dy, rdy, &dx, &dw, &db, &scratch)
+                },
+            ]
+        }
+        return timings
     }
 
     /// One forward and backward pass (loss and full parameter gradient) of Conv-4 with transductive
