@@ -1,6 +1,7 @@
 /* Batch normalisation over [N, C, S]: batch-statistics (training / transductive) mode with every
  * derivative taken through the batch mean and variance, and running-statistics (inference) mode. */
 #include "ckernels.h"
+#include "reduce.h"
 #include <math.h>
 
 /* Element (i, ch, j) of an [N, C, S] tensor. */
@@ -8,44 +9,6 @@
 #define FOR_CHANNEL(i, j) for (int i = 0; i < n; i++) for (int j = 0; j < s; j++)
 /* Plane (i, ch): the S contiguous values of sample i in channel ch. */
 #define PLANE(p, i) ((p) + ((size_t)(i) * c + ch) * s)
-
-/* Per-plane sums run in LANES independent float accumulators (vectorised; a float sum of S/LANES terms
- * loses nothing that matters), and the planes' partial sums are accumulated in double across the batch. */
-enum { LANES = 8 };
-
-static double sum_plane(const float *restrict p, int s) {
-    float acc[LANES] = {0};
-    int j = 0;
-    for (; j + LANES <= s; j += LANES)
-        for (int l = 0; l < LANES; l++) acc[l] += p[j + l];
-    double total = 0.0;
-    for (; j < s; j++) total += p[j];
-    for (int l = 0; l < LANES; l++) total += acc[l];
-    return total;
-}
-
-static double dot_plane(const float *restrict p, const float *restrict q, int s) {
-    float acc[LANES] = {0};
-    int j = 0;
-    for (; j + LANES <= s; j += LANES)
-        for (int l = 0; l < LANES; l++) acc[l] += p[j + l] * q[j + l];
-    double total = 0.0;
-    for (; j < s; j++) total += (double)p[j] * q[j];
-    for (int l = 0; l < LANES; l++) total += acc[l];
-    return total;
-}
-
-/* Sum of (p - mean)^2 over a plane. */
-static double centered_squares_plane(const float *restrict p, float mean, int s) {
-    float acc[LANES] = {0};
-    int j = 0;
-    for (; j + LANES <= s; j += LANES)
-        for (int l = 0; l < LANES; l++) { const float d = p[j + l] - mean; acc[l] += d * d; }
-    double total = 0.0;
-    for (; j < s; j++) { const double d = p[j] - mean; total += d * d; }
-    for (int l = 0; l < LANES; l++) total += acc[l];
-    return total;
-}
 
 /* Mean and biased variance of channel ch (the variance about the float mean, in two passes). */
 static void channel_moments(int n, int c, int s, int ch, const float *x, double *mean, double *var) {
@@ -58,9 +21,9 @@ static void channel_moments(int n, int c, int s, int ch, const float *x, double 
     *var = sq / m;
 }
 
-void mc_batchnorm_forward(int n, int c, int s, float eps, const float *x, const float *gamma,
+void mc_batchnorm_forward(int n, int c, int s, int c0, int c1, float eps, const float *x, const float *gamma,
                           const float *beta, float *y, float *xhat, float *invstd) {
-    for (int ch = 0; ch < c; ch++) {
+    for (int ch = c0; ch < c1; ch++) {
         double mean, var;
         channel_moments(n, c, s, ch, x, &mean, &var);
         const float r = (float)(1.0 / sqrt(var + eps)), fm = (float)mean, g = gamma[ch], b = beta[ch];
@@ -73,10 +36,10 @@ void mc_batchnorm_forward(int n, int c, int s, float eps, const float *x, const 
     }
 }
 
-void mc_batchnorm_update_running(int n, int c, int s, float momentum, const float *x,
+void mc_batchnorm_update_running(int n, int c, int s, int c0, int c1, float momentum, const float *x,
                                  float *running_mean, float *running_var) {
     const double m = (double)n * s;
-    for (int ch = 0; ch < c; ch++) {
+    for (int ch = c0; ch < c1; ch++) {
         double mean, var;
         channel_moments(n, c, s, ch, x, &mean, &var);
         const double unbiased = m > 1 ? var * m / (m - 1) : 0.0;
@@ -85,10 +48,10 @@ void mc_batchnorm_update_running(int n, int c, int s, float momentum, const floa
     }
 }
 
-void mc_batchnorm_backward(int n, int c, int s, const float *xhat, const float *invstd, const float *gamma,
+void mc_batchnorm_backward(int n, int c, int s, int c0, int c1, const float *xhat, const float *invstd, const float *gamma,
                            const float *dy, float *dx, float *dgamma, float *dbeta) {
     const double m = (double)n * s;
-    for (int ch = 0; ch < c; ch++) {
+    for (int ch = c0; ch < c1; ch++) {
         double sdy = 0.0, sdyx = 0.0;
         for (int i = 0; i < n; i++) { sdy += sum_plane(PLANE(dy, i), s); sdyx += dot_plane(PLANE(dy, i), PLANE(xhat, i), s); }
         dgamma[ch] = (float)sdyx;
@@ -104,11 +67,11 @@ void mc_batchnorm_backward(int n, int c, int s, const float *xhat, const float *
     }
 }
 
-void mc_batchnorm_rforward(int n, int c, int s, const float *xhat, const float *invstd, const float *gamma,
+void mc_batchnorm_rforward(int n, int c, int s, int c0, int c1, const float *xhat, const float *invstd, const float *gamma,
                            const float *Rx, const float *Vgamma, const float *Vbeta,
                            float *Ry, float *Rxhat, float *Rinvstd) {
     const double m = (double)n * s;
-    for (int ch = 0; ch < c; ch++) {
+    for (int ch = c0; ch < c1; ch++) {
         const float r = invstd[ch], g = gamma[ch], vg = Vgamma[ch], vb = Vbeta[ch];
         float mRx = 0.0f, mxRx = 0.0f;
         if (Rx) {
@@ -132,12 +95,12 @@ void mc_batchnorm_rforward(int n, int c, int s, const float *xhat, const float *
     }
 }
 
-void mc_batchnorm_rbackward(int n, int c, int s, const float *xhat, const float *invstd, const float *gamma,
+void mc_batchnorm_rbackward(int n, int c, int s, int c0, int c1, const float *xhat, const float *invstd, const float *gamma,
                             const float *Vgamma, const float *dy, const float *Rdy,
                             const float *Rxhat, const float *Rinvstd,
                             float *Rdx, float *Rdgamma, float *Rdbeta) {
     const double m = (double)n * s;
-    for (int ch = 0; ch < c; ch++) {
+    for (int ch = c0; ch < c1; ch++) {
         const float g = gamma[ch], vg = Vgamma[ch];
         double sdy = 0.0, sdyx = 0.0, sRdy = 0.0, sRdyx = 0.0, sdyRx = 0.0;
         for (int i = 0; i < n; i++) {
@@ -165,18 +128,18 @@ void mc_batchnorm_rbackward(int n, int c, int s, const float *xhat, const float 
     }
 }
 
-void mc_batchnorm_inference_forward(int n, int c, int s, float eps, const float *x, const float *gamma,
+void mc_batchnorm_inference_forward(int n, int c, int s, int c0, int c1, float eps, const float *x, const float *gamma,
                                     const float *beta, const float *mean, const float *var, float *y) {
-    for (int ch = 0; ch < c; ch++) {
+    for (int ch = c0; ch < c1; ch++) {
         const float r = 1.0f / sqrtf(var[ch] + eps);
         FOR_CHANNEL(i, j) AT(y, i, j) = gamma[ch] * (AT(x, i, j) - mean[ch]) * r + beta[ch];
     }
 }
 
-void mc_batchnorm_inference_backward(int n, int c, int s, float eps, const float *x, const float *gamma,
+void mc_batchnorm_inference_backward(int n, int c, int s, int c0, int c1, float eps, const float *x, const float *gamma,
                                      const float *mean, const float *var, const float *dy,
                                      float *dx, float *dgamma, float *dbeta) {
-    for (int ch = 0; ch < c; ch++) {
+    for (int ch = c0; ch < c1; ch++) {
         const float r = 1.0f / sqrtf(var[ch] + eps);
         double sg = 0.0, sb = 0.0;
         FOR_CHANNEL(i, j) {
@@ -190,10 +153,10 @@ void mc_batchnorm_inference_backward(int n, int c, int s, float eps, const float
     }
 }
 
-void mc_batchnorm_inference_rforward(int n, int c, int s, float eps, const float *x, const float *Rx,
+void mc_batchnorm_inference_rforward(int n, int c, int s, int c0, int c1, float eps, const float *x, const float *Rx,
                                      const float *gamma, const float *Vgamma, const float *Vbeta,
                                      const float *mean, const float *var, float *Ry) {
-    for (int ch = 0; ch < c; ch++) {
+    for (int ch = c0; ch < c1; ch++) {
         const float r = 1.0f / sqrtf(var[ch] + eps);
         FOR_CHANNEL(i, j)
             AT(Ry, i, j) = (Rx ? gamma[ch] * r * AT(Rx, i, j) : 0.0f)
@@ -201,11 +164,11 @@ void mc_batchnorm_inference_rforward(int n, int c, int s, float eps, const float
     }
 }
 
-void mc_batchnorm_inference_rbackward(int n, int c, int s, float eps, const float *x, const float *Rx,
+void mc_batchnorm_inference_rbackward(int n, int c, int s, int c0, int c1, float eps, const float *x, const float *Rx,
                                       const float *gamma, const float *Vgamma, const float *mean,
                                       const float *var, const float *dy, const float *Rdy,
                                       float *Rdx, float *Rdgamma, float *Rdbeta) {
-    for (int ch = 0; ch < c; ch++) {
+    for (int ch = c0; ch < c1; ch++) {
         const float r = 1.0f / sqrtf(var[ch] + eps);
         double sg = 0.0, sb = 0.0;
         FOR_CHANNEL(i, j) {

@@ -1,6 +1,7 @@
 /* 2-D convolution by im2col + GEMM over chunks of images, with its backward and R-forms.
  * Bilinearity does the R-forms: every term is a forward or backward product with x or Rx and W or VW. */
 #include "ckernels.h"
+#include "reduce.h"
 #include <string.h>
 
 /* Keep one chunk's im2col matrix near 16 MiB: large enough for efficient GEMMs on late, small images. */
@@ -136,10 +137,7 @@ static void bias_grad(const mc_conv2d_shape *s, const float *dy, float *db) {
     const size_t P = ohw(s);
     for (int o = 0; o < s->o; o++) {
         double acc = 0.0;
-        for (int n = 0; n < s->n; n++) {
-            const float *p = dy + ((size_t)n * s->o + o) * P;
-            for (size_t j = 0; j < P; j++) acc += p[j];
-        }
+        for (int n = 0; n < s->n; n++) acc += sum_plane(dy + ((size_t)n * s->o + o) * P, (int)P);
         db[o] = (float)acc;
     }
 }

@@ -198,24 +198,26 @@ void mc_tanh_rbackward(size_t count, const float *y, const float *Ry, const floa
  *     Its derivatives go through mu and var: they are functions of the whole batch.
  *   inference: the same with given running mean / variance in place of the batch statistics.
  * Saved by the training forward pass for the others: xhat [N,C,S], invstd [C].
+ * Every function works on the channels c0 <= ch < c1 of the C (0, C for all) and leaves the others'
+ * outputs untouched: channels are independent, so callers may run disjoint ranges concurrently.
  * ------------------------------------------------------------------------------------------------------- */
 
-void mc_batchnorm_forward(int n, int c, int s, float eps, const float *x, const float *gamma,
+void mc_batchnorm_forward(int n, int c, int s, int c0, int c1, float eps, const float *x, const float *gamma,
                           const float *beta, float *y, float *xhat, float *invstd);
 
 /* running = (1 - momentum) * running + momentum * batch statistic (unbiased variance), from x. */
-void mc_batchnorm_update_running(int n, int c, int s, float momentum, const float *x,
+void mc_batchnorm_update_running(int n, int c, int s, int c0, int c1, float momentum, const float *x,
                                  float *running_mean, float *running_var);
 
 /* dx (may be NULL) = invstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = gamma * dy;
  * dgamma = sum dy * xhat; dbeta = sum dy (both overwritten). */
-void mc_batchnorm_backward(int n, int c, int s, const float *xhat, const float *invstd, const float *gamma,
+void mc_batchnorm_backward(int n, int c, int s, int c0, int c1, const float *xhat, const float *invstd, const float *gamma,
                            const float *dy, float *dx, float *dgamma, float *dbeta);
 
 /* Rxhat = invstd * (Rx - mean(Rx) - xhat * mean(xhat * Rx)), Rinvstd[c] = -invstd^2 * mean(xhat * Rx),
  * Ry = gamma * Rxhat + Vgamma * xhat + Vbeta.  Rx may be NULL (then Rxhat = 0, Rinvstd = 0).
  * Rxhat [N,C,S] and Rinvstd [C] are saved for mc_batchnorm_rbackward. */
-void mc_batchnorm_rforward(int n, int c, int s, const float *xhat, const float *invstd, const float *gamma,
+void mc_batchnorm_rforward(int n, int c, int s, int c0, int c1, const float *xhat, const float *invstd, const float *gamma,
                            const float *Rx, const float *Vgamma, const float *Vbeta,
                            float *Ry, float *Rxhat, float *Rinvstd);
 
@@ -224,25 +226,25 @@ void mc_batchnorm_rforward(int n, int c, int s, const float *xhat, const float *
  * Rdx = Rinvstd * (dxhat - mean(dxhat) - xhat * mean(dxhat*xhat))
  *     + invstd * (Rdxhat - mean(Rdxhat) - Rxhat * mean(dxhat*xhat) - xhat * mean(Rdxhat*xhat + dxhat*Rxhat)),
  * Rdgamma = sum(Rdy * xhat + dy * Rxhat), Rdbeta = sum Rdy.  Rdx may be NULL. */
-void mc_batchnorm_rbackward(int n, int c, int s, const float *xhat, const float *invstd, const float *gamma,
+void mc_batchnorm_rbackward(int n, int c, int s, int c0, int c1, const float *xhat, const float *invstd, const float *gamma,
                             const float *Vgamma, const float *dy, const float *Rdy,
                             const float *Rxhat, const float *Rinvstd,
                             float *Rdx, float *Rdgamma, float *Rdbeta);
 
 /* Inference with running statistics: a per-channel affine map y = gamma * (x - mean) * r + beta,
  * r = 1/sqrt(var + eps). */
-void mc_batchnorm_inference_forward(int n, int c, int s, float eps, const float *x, const float *gamma,
+void mc_batchnorm_inference_forward(int n, int c, int s, int c0, int c1, float eps, const float *x, const float *gamma,
                                     const float *beta, const float *mean, const float *var, float *y);
 /* dx (may be NULL) = gamma * r * dy; dgamma = sum dy (x - mean) r; dbeta = sum dy. */
-void mc_batchnorm_inference_backward(int n, int c, int s, float eps, const float *x, const float *gamma,
+void mc_batchnorm_inference_backward(int n, int c, int s, int c0, int c1, float eps, const float *x, const float *gamma,
                                      const float *mean, const float *var, const float *dy,
                                      float *dx, float *dgamma, float *dbeta);
 /* Ry = gamma r Rx + Vgamma (x - mean) r + Vbeta (Rx may be NULL). */
-void mc_batchnorm_inference_rforward(int n, int c, int s, float eps, const float *x, const float *Rx,
+void mc_batchnorm_inference_rforward(int n, int c, int s, int c0, int c1, float eps, const float *x, const float *Rx,
                                      const float *gamma, const float *Vgamma, const float *Vbeta,
                                      const float *mean, const float *var, float *Ry);
 /* Rdx (may be NULL) = r (gamma Rdy + Vgamma dy); Rdgamma = sum Rdy (x - mean) r + dy Rx r; Rdbeta = sum Rdy. */
-void mc_batchnorm_inference_rbackward(int n, int c, int s, float eps, const float *x, const float *Rx,
+void mc_batchnorm_inference_rbackward(int n, int c, int s, int c0, int c1, float eps, const float *x, const float *Rx,
                                       const float *gamma, const float *Vgamma, const float *mean,
                                       const float *var, const float *dy, const float *Rdy,
                                       float *Rdx, float *Rdgamma, float *Rdbeta);

@@ -6,15 +6,18 @@ public struct ReLU: Layer {
     public init() {}
     public func outputShape(for input: [Int]) throws -> [Int] { input }
 
-    public func forward(_ p: LayerPass) { mc_relu_forward(p.batch * p.inputCount, p.x, p.y) }
+    public func forward(_ p: LayerPass) { p.forEachPart { q in mc_relu_forward(q.batch * q.inputCount, q.x, q.y) } }
     public func backward(_ p: LayerPass) {
-        if let dx = p.dx { mc_relu_backward(p.batch * p.inputCount, p.y, p.dy, dx) }
+        guard p.dx != nil else { return }
+        p.forEachPart { q in mc_relu_backward(q.batch * q.inputCount, q.y, q.dy, q.dx) }
     }
     public func rForward(_ p: LayerPass) {
-        if let Rx = p.Rx { mc_relu_rforward(p.batch * p.inputCount, p.y, Rx, p.Ry) } else { zero(p.Ry, p.batch * p.inputCount) }
+        guard p.Rx != nil else { return zero(p.Ry, p.batch * p.inputCount) }
+        p.forEachPart { q in mc_relu_rforward(q.batch * q.inputCount, q.y, q.Rx, q.Ry) }
     }
     public func rBackward(_ p: LayerPass) {
-        if let Rdx = p.Rdx { mc_relu_rbackward(p.batch * p.inputCount, p.y, p.Rdy, Rdx) }
+        guard p.Rdx != nil else { return }
+        p.forEachPart { q in mc_relu_rbackward(q.batch * q.inputCount, q.y, q.Rdy, q.Rdx) }
     }
 }
 
@@ -23,15 +26,18 @@ public struct Tanh: Layer {
     public init() {}
     public func outputShape(for input: [Int]) throws -> [Int] { input }
 
-    public func forward(_ p: LayerPass) { mc_tanh_forward(p.batch * p.inputCount, p.x, p.y) }
+    public func forward(_ p: LayerPass) { p.forEachPart { q in mc_tanh_forward(q.batch * q.inputCount, q.x, q.y) } }
     public func backward(_ p: LayerPass) {
-        if let dx = p.dx { mc_tanh_backward(p.batch * p.inputCount, p.y, p.dy, dx) }
+        guard p.dx != nil else { return }
+        p.forEachPart { q in mc_tanh_backward(q.batch * q.inputCount, q.y, q.dy, q.dx) }
     }
     public func rForward(_ p: LayerPass) {
-        if let Rx = p.Rx { mc_tanh_rforward(p.batch * p.inputCount, p.y, Rx, p.Ry) } else { zero(p.Ry, p.batch * p.inputCount) }
+        guard p.Rx != nil else { return zero(p.Ry, p.batch * p.inputCount) }
+        p.forEachPart { q in mc_tanh_rforward(q.batch * q.inputCount, q.y, q.Rx, q.Ry) }
     }
     public func rBackward(_ p: LayerPass) {
-        if let Rdx = p.Rdx { mc_tanh_rbackward(p.batch * p.inputCount, p.y, p.Ry, p.dy, p.Rdy, Rdx) }
+        guard p.Rdx != nil else { return }
+        p.forEachPart { q in mc_tanh_rbackward(q.batch * q.inputCount, q.y, q.Ry, q.dy, q.Rdy, q.Rdx) }
     }
 }
 

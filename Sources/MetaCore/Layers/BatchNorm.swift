@@ -35,63 +35,72 @@ public struct BatchNorm: Layer {
         for i in 0 ..< channels { parameters[i] = 1; parameters[channels + i] = 0 }
     }
 
-    public func memory(batch: Int, input: [Int]) -> LayerMemory {
+    public func memory(batch: Int, input: [Int], threads: Int) -> LayerMemory {
         let n = batch * input.reduce(1, *)
         // saved: xhat, invstd; rSaved: Rxhat, Rinvstd.
         return LayerMemory(saved: n + channels, rSaved: n + channels)
     }
 
-    /// Batch, channels and values per channel per sample.
-    private func dims(_ p: LayerPass) -> (Int32, Int32, Int32) {
-        (Int32(p.batch), Int32(channels), Int32(p.inputCount / channels))
+    /// Runs `body(n, c, s, c0, c1)` — batch, channels, values per channel per sample, and a range of
+    /// channels — over the channels, split across the pass's threads (channels are independent; samples are
+    /// not, through the batch statistics).
+    private func channelParts(_ p: LayerPass, _ body: (Int32, Int32, Int32, Int32, Int32) -> Void) {
+        let s = p.inputCount / channels
+        BatchSplit(batch: channels, outputCount: p.batch * s, threads: p.threads).forEach { range in
+            body(Int32(p.batch), Int32(channels), Int32(s), Int32(range.lowerBound), Int32(range.upperBound))
+        }
     }
 
     public func forward(_ p: LayerPass) {
-        let (n, c, s) = dims(p)
-        let gamma = p.theta, beta = p.theta + channels, mean = p.state, variance = p.state + channels
-        switch p.normalization {
-        case .inference:
-            mc_batchnorm_inference_forward(n, c, s, epsilon, p.x, gamma, beta, mean, variance, p.y)
-        case .transductive:
-            mc_batchnorm_forward(n, c, s, epsilon, p.x, gamma, beta, p.y, p.saved, p.saved + p.batch * p.inputCount)
-        case .training(let momentum):
-            mc_batchnorm_forward(n, c, s, epsilon, p.x, gamma, beta, p.y, p.saved, p.saved + p.batch * p.inputCount)
-            mc_batchnorm_update_running(n, c, s, momentum, p.x, mean, variance)
+        channelParts(p) { n, c, s, c0, c1 in
+            let gamma = p.theta, beta = p.theta + channels, mean = p.state, variance = p.state + channels
+            switch p.normalization {
+            case .inference:
+                mc_batchnorm_inference_forward(n, c, s, c0, c1, epsilon, p.x, gamma, beta, mean, variance, p.y)
+            case .transductive:
+                mc_batchnorm_forward(n, c, s, c0, c1, epsilon, p.x, gamma, beta, p.y, p.saved, p.saved + p.batch * p.inputCount)
+            case .training(let momentum):
+                mc_batchnorm_forward(n, c, s, c0, c1, epsilon, p.x, gamma, beta, p.y, p.saved, p.saved + p.batch * p.inputCount)
+                mc_batchnorm_update_running(n, c, s, c0, c1, momentum, p.x, mean, variance)
+            }
         }
     }
 
     public func backward(_ p: LayerPass) {
-        let (n, c, s) = dims(p)
-        if p.normalization == .inference {
-            mc_batchnorm_inference_backward(n, c, s, epsilon, p.x, p.theta, p.state, p.state + channels, p.dy,
-                                            p.dx, p.gradient, p.gradient + channels)
-        } else {
-            mc_batchnorm_backward(n, c, s, p.saved, p.saved + p.batch * p.inputCount, p.theta, p.dy,
-                                  p.dx, p.gradient, p.gradient + channels)
+        channelParts(p) { n, c, s, c0, c1 in
+            if p.normalization == .inference {
+                mc_batchnorm_inference_backward(n, c, s, c0, c1, epsilon, p.x, p.theta, p.state, p.state + channels, p.dy,
+                                                p.dx, p.gradient, p.gradient + channels)
+            } else {
+                mc_batchnorm_backward(n, c, s, c0, c1, p.saved, p.saved + p.batch * p.inputCount, p.theta, p.dy,
+                                      p.dx, p.gradient, p.gradient + channels)
+            }
         }
     }
 
     public func rForward(_ p: LayerPass) {
-        let (n, c, s) = dims(p)
-        if p.normalization == .inference {
-            mc_batchnorm_inference_rforward(n, c, s, epsilon, p.x, p.Rx, p.theta, p.v, p.v + channels,
-                                            p.state, p.state + channels, p.Ry)
-        } else {
-            let count = p.batch * p.inputCount
-            mc_batchnorm_rforward(n, c, s, p.saved, p.saved + count, p.theta, p.Rx, p.v, p.v + channels,
-                                  p.Ry, p.rSaved, p.rSaved + count)
+        channelParts(p) { n, c, s, c0, c1 in
+            if p.normalization == .inference {
+                mc_batchnorm_inference_rforward(n, c, s, c0, c1, epsilon, p.x, p.Rx, p.theta, p.v, p.v + channels,
+                                                p.state, p.state + channels, p.Ry)
+            } else {
+                let count = p.batch * p.inputCount
+                mc_batchnorm_rforward(n, c, s, c0, c1, p.saved, p.saved + count, p.theta, p.Rx, p.v, p.v + channels,
+                                      p.Ry, p.rSaved, p.rSaved + count)
+            }
         }
     }
 
     public func rBackward(_ p: LayerPass) {
-        let (n, c, s) = dims(p)
-        if p.normalization == .inference {
-            mc_batchnorm_inference_rbackward(n, c, s, epsilon, p.x, p.Rx, p.theta, p.v, p.state,
-                                             p.state + channels, p.dy, p.Rdy, p.Rdx, p.hv, p.hv + channels)
-        } else {
-            let count = p.batch * p.inputCount
-            mc_batchnorm_rbackward(n, c, s, p.saved, p.saved + count, p.theta, p.v, p.dy, p.Rdy,
-                                   p.rSaved, p.rSaved + count, p.Rdx, p.hv, p.hv + channels)
+        channelParts(p) { n, c, s, c0, c1 in
+            if p.normalization == .inference {
+                mc_batchnorm_inference_rbackward(n, c, s, c0, c1, epsilon, p.x, p.Rx, p.theta, p.v, p.state,
+                                                 p.state + channels, p.dy, p.Rdy, p.Rdx, p.hv, p.hv + channels)
+            } else {
+                let count = p.batch * p.inputCount
+                mc_batchnorm_rbackward(n, c, s, c0, c1, p.saved, p.saved + count, p.theta, p.v, p.dy, p.Rdy,
+                                       p.rSaved, p.rSaved + count, p.Rdx, p.hv, p.hv + channels)
+            }
         }
     }
 }

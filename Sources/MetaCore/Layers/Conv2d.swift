@@ -45,28 +45,45 @@ public struct Conv2d: Layer {
         return s
     }
 
-    public func memory(batch: Int, input: [Int]) -> LayerMemory {
-        var s = shape(batch: batch, input: input)
-        return LayerMemory(scratch: mc_conv2d_workspace_size(&s))
+    /// Scratch for one part of a split pass: the convolution's own workspace for the part's images.
+    private func partScratch(_ split: BatchSplit, input: [Int]) -> Int {
+        var s = shape(batch: split.size, input: input)
+        return mc_conv2d_workspace_size(&s)
     }
 
+    public func memory(batch: Int, input: [Int], threads: Int) -> LayerMemory {
+        let output = (try? outputShape(for: input))?.reduce(1, *) ?? 0
+        let split = BatchSplit(batch: batch, outputCount: output, threads: threads)
+        return LayerMemory(scratch: split.scratch(perPart: partScratch(split, input: input), summing: parameterCount))
+    }
+
+    private var parameterCount: Int { biasOffset + outChannels }
+
     public func forward(_ p: LayerPass) {
-        var s = shape(batch: p.batch, input: p.inputShape)
-        mc_conv2d_forward(&s, p.x, p.theta, p.theta + biasOffset, p.y, p.scratch)
+        p.forEachPart(scratch: partScratch(p.split, input: p.inputShape)) { q in
+            var s = shape(batch: q.batch, input: q.inputShape)
+            mc_conv2d_forward(&s, q.x, q.theta, q.theta + biasOffset, q.y, q.scratch)
+        }
     }
 
     public func backward(_ p: LayerPass) {
-        var s = shape(batch: p.batch, input: p.inputShape)
-        mc_conv2d_backward(&s, p.x, p.theta, p.dy, p.dx, p.gradient, p.gradient + biasOffset, p.scratch)
+        p.forEachPart(scratch: partScratch(p.split, input: p.inputShape), summing: parameterCount, into: p.gradient) { q in
+            var s = shape(batch: q.batch, input: q.inputShape)
+            mc_conv2d_backward(&s, q.x, q.theta, q.dy, q.dx, q.gradient, q.gradient + biasOffset, q.scratch)
+        }
     }
 
     public func rForward(_ p: LayerPass) {
-        var s = shape(batch: p.batch, input: p.inputShape)
-        mc_conv2d_rforward(&s, p.x, p.Rx, p.theta, p.v, p.v + biasOffset, p.Ry, p.scratch)
+        p.forEachPart(scratch: partScratch(p.split, input: p.inputShape)) { q in
+            var s = shape(batch: q.batch, input: q.inputShape)
+            mc_conv2d_rforward(&s, q.x, q.Rx, q.theta, q.v, q.v + biasOffset, q.Ry, q.scratch)
+        }
     }
 
     public func rBackward(_ p: LayerPass) {
-        var s = shape(batch: p.batch, input: p.inputShape)
-        mc_conv2d_rbackward(&s, p.x, p.Rx, p.theta, p.v, p.dy, p.Rdy, p.Rdx, p.hv, p.hv + biasOffset, p.scratch)
+        p.forEachPart(scratch: partScratch(p.split, input: p.inputShape), summing: parameterCount, into: p.hv) { q in
+            var s = shape(batch: q.batch, input: q.inputShape)
+            mc_conv2d_rbackward(&s, q.x, q.Rx, q.theta, q.v, q.dy, q.Rdy, q.Rdx, q.hv, q.hv + biasOffset, q.scratch)
+        }
     }
 }

@@ -31,22 +31,36 @@ public struct Linear: Layer {
 
     private var biasOffset: Int { outputs * inputs }
 
+    private var parameterCount: Int { biasOffset + outputs }
+
+    public func memory(batch: Int, input: [Int], threads: Int) -> LayerMemory {
+        LayerMemory(scratch: BatchSplit(batch: batch, outputCount: outputs, threads: threads).scratch(perPart: 0, summing: parameterCount))
+    }
+
     public func forward(_ p: LayerPass) {
-        mc_linear_forward(Int32(p.batch), Int32(inputs), Int32(outputs), p.x, p.theta, p.theta + biasOffset, p.y)
+        p.forEachPart { q in
+            mc_linear_forward(Int32(q.batch), Int32(inputs), Int32(outputs), q.x, q.theta, q.theta + biasOffset, q.y)
+        }
     }
 
     public func backward(_ p: LayerPass) {
-        mc_linear_backward(Int32(p.batch), Int32(inputs), Int32(outputs), p.x, p.theta, p.dy, p.dx,
-                           p.gradient, p.gradient + biasOffset)
+        p.forEachPart(summing: parameterCount, into: p.gradient) { q in
+            mc_linear_backward(Int32(q.batch), Int32(inputs), Int32(outputs), q.x, q.theta, q.dy, q.dx,
+                               q.gradient, q.gradient + biasOffset)
+        }
     }
 
     public func rForward(_ p: LayerPass) {
-        mc_linear_rforward(Int32(p.batch), Int32(inputs), Int32(outputs), p.x, p.Rx, p.theta, p.v,
-                           p.v + biasOffset, p.Ry)
+        p.forEachPart { q in
+            mc_linear_rforward(Int32(q.batch), Int32(inputs), Int32(outputs), q.x, q.Rx, q.theta, q.v,
+                               q.v + biasOffset, q.Ry)
+        }
     }
 
     public func rBackward(_ p: LayerPass) {
-        mc_linear_rbackward(Int32(p.batch), Int32(inputs), Int32(outputs), p.x, p.Rx, p.theta, p.v,
-                            p.dy, p.Rdy, p.Rdx, p.hv, p.hv + biasOffset)
+        p.forEachPart(summing: parameterCount, into: p.hv) { q in
+            mc_linear_rbackward(Int32(q.batch), Int32(inputs), Int32(outputs), q.x, q.Rx, q.theta, q.v,
+                                q.dy, q.Rdy, q.Rdx, q.hv, q.hv + biasOffset)
+        }
     }
 }

@@ -17,32 +17,48 @@ public struct MaxPool: Layer {
         return [input[0], input[1] / size, input[2] / size]
     }
 
-    public func memory(batch: Int, input: [Int]) -> LayerMemory {
-        LayerMemory(savedInts: batch * input[0] * (input[1] / size) * (input[2] / size))
+    public func memory(batch: Int, input: [Int], threads: Int) -> LayerMemory {
+        LayerMemory(savedInts: batch * pooled(input))
     }
+
+    /// Values per sample of the output, each with the index of its window's maximum saved.
+    private func pooled(_ input: [Int]) -> Int { input[0] * (input[1] / size) * (input[2] / size) }
 
     private func dims(_ p: LayerPass) -> (Int32, Int32, Int32, Int32, Int32) {
         (Int32(p.batch), Int32(p.inputShape[0]), Int32(p.inputShape[1]), Int32(p.inputShape[2]), Int32(size))
     }
 
+    /// Runs `body` on every part of the pass's batch (samples are independent).
+    private func parts(_ p: LayerPass, _ body: (LayerPass) -> Void) {
+        p.forEachPart(savedIntsPerSample: pooled(p.inputShape), body)
+    }
+
     public func forward(_ p: LayerPass) {
-        let (n, c, h, w, k) = dims(p)
-        mc_maxpool_forward(n, c, h, w, k, p.x, p.y, p.savedInts)
+        parts(p) { q in
+            let (n, c, h, w, k) = dims(q)
+            mc_maxpool_forward(n, c, h, w, k, q.x, q.y, q.savedInts)
+        }
     }
     public func backward(_ p: LayerPass) {
-        guard let dx = p.dx else { return }
-        let (n, c, h, w, k) = dims(p)
-        mc_maxpool_backward(n, c, h, w, k, p.savedInts, p.dy, dx)
+        guard p.dx != nil else { return }
+        parts(p) { q in
+            let (n, c, h, w, k) = dims(q)
+            mc_maxpool_backward(n, c, h, w, k, q.savedInts, q.dy, q.dx)
+        }
     }
     public func rForward(_ p: LayerPass) {
-        guard let Rx = p.Rx else { return zero(p.Ry, p.batch * p.outputCount) }
-        let (n, c, h, w, k) = dims(p)
-        mc_maxpool_rforward(n, c, h, w, k, p.savedInts, Rx, p.Ry)
+        guard p.Rx != nil else { return zero(p.Ry, p.batch * p.outputCount) }
+        parts(p) { q in
+            let (n, c, h, w, k) = dims(q)
+            mc_maxpool_rforward(n, c, h, w, k, q.savedInts, q.Rx, q.Ry)
+        }
     }
     public func rBackward(_ p: LayerPass) {
-        guard let Rdx = p.Rdx else { return }
-        let (n, c, h, w, k) = dims(p)
-        mc_maxpool_rbackward(n, c, h, w, k, p.savedInts, p.Rdy, Rdx)
+        guard p.Rdx != nil else { return }
+        parts(p) { q in
+            let (n, c, h, w, k) = dims(q)
+            mc_maxpool_rbackward(n, c, h, w, k, q.savedInts, q.Rdy, q.Rdx)
+        }
     }
 }
 

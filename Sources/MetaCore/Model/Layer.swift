@@ -17,8 +17,9 @@ public protocol Layer: Sendable {
     var stateShapes: [(name: String, shape: [Int], initial: Float)] { get }
     /// Writes freshly initialised parameters into `parameters` (this layer's slice).
     func initialize(_ parameters: UnsafeMutableBufferPointer<Float>, using random: inout RandomSource)
-    /// Memory a pass over a batch of `batch` samples of per-sample shape `input` needs.
-    func memory(batch: Int, input: [Int]) -> LayerMemory
+    /// Memory a pass over a batch of `batch` samples of per-sample shape `input` needs, when the pass may
+    /// run on `threads` threads (a layer that splits its batch, ``BatchSplit``, needs scratch for each part).
+    func memory(batch: Int, input: [Int], threads: Int) -> LayerMemory
 
     func forward(_ pass: LayerPass)
     func backward(_ pass: LayerPass)
@@ -30,7 +31,7 @@ extension Layer {
     public var parameterShapes: [(name: String, shape: [Int])] { [] }
     public var stateShapes: [(name: String, shape: [Int], initial: Float)] { [] }
     public func initialize(_ parameters: UnsafeMutableBufferPointer<Float>, using random: inout RandomSource) {}
-    public func memory(batch: Int, input: [Int]) -> LayerMemory { LayerMemory() }
+    public func memory(batch: Int, input: [Int], threads: Int) -> LayerMemory { LayerMemory() }
 }
 
 /// Floats and 32-bit integers a layer keeps between its passes (`saved`: written by forward, read by the
@@ -60,6 +61,9 @@ public struct LayerPass {
     public let batch: Int
     public let inputShape: [Int], outputShape: [Int]
     public let normalization: Normalization
+    /// Threads the pass may use: a layer whose samples are independent may split the batch
+    /// (``forEachPart(scratch:summing:into:savedIntsPerSample:_:)``); 1 when tasks already run concurrently.
+    public let threads: Int
 
     public let x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>
     public let theta: UnsafePointer<Float>

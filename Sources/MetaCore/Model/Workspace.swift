@@ -15,11 +15,15 @@ public final class Workspace {
     public var normalization: Normalization = .transductive
     /// The model's non-trainable state (BatchNorm running statistics), initially ``Model/initialState()``.
     public var state: [Float]
+    /// Threads a pass may use: layers whose samples are independent split the batch across them
+    /// (``BatchSplit``). 1 (the default) when tasks run concurrently, each on its own workspace, as
+    /// ``TaskRunner`` runs a meta-batch; a lone large task gets them all. Values below 1 count as 1.
+    public var threads = 1
 
     /// Buffers laid out for `batch` samples. Allocated lazily by need: a forward-only evaluation never pays
     /// for gradient or R-operator memory.
     private struct Layout {
-        var batch = 0
+        var batch = 0, threads = 1
         var forward = 0, backward = 0, rOperator = 0, ints = 0
         var activation: [Int] = [], saved: [Int] = [], scratch = 0, probs = 0
         var gradient: [Int] = []
@@ -254,6 +258,7 @@ public final class Workspace {
         let hasBackward = backwardArena.capacity > 0, hasR = rArena.capacity > 0
         return LayerPass(
             batch: n, inputShape: model.shapes[l], outputShape: model.shapes[l + 1], normalization: normalization,
+            threads: layout.threads,
             x: l == 0 ? input : UnsafePointer(f + layout.activation[l]), y: f + layout.activation[l + 1],
             theta: theta + offset, state: (state ?? placeholder) + stateOffset,
             saved: f + layout.saved[l], savedInts: intArena.base + layout.savedInts[l],
@@ -273,19 +278,21 @@ public final class Workspace {
 
     /// Lays the buffers out for `n` samples and makes sure the arenas `stage` needs are large enough.
     private func reserve(batch n: Int, stage: Stage) {
-        if layout.batch != n { layout = Self.layout(model: model, batch: n) }
+        let threads = max(1, self.threads)
+        if layout.batch != n || layout.threads != threads { layout = Self.layout(model: model, batch: n, threads: threads) }
         forwardArena.reserve(layout.forward)
         intArena.reserve(layout.ints)
         if stage >= .backward { backwardArena.reserve(layout.backward) }
         if stage >= .rOperator { rArena.reserve(layout.rOperator) }
     }
 
-    private static func layout(model: Model, batch n: Int) -> Layout {
+    private static func layout(model: Model, batch n: Int, threads: Int) -> Layout {
         var layout = Layout()
         layout.batch = n
+        layout.threads = threads
         let layers = model.layers.count
         let sizes = model.shapes.map { n * $0.reduce(1, *) }
-        let memory = model.layers.indices.map { model.layers[$0].memory(batch: n, input: model.shapes[$0]) }
+        let memory = model.layers.indices.map { model.layers[$0].memory(batch: n, input: model.shapes[$0], threads: threads) }
         // Activation 0 is the caller's input, read in place: offsets for 1 ... layers.
         layout.activation = [0] + sizes.dropFirst().map { size in defer { layout.forward += size }; return layout.forward }
         layout.saved = memory.map { m in defer { layout.forward += m.saved }; return layout.forward }

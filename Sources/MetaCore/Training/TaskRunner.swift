@@ -5,9 +5,10 @@ import Synchronization
 /// worker per thread, each with its own ``Workspace`` and scratch vector kept between calls.
 ///
 /// Cores are shared by measurement (`metactl bench`): when there are at least two tasks, each worker runs its
-/// tasks with a single-threaded BLAS (task parallelism scales almost linearly; OpenBLAS's threads on the
-/// small GEMMs of a task do not); a lone task gets all `threads` as BLAS threads instead. The BLAS thread
-/// count is process-wide, so the runner sets it before each batch of work.
+/// tasks on one thread (task parallelism scales almost linearly); a lone task gets all `threads` through its
+/// workspace's ``Workspace/threads``, its layers splitting the batch (``BatchSplit``) — which scales better
+/// than OpenBLAS's threads on the GEMMs of one convolution. BLAS runs single-threaded either way; the BLAS
+/// thread count is process-wide, so the runner sets it before each batch of work.
 ///
 /// Which worker runs which task is up to the scheduler, so a task's result must not depend on it: a worker's
 /// workspace carries no state between tasks (transductive BatchNorm) and each task writes only its own output.
@@ -37,8 +38,8 @@ public final class TaskRunner: @unchecked Sendable {
     /// index is rethrown once the workers have stopped (no new index is handed out after a failure).
     public func forEach(_ count: Int, _ body: (Int, Worker) throws -> Void) throws {
         let active = min(threads, count)
-        let blasThreads = active > 1 ? 1 : threads
-        if BLAS.threads != blasThreads { BLAS.threads = blasThreads }
+        if BLAS.threads != 1 { BLAS.threads = 1 }
+        for (w, worker) in workers.enumerated() { worker.workspace.threads = active > 1 || w > 0 ? 1 : threads }
         if active <= 1 {
             for index in 0 ..< count { try body(index, workers[0]) }
             return
@@ -76,7 +77,7 @@ extension TaskRunner {
 }
 
 /// Hands a non-Sendable value to other threads; the caller guarantees the accesses do not race.
-private struct UncheckedSendable<Value>: @unchecked Sendable {
+struct UncheckedSendable<Value>: @unchecked Sendable {
     let value: Value
     init(_ value: Value) { self.value = value }
 }
