@@ -33,13 +33,20 @@ struct Bench: ParsableCommand {
         let threads = threads ?? ProcessInfo.processInfo.activeProcessorCount
         var report = Report(threads: threads)
         if workload == "all" || workload == "kernels" {
+            // The ceiling: OpenBLAS's best square SGEMM, on its own threads or one single-threaded call per thread.
             BLAS.threads = threads
             report.kernels = [256, 512, 1024].map { KernelBenchmarks.gemm(m: $0, n: $0, k: $0, repetitions: repetitions) }
+            if threads > 1 {
+                report.kernels += [512, 1024].map {
+                    KernelBenchmarks.gemm(m: $0, n: $0, k: $0, label: "sgemm one per thread", threads: threads, repetitions: repetitions)
+                }
+            }
             report.ceiling = report.kernels.compactMap(\.gflops).max()
-            report.kernels += KernelBenchmarks.conv4Gemms(batch: 80, repetitions: repetitions)
-            report.kernels += KernelBenchmarks.convolution(side: 14, batch: 80, repetitions: repetitions)
-            report.kernels.append(try KernelBenchmarks.conv4ForwardBackward(batch: 80, repetitions: repetitions))
-            if !json { printKernels(report.kernels, ceiling: report.ceiling) }
+            // The rest as MetaCore runs it: one call per thread, BLAS single-threaded.
+            report.kernels += KernelBenchmarks.conv4Gemms(batch: 80, threads: threads, repetitions: repetitions)
+            report.kernels += KernelBenchmarks.convolution(side: 14, batch: 80, threads: threads, repetitions: repetitions)
+            report.kernels.append(try KernelBenchmarks.conv4ForwardBackward(batch: 80, threads: threads, repetitions: repetitions))
+            if !json { printKernels(report.kernels, ceiling: report.ceiling, threads: threads) }
         }
         let workloads = workload == "all" ? Workload.all : workload == "kernels" ? [] : try Workload.named(workload)
         if !json && !workloads.isEmpty {
@@ -62,8 +69,8 @@ struct Bench: ParsableCommand {
         }
     }
 
-    private func printKernels(_ timings: [Timing], ceiling: Double?) {
-        print("kernels on \(BLAS.threads) BLAS threads; ratio = rate / best square SGEMM rate of this run" + (ceiling.map { String(format: " (%.1f GFLOP/s)", $0) } ?? ""))
+    private func printKernels(_ timings: [Timing], ceiling: Double?, threads: Int) {
+        print("sgemm: on \(threads) BLAS threads; the rest: one call per thread on \(threads) threads, BLAS single-threaded; ratio = rate / best square SGEMM rate of this run" + (ceiling.map { String(format: " (%.1f GFLOP/s)", $0) } ?? ""))
         for t in timings {
             var rate = t.gflops.map { String(format: "%8.1f GFLOP/s", $0) } ?? ""
             if let gflops = t.gflops, let ceiling { rate += String(format: "   %4.2f", gflops / ceiling) }
