@@ -21,9 +21,11 @@ public struct MAML: GradientMetaLearner {
     }
 
     public func metaGradient(_ meta: [Float], task: Task, workspace: Workspace, into gradient: inout [Float]) throws -> LossValue {
+        if order == .second { workspace.holdsPasses = true }
         let trajectory = try innerTrajectory(meta, support: task.support, workspace: workspace)
-        let value = try workspace.gradient(at: trajectory[inner.steps], on: task.query, into: &gradient)
-        guard order == .second else { return value }
+        guard order == .second else { return try workspace.gradient(at: trajectory[inner.steps], on: task.query, into: &gradient) }
+        // On the query set's own workspace: this one keeps the last inner step's pass for the first H·v.
+        let value = try workspace.onQuerySet { try $0.gradient(at: trajectory[inner.steps], on: task.query, into: &gradient) }
         for k in stride(from: inner.steps - 1, through: 0, by: -1) {
             try workspace.hessianVectorProduct(at: trajectory[k], on: task.support, direction: gradient,
                                                into: &workspace.hessianVector, gradient: &workspace.innerGradient)

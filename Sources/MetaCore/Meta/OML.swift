@@ -115,8 +115,10 @@ public struct OML: MetaLearner {
 
     public func metaGradient(_ meta: [Float], task: Task, workspace: Workspace, into gradient: inout [Float]) throws -> LossValue {
         let head = try Self.head(of: workspace.model, layers: headLayers)
+        if order == .second { workspace.holdsPasses = true }
         let (theta, before, steps, reset) = try adapt(meta, task: task, workspace: workspace, recording: order == .second)
-        let value = try workspace.gradient(at: theta, on: task.query, into: &gradient)
+        let value = order == .second ? try workspace.onQuerySet { try $0.gradient(at: theta, on: task.query, into: &gradient) }
+                                     : try workspace.gradient(at: theta, on: task.query, into: &gradient)
         if order == .second {
             var direction = [Float](repeating: 0, count: gradient.count)
             for k in stride(from: steps.count - 1, through: 0, by: -1) {

@@ -17,7 +17,8 @@ public final class Workspace {
     public var state: [Float]
     /// Threads a pass may use: layers whose samples are independent split the batch across them
     /// (``BatchSplit``). 1 (the default) when tasks run concurrently, each on its own workspace, as
-    /// ``TaskRunner`` runs a meta-batch; a lone large task gets them all. Values below 1 count as 1.
+    /// ``TaskRunner`` runs a meta-batch; a lone large task gets them all. Values below 1 count as 1. With more
+    /// than one, the passes set BLAS to one thread (``BLAS/threads``, process-wide), as the first workspace does.
     public var threads = 1
 
     /// Buffers laid out for `batch` samples. Allocated lazily by need: a forward-only evaluation never pays
@@ -35,6 +36,25 @@ public final class Workspace {
     /// workspace's steady-state meta-gradients do not allocate them afresh.
     var innerGradient: [Float] = [], hessianVector: [Float] = []
 
+    /// The point of the forward and backward pass the buffers hold, when a Hessian-vector product at the same
+    /// point may start from them instead of recomputing them (second-order MAML's last inner step). Never in
+    /// `.training` mode, whose passes update the running statistics.
+    private struct HeldPass {
+        let parameters: [Float], batch: Batch, normalization: Normalization, state: [Float], threads: Int
+        let value: LossValue
+    }
+    private var held: HeldPass?
+    /// Whether a gradient pass is kept for a Hessian-vector product at the same point and batch, which then
+    /// starts from it (its R-passes only). Learners whose products follow their inner steps set it (second-
+    /// order MAML, Meta-SGD, ANIL, OML) and run their query passes in ``onQuerySet(_:)``; off by default, as
+    /// keeping a pass costs a copy of the gradient.
+    public var holdsPasses = false
+    /// The gradient of the held pass.
+    private var heldGradient: [Float] = []
+    /// How many Hessian-vector products started from a held pass (for the tests).
+    private(set) var reusedPasses = 0
+    private var queryWorkspace: Workspace?
+
     private var layout = Layout()
     private var forwardArena = Arena<Float>(), backwardArena = Arena<Float>(), rArena = Arena<Float>()
     private var intArena = Arena<Int32>()
@@ -44,11 +64,33 @@ public final class Workspace {
     public init(model: Model) {
         self.model = model
         self.state = model.initialState()
+        _ = Self.singleThreadedBLAS
     }
+
+    /// MetaCore runs tasks, and the parts of a lone task's batch, on threads of its own; OpenBLAS's threads
+    /// are switched off once, when the first workspace is made. Called from several threads at once, the
+    /// threaded OpenBLAS (0.3.21) runs some products on fewer threads depending on timing, so results would
+    /// vary in the last bits from run to run — and its threads do not speed up the small products of a task.
+    /// ``BLAS/threads`` can still be set afterwards; split passes set it back to 1.
+    private static let singleThreadedBLAS: Void = { BLAS.threads = 1 }()
 
     deinit {
         forwardArena.free(); backwardArena.free(); rArena.free(); intArena.free()
         placeholder.deallocate()
+    }
+
+    /// Runs `body` with a second workspace for the same model that follows this one's ``normalization``,
+    /// ``threads`` and ``state`` (copied in, and the state copied back): the learners run their passes on a
+    /// task's query set there, so that this workspace keeps its last pass on the support set for the
+    /// Hessian-vector product at the same point. Its buffers are kept between calls like this workspace's.
+    public func onQuerySet<T>(_ body: (Workspace) throws -> T) rethrows -> T {
+        let other = queryWorkspace ?? Workspace(model: model)
+        queryWorkspace = other
+        other.normalization = normalization
+        other.threads = threads
+        other.state = state
+        defer { state = other.state }
+        return try body(other)
     }
 
     // MARK: - Public passes
@@ -95,6 +137,7 @@ public final class Workspace {
     /// The model's outputs `[N, ...output shape]` (logits for classification) for `inputs` `[N, ...]`.
     public func predict(at parameters: [Float], inputs: Tensor) throws -> Tensor {
         let n = try check(inputs: inputs, parameters: parameters)
+        held = nil
         reserve(batch: n, stage: .forward)
         inputs.scalars.withUnsafeBufferPointer { x in
             parameters.withUnsafeBufferPointer { p in
@@ -129,6 +172,7 @@ public final class Workspace {
     private func runOutputLoss(parameters: [Float], inputs: Tensor, gradient: UnsafeMutablePointer<Float>?,
                                _ loss: OutputLoss) throws -> LossValue {
         let n = try check(inputs: inputs, parameters: parameters)
+        held = nil
         reserve(batch: n, stage: gradient == nil ? .forward : .backward)
         let count = n * model.outputShape.reduce(1, *), last = model.layers.count
         return try parameters.withUnsafeBufferPointer { p in
@@ -167,17 +211,31 @@ public final class Workspace {
         try model.layout.check(parameters, "parameter vector")
         try batch.check(against: model)
         try checkState()
-        let n = batch.count
+        let n = batch.count, threads = max(1, self.threads)
+        // A Hessian-vector product where the buffers hold the forward and backward pass at the same point
+        // starts from them: the R-passes read them and change neither.
+        let reused = stage == .rOperator ? held.flatMap {
+            $0.parameters == parameters && $0.batch == batch && $0.normalization == normalization && $0.state == state
+                && $0.threads == threads ? $0.value : nil
+        } : nil
+        if reused == nil { held = nil }
         reserve(batch: n, stage: stage)
 
-        return parameters.withUnsafeBufferPointer { p in
+        let value = parameters.withUnsafeBufferPointer { p in
             (direction ?? []).withUnsafeBufferPointer { v in
                 batch.inputs.scalars.withUnsafeBufferPointer { x in
                     let theta = p.baseAddress ?? UnsafePointer(placeholder), input = x.baseAddress!
-                    forwardLayers(batch: n, input: input, theta: theta)
-                    let value = lossForward(batch, gradient: stage >= .backward)
-                    if stage >= .backward {
-                        sweep(.backward, batch: n, input: input, theta: theta, v: nil, gradient: gradient, hv: nil)
+                    let value: LossValue
+                    if let reused {
+                        value = reused
+                        reusedPasses += 1
+                        if let gradient { heldGradient.withUnsafeBufferPointer { gradient.update(from: $0.baseAddress!, count: $0.count) } }
+                    } else {
+                        forwardLayers(batch: n, input: input, theta: theta)
+                        value = lossForward(batch, gradient: stage >= .backward)
+                        if stage >= .backward {
+                            sweep(.backward, batch: n, input: input, theta: theta, v: nil, gradient: gradient, hv: nil)
+                        }
                     }
                     if stage >= .rOperator {
                         sweep(.rForward, batch: n, input: input, theta: theta, v: v.baseAddress, gradient: nil, hv: nil)
@@ -188,7 +246,17 @@ public final class Workspace {
                 }
             }
         }
+        if reused == nil, holdsPasses, stage >= .backward, let gradient, !isTraining {
+            if heldGradient.count != model.parameterCount { heldGradient = [Float](repeating: 0, count: model.parameterCount) }
+            heldGradient.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: gradient, count: $0.count) }
+            held = HeldPass(parameters: parameters, batch: batch, normalization: normalization, state: state,
+                            threads: threads, value: value)
+        }
+        return value
     }
+
+    /// Whether BatchNorm layers update their running statistics (`.training` mode).
+    private var isTraining: Bool { if case .training = normalization { true } else { false } }
 
     /// The loss of the last activation against the batch's targets; with `gradient`, also dL/dz.
     private func lossForward(_ batch: Batch, gradient: Bool) -> LossValue {
@@ -233,6 +301,8 @@ public final class Workspace {
     /// One pass of every layer, in order (forward, R-forward) or in reverse (backward, R-backward).
     private func sweep(_ direction: Direction, batch n: Int, input: UnsafePointer<Float>, theta: UnsafePointer<Float>,
                        v: UnsafePointer<Float>?, gradient: UnsafeMutablePointer<Float>?, hv: UnsafeMutablePointer<Float>?) {
+        // Split passes call BLAS from several threads at once: single-threaded BLAS keeps them deterministic.
+        if layout.threads > 1 && BLAS.threads != 1 { BLAS.threads = 1 }
         state.withUnsafeMutableBufferPointer { s in
             let reverse = direction == .backward || direction == .rBackward, last = model.layers.count - 1
             for step in 0 ... last {
