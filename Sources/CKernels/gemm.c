@@ -2,6 +2,7 @@
  * on a 10-point support set) skip cblas: its packing, buffer and locking overheads cost more than the
  * arithmetic there, so they run in a plain loop kernel instead. */
 #include "ckernels.h"
+#include "vec8.h"
 #include <cblas.h>
 #include <string.h>
 
@@ -10,17 +11,11 @@
 /* A transposed B is packed row-major into a stack buffer first; beyond this many floats cblas is faster. */
 #define MC_SMALL_PACK 512
 
-/* 8-float vectors; the helpers are always inlined into each clone, so no vector crosses a call boundary
- * (clang's warning about the AVX calling convention does not apply). */
-#pragma clang diagnostic ignored "-Wpsabi"
-typedef float v8 __attribute__((vector_size(32)));
-static inline __attribute__((always_inline)) v8 load8(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
-static inline __attribute__((always_inline)) void store8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
 
 /* Row i of C [n] = alpha * sum_p a(p) * Bp[p, :] + beta * row, where a(p) = A[i*sa + p*sp] and Bp is
  * row-major with row stride ldb. 32 columns at a time stay in registers across the whole p loop. */
-static inline __attribute__((always_inline)) void gemm_row(int n, int k, float alpha, const float *A, size_t sp, const float *Bp, int ldb,
-                            float beta, float *c) {
+MC_INLINE void gemm_row(int n, int k, float alpha, const float *A, size_t sp, const float *Bp, int ldb,
+                    float beta, float *c) {
     int j = 0;
     for (; j + 32 <= n; j += 32) {
         v8 c0 = {0}, c1 = {0}, c2 = {0}, c3 = {0};

@@ -7,6 +7,7 @@
  * forward pass computes. Tiles p = (image * TH + ty) * TW + tx run over the chunk; a partial tile at an
  * odd output edge reads zero padding and its extra outputs are dropped. */
 #include "ckernels.h"
+#include "vec8.h"
 #include <string.h>
 
 /* Keep one chunk's transformed inputs and outputs near 2 MiB, where they stay in cache for the GEMMs. */
@@ -55,21 +56,16 @@ static workspace split(const mc_conv2d_shape *s, float *ws) {
  * channel-minor (V [16, tiles, C], M [16, tiles, O]), so each entry of eight channels is one contiguous
  * vector, and the images' NCHW planes are interleaved into (and out of) a small [rows, cols, 8] buffer. */
 
-#pragma clang diagnostic ignored "-Wpsabi"  /* v8 never crosses a call boundary: helpers are inlined */
-typedef float v8 __attribute__((vector_size(32)));
 enum { LANES = 8 };
-#define INLINE static inline __attribute__((always_inline))
 
-INLINE v8 load8(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
-INLINE void store8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
 /* The first `lanes` channels (the last block of channels may be partial; the other lanes read 0). */
-INLINE v8 load_lanes(const float *p, int lanes) {
+MC_INLINE v8 load_lanes(const float *p, int lanes) {
     if (lanes == LANES) return load8(p);
     v8 v = {0};
     memcpy(&v, p, sizeof(float) * lanes);
     return v;
 }
-INLINE void store_lanes(float *p, v8 v, int lanes) {
+MC_INLINE void store_lanes(float *p, v8 v, int lanes) {
     if (lanes == LANES) store8(p, v); else memcpy(p, &v, sizeof(float) * lanes);
 }
 
@@ -94,7 +90,7 @@ static void deinterleave(const float *buf, int bw, int off, int lanes, int h, in
 }
 
 /* v = B^T d B for the 4x4 patch at d (row stride ld vectors). */
-INLINE void input_tile(const float *d, size_t ld, v8 v[16]) {
+MC_INLINE void input_tile(const float *d, size_t ld, v8 v[16]) {
     v8 t[16];
     for (int j = 0; j < 4; j++) {
         const v8 d0 = load8(d + j * LANES), d1 = load8(d + (ld + j) * LANES);
@@ -108,7 +104,7 @@ INLINE void input_tile(const float *d, size_t ld, v8 v[16]) {
 }
 
 /* d += B v B^T (the adjoint of input_tile) */
-INLINE void input_tile_adjoint(const v8 v[16], float *d, size_t ld) {
+MC_INLINE void input_tile_adjoint(const v8 v[16], float *d, size_t ld) {
     v8 t[16];
     for (int j = 0; j < 4; j++) {
         const v8 v0 = v[j], v1 = v[4 + j], v2 = v[8 + j], v3 = v[12 + j];
@@ -123,7 +119,7 @@ INLINE void input_tile_adjoint(const v8 v[16], float *d, size_t ld) {
 }
 
 /* y (2x2) = A^T m A */
-INLINE void output_tile(const v8 m[16], v8 y[4]) {
+MC_INLINE void output_tile(const v8 m[16], v8 y[4]) {
     v8 t[8];
     for (int j = 0; j < 4; j++) {
         t[j] = m[j] + m[4 + j] + m[8 + j];
@@ -136,7 +132,7 @@ INLINE void output_tile(const v8 m[16], v8 y[4]) {
 }
 
 /* m (4x4) = A y A^T (the adjoint of output_tile) */
-INLINE void output_tile_adjoint(const v8 y[4], v8 m[16]) {
+MC_INLINE void output_tile_adjoint(const v8 y[4], v8 m[16]) {
     v8 t[8];  /* A y: 4x2 */
     for (int j = 0; j < 2; j++) {
         const v8 y0 = y[j], y1 = y[2 + j];

@@ -59,30 +59,33 @@ public struct Conv2d: Layer {
 
     private var parameterCount: Int { biasOffset + outChannels }
 
-    public func forward(_ p: LayerPass) {
-        p.forEachPart(scratch: partScratch(p.split, input: p.inputShape)) { q in
+    /// Runs `body` with the shape of every part of the pass's batch and the part's pass (own scratch; with
+    /// `output`, the gradient or H·v slice the parts' parameter derivatives are summed into).
+    private func parts(_ p: LayerPass, summing output: UnsafeMutablePointer<Float>? = nil,
+                       _ body: (inout mc_conv2d_shape, LayerPass) -> Void) {
+        p.forEachPart(scratch: partScratch(p.split, input: p.inputShape), summing: output == nil ? 0 : parameterCount,
+                      into: output) { q in
             var s = shape(batch: q.batch, input: q.inputShape)
-            mc_conv2d_forward(&s, q.x, q.theta, q.theta + biasOffset, q.y, q.scratch)
+            body(&s, q)
         }
     }
 
+    public func forward(_ p: LayerPass) {
+        parts(p) { s, q in mc_conv2d_forward(&s, q.x, q.theta, q.theta + biasOffset, q.y, q.scratch) }
+    }
+
     public func backward(_ p: LayerPass) {
-        p.forEachPart(scratch: partScratch(p.split, input: p.inputShape), summing: parameterCount, into: p.gradient) { q in
-            var s = shape(batch: q.batch, input: q.inputShape)
+        parts(p, summing: p.gradient) { s, q in
             mc_conv2d_backward(&s, q.x, q.theta, q.dy, q.dx, q.gradient, q.gradient + biasOffset, q.scratch)
         }
     }
 
     public func rForward(_ p: LayerPass) {
-        p.forEachPart(scratch: partScratch(p.split, input: p.inputShape)) { q in
-            var s = shape(batch: q.batch, input: q.inputShape)
-            mc_conv2d_rforward(&s, q.x, q.Rx, q.theta, q.v, q.v + biasOffset, q.Ry, q.scratch)
-        }
+        parts(p) { s, q in mc_conv2d_rforward(&s, q.x, q.Rx, q.theta, q.v, q.v + biasOffset, q.Ry, q.scratch) }
     }
 
     public func rBackward(_ p: LayerPass) {
-        p.forEachPart(scratch: partScratch(p.split, input: p.inputShape), summing: parameterCount, into: p.hv) { q in
-            var s = shape(batch: q.batch, input: q.inputShape)
+        parts(p, summing: p.hv) { s, q in
             mc_conv2d_rbackward(&s, q.x, q.Rx, q.theta, q.v, q.dy, q.Rdy, q.Rdx, q.hv, q.hv + biasOffset, q.scratch)
         }
     }

@@ -1,0 +1,17 @@
+/* Eight-float vectors (GCC / clang vector extensions) for the kernels' vectorised loops. Internal to CKernels.
+ * The helpers are always inlined, so no vector crosses a call boundary (clang's warning about the AVX
+ * calling convention does not apply). */
+#ifndef MC_VEC8_H
+#define MC_VEC8_H
+
+#include <string.h>
+
+#pragma clang diagnostic ignored "-Wpsabi"
+typedef float v8 __attribute__((vector_size(32)));
+#define MC_INLINE static inline __attribute__((always_inline))
+
+/* Unaligned load and store. */
+MC_INLINE v8 load8(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
+MC_INLINE void store8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
+
+#endif
