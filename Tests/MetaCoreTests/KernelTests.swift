@@ -22,11 +22,13 @@ struct KernelTests {
         return out
     }
 
-    /// Shapes for the loop kernel (tiny products: scalar columns only; 32- and 8-column register blocks plus a
-    /// tail) and for cblas (larger), with beta 0 (C is not read: NaNs there must not leak), 1 and 0.5.
+    /// Shapes for the loop kernel (4-row blocks with 1, 2 and 3 rows left over; 16- and 8-column tiles and single
+    /// columns; for B transposed, dot products when C is narrow and packing otherwise) and for cblas (beyond the
+    /// loop kernel's size, or a transposed B too large to pack), with beta 0 (C is not read: NaNs there must
+    /// not leak), 1 and 0.5.
     @Test(arguments: [(false, false), (false, true), (true, false), (true, true)])
     func gemmMatchesNaiveProductInEveryTransposeWithStridesAndAccumulation(_ t: (Bool, Bool)) {
-        for (m, n, k) in [(7, 5, 9), (6, 45, 11), (3, 8, 2), (70, 90, 80)] {
+        for (m, n, k) in [(7, 5, 9), (6, 45, 11), (3, 8, 2), (9, 3, 37), (5, 21, 37), (40, 60, 50), (20, 80, 60), (70, 90, 80)] {
             for (alpha, beta): (Float, Float) in [(0.75, 0.5), (1, 0), (-1, 1)] {
                 // Stored shapes with padded row strides (lda > logical width) to exercise the leading dimensions.
                 let (aRows, aCols) = t.0 ? (k, m) : (m, k), (bRows, bCols) = t.1 ? (n, k) : (k, n)
