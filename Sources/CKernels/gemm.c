@@ -84,6 +84,34 @@ MC_INLINE void gemm_dots(int m, int n, int k, float alpha, const float *A, int l
         }
 }
 
+/* The 8 x 8 block at X (row stride ldx), transposed into Y (row stride ldy): three rounds of shuffles. */
+MC_INLINE void transpose8(const float *X, size_t ldx, float *Y, size_t ldy) {
+    v8 r[8], t[8], u[8];
+    for (int q = 0; q < 8; q++) r[q] = load8(X + q * ldx);
+    for (int q = 0; q < 8; q += 2) {       /* interleave row pairs */
+        t[q] = __builtin_shufflevector(r[q], r[q + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[q + 1] = __builtin_shufflevector(r[q], r[q + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    }
+    for (int q = 0; q < 8; q += 4)         /* then pairs of pairs: four rows of one column per half */
+        for (int h = 0; h < 2; h++) {
+            u[q + 2 * h] = __builtin_shufflevector(t[q + h], t[q + h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+            u[q + 2 * h + 1] = __builtin_shufflevector(t[q + h], t[q + h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+        }
+    for (int c = 0; c < 4; c++) {          /* then the halves: rows 0-3 and 4-7 of columns c and c + 4 */
+        store8(Y + c * ldy, __builtin_shufflevector(u[c], u[c + 4], 0, 1, 2, 3, 8, 9, 10, 11));
+        store8(Y + (c + 4) * ldy, __builtin_shufflevector(u[c], u[c + 4], 4, 5, 6, 7, 12, 13, 14, 15));
+    }
+}
+
+/* Bt [k, n] = B^T for B [n, k] with row stride ldb: 8 x 8 blocks, the edges element by element. */
+MC_INLINE void pack_transposed(int n, int k, const float *B, int ldb, float *Bt) {
+    const int n8 = n & ~7, k8 = k & ~7;
+    for (int j = 0; j < n8; j += 8)
+        for (int p = 0; p < k8; p += 8) transpose8(B + (size_t)j * ldb + p, (size_t)ldb, Bt + (size_t)p * n + j, (size_t)n);
+    for (int p = 0; p < k; p++)
+        for (int j = p < k8 ? n8 : 0; j < n; j++) Bt[(size_t)p * n + j] = B[(size_t)j * ldb + p];
+}
+
 /* C = alpha op(A) op(B) + beta C for small shapes, compiled for AVX+FMA as well as the baseline (the
  * loader picks the clone the CPU supports). Returns 0 if the shape does not suit it. */
 __attribute__((target_clones("fma", "default")))
@@ -93,11 +121,7 @@ static int gemm_small(int transA, int transB, int m, int n, int k, float alpha, 
     float packed[MC_SMALL_PACK];
     if (transB) {               /* op(B)[p, j] = B[j, p]: pack it row-major, eight rows of B at a time */
         if ((size_t)k * n > MC_SMALL_PACK) return 0;
-        for (int j0 = 0; j0 < n; j0 += 8) {
-            const int width = n - j0 < 8 ? n - j0 : 8;
-            for (int p = 0; p < k; p++)
-                for (int j = 0; j < width; j++) packed[(size_t)p * n + j0 + j] = B[(size_t)(j0 + j) * ldb + p];
-        }
+        pack_transposed(n, k, B, ldb, packed);
         B = packed; ldb = n;
     }
     /* op(A)(i, p) = A[i*si + p*sp] */
