@@ -295,6 +295,15 @@ static inline size_t mc_matching_scratch(int ns, int nq, int ways) {
     return (size_t)ns + nq + (size_t)nq * ns + (size_t)nq * ways;
 }
 
+/* ---------------------------------------------------------------------------------------------------------
+ * Optimisers (optimizer.c), elementwise over `count` parameters.
+ * ------------------------------------------------------------------------------------------------------- */
+
+/* One Adam step with the bias corrections folded into rate and epsilon by the caller:
+ * m = beta1 m + (1 - beta1) g,  v = beta2 v + (1 - beta2) g^2,  p -= rate * m / (sqrt(v) + epsilon). */
+void mc_adam_step(size_t count, float *p, float *m, float *v, const float *g,
+                  float beta1, float beta2, float rate, float epsilon);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,3 +1,5 @@
+import CKernels
+
 /// A first-order optimiser over a flat parameter vector. Its state (e.g. Adam's moments) is part of it, so a
 /// checkpoint that saves ``state`` and restores it resumes the exact trajectory.
 public protocol Optimizer: Sendable {
@@ -47,6 +49,7 @@ public struct Adam: Optimizer {
     }
 
     public mutating func step(_ parameters: inout [Float], gradient: [Float]) {
+        precondition(gradient.count == parameters.count, "gradient has \(gradient.count) entries, parameters \(parameters.count)")
         if m.count != parameters.count {
             m = [Float](repeating: 0, count: parameters.count)
             v = m
@@ -54,16 +57,13 @@ public struct Adam: Optimizer {
         steps += 1
         let c1 = 1 - pow(Double(beta1), Double(steps)), c2 = 1 - pow(Double(beta2), Double(steps))
         let rate = Float(Double(learningRate) * c2.squareRoot() / c1), eps = Float(Double(epsilon) * c2.squareRoot())
-        let (b1, b2) = (beta1, beta2)
+        guard !parameters.isEmpty else { return }
         parameters.withUnsafeMutableBufferPointer { p in
             m.withUnsafeMutableBufferPointer { m in
                 v.withUnsafeMutableBufferPointer { v in
                     gradient.withUnsafeBufferPointer { g in
-                        for i in p.indices {
-                            m[i] = b1 * m[i] + (1 - b1) * g[i]
-                            v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i]
-                            p[i] -= rate * m[i] / (v[i].squareRoot() + eps)
-                        }
+                        mc_adam_step(p.count, p.baseAddress!, m.baseAddress!, v.baseAddress!, g.baseAddress!,
+                                     beta1, beta2, rate, eps)
                     }
                 }
             }

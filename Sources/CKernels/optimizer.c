@@ -1,0 +1,22 @@
+/* Optimiser updates over a flat parameter vector: one pass, elementwise, vectorised (restrict: the four
+ * vectors are distinct). */
+#include "ckernels.h"
+#include <math.h>
+
+/* sqrt without errno (v >= 0 here), so the loop vectorises. */
+#if defined(__has_builtin) && __has_builtin(__builtin_elementwise_sqrt)
+#define MC_SQRT(x) __builtin_elementwise_sqrt(x)
+#else
+#define MC_SQRT(x) sqrtf(x)
+#endif
+
+void mc_adam_step(size_t count, float *restrict p, float *restrict m, float *restrict v, const float *restrict g,
+                  float beta1, float beta2, float rate, float epsilon) {
+    for (size_t i = 0; i < count; i++) {
+        const float gi = g[i];
+        const float mi = beta1 * m[i] + (1.0f - beta1) * gi, vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] -= rate * mi / (MC_SQRT(vi) + epsilon);
+    }
+}
