@@ -1,10 +1,10 @@
 import Testing
 @testable import MetaCore
 
-/// A Hessian-vector product at the point and batch of the workspace's last gradient pass starts from that
-/// pass instead of recomputing it (second-order MAML's last inner step): its results must be exactly a fresh
-/// workspace's, and anything that changes the pass — the point, the batch, the state, another pass in
-/// between — must make it recompute.
+/// A Hessian-vector product at the point and batch of one of the workspace's held gradient passes starts from
+/// that pass instead of recomputing it (second-order MAML's inner steps): its results must be exactly a fresh
+/// workspace's, anything that changes the pass — the point, the batch, the state — must make it recompute,
+/// and passes beyond ``Workspace/heldPasses`` are evicted, oldest first.
 @Suite("Held passes")
 struct HeldPassTests {
     static func model() throws -> Model {
@@ -39,11 +39,11 @@ struct HeldPassTests {
         let workspace = Workspace(model: model)
         var gradient: [Float] = []
 
-        // Passes are held only for learners that ask (through a query workspace): a copy of the gradient each.
+        // Passes are held only for learners that ask: buffers and a copy of the gradient each.
         try workspace.gradient(at: theta, on: batch, into: &gradient)
         #expect(try Self.product(workspace, theta, batch, v) == Self.fresh(model, theta, batch, v))
         #expect(workspace.reusedPasses == 0)
-        workspace.holdsPasses = true
+        workspace.heldPasses = 1
 
         try workspace.gradient(at: theta, on: batch, into: &gradient)
         #expect(try Self.product(workspace, theta, batch, v) == Self.fresh(model, theta, batch, v))
@@ -56,10 +56,13 @@ struct HeldPassTests {
         #expect(try Self.product(workspace, moved, batch, v) == Self.fresh(model, moved, batch, v), "another point")
         try workspace.gradient(at: theta, on: batch, into: &gradient)
         #expect(try Self.product(workspace, theta, other, v) == Self.fresh(model, theta, other, v), "another batch")
+        #expect(workspace.reusedPasses == 2)
+        // Other passes run in other buffers: the held one survives them.
         try workspace.gradient(at: theta, on: batch, into: &gradient)
         _ = try workspace.loss(at: theta, on: other)
-        #expect(try Self.product(workspace, theta, batch, v) == Self.fresh(model, theta, batch, v), "a pass in between")
-        #expect(workspace.reusedPasses == 2)
+        _ = try workspace.predict(at: moved, inputs: other.inputs)
+        #expect(try Self.product(workspace, theta, batch, v) == Self.fresh(model, theta, batch, v), "passes in between")
+        #expect(workspace.reusedPasses == 3)
 
         // Running statistics read in inference mode: changing them changes the pass.
         workspace.normalization = .inference
@@ -68,18 +71,52 @@ struct HeldPassTests {
         workspace.state[4] *= 2
         #expect(try Self.product(workspace, theta, batch, v)
                 == Self.fresh(model, theta, batch, v, normalization: .inference, state: workspace.state))
-        #expect(workspace.reusedPasses == 2)
+        #expect(workspace.reusedPasses == 3)
         // Training mode updates the running statistics on every pass: never held.
         workspace.normalization = .training(momentum: 0.1)
         try workspace.gradient(at: theta, on: batch, into: &gradient)
         _ = try Self.product(workspace, theta, batch, v)
-        #expect(workspace.reusedPasses == 2)
+        #expect(workspace.reusedPasses == 3)
     }
 
-    /// The learners run their query passes on the query set's workspace, so second-order MAML's first H·v
-    /// (at the last inner step) starts from the held pass; the meta-gradient is exactly the one computed
-    /// without it, and the query workspace hands its running statistics back.
-    @Test func mamlReusesTheLastInnerStep() throws {
+    /// With room for three, the last three of four gradient passes are reused in any order and more than once
+    /// (a product leaves the pass it started from as it was), the first is recomputed, and lowering the limit
+    /// or the memory budget drops them.
+    @Test func theLatestPassesAreHeld() throws {
+        let model = try Self.model()
+        var random = RandomSource(seed: 6)
+        let batch = random.batch(for: model, count: 5, classification: true)
+        let theta = model.initialParameters(seed: 2), v = random.normals(model.parameterCount)
+        let points = (0 ..< 4).map { k in theta.map { $0 * (1 + 0.01 * Float(k)) } }
+        let workspace = Workspace(model: model)
+        workspace.heldPasses = 3
+        var gradient: [Float] = []
+        for point in points { try workspace.gradient(at: point, on: batch, into: &gradient) }
+        for k in [2, 3, 1, 2, 3] {
+            #expect(try Self.product(workspace, points[k], batch, v) == Self.fresh(model, points[k], batch, v))
+        }
+        #expect(workspace.reusedPasses == 5)
+        #expect(try Self.product(workspace, points[0], batch, v) == Self.fresh(model, points[0], batch, v))
+        #expect(workspace.reusedPasses == 5, "the oldest pass was evicted")
+        workspace.heldPasses = 0
+        #expect(try Self.product(workspace, points[3], batch, v) == Self.fresh(model, points[3], batch, v))
+        #expect(workspace.reusedPasses == 5, "no pass is held any more")
+        // A memory budget below one pass holds none.
+        workspace.heldPasses = 3
+        workspace.heldPassBytes = 1000
+        try workspace.gradient(at: points[1], on: batch, into: &gradient)
+        #expect(try Self.product(workspace, points[1], batch, v) == Self.fresh(model, points[1], batch, v))
+        #expect(workspace.reusedPasses == 5, "over the memory budget")
+        workspace.heldPassBytes = 256 << 20
+        try workspace.gradient(at: points[1], on: batch, into: &gradient)
+        #expect(try Self.product(workspace, points[1], batch, v) == Self.fresh(model, points[1], batch, v))
+        #expect(workspace.reusedPasses == 6)
+    }
+
+    /// The learners run their query passes on the query set's workspace, so every H·v of second-order MAML
+    /// (one per inner step) starts from that step's held pass; the meta-gradient is exactly the one computed
+    /// without them, and the query workspace hands its running statistics back.
+    @Test func mamlReusesEveryInnerStep() throws {
         let model = try Self.model()
         let tasks = try SyntheticImageTasks(ways: 3, shots: 2, queries: 2, inputShape: [2, 6, 6])
         var random = RandomSource(seed: 9)
@@ -90,7 +127,7 @@ struct HeldPassTests {
             let workspace = Workspace(model: model)
             var gradient: [Float] = []
             _ = try maml.metaGradient(meta, task: task, workspace: workspace, into: &gradient)
-            #expect(workspace.reusedPasses == 1, "\(steps) inner steps: only the last one's pass is held")
+            #expect(workspace.reusedPasses == steps, "\(steps) inner steps: every step's pass is held")
 
             // The same chain of products by hand, each from scratch.
             var theta = [meta]

@@ -23,7 +23,7 @@ public struct ANIL: GradientMetaLearner {
 
     public func metaGradient(_ meta: [Float], task: Task, workspace: Workspace, into gradient: inout [Float]) throws -> LossValue {
         let head = Self.head(of: workspace.model)
-        workspace.holdsPasses = true
+        workspace.heldPasses = inner.steps
         let trajectory = try innerTrajectory(meta, support: task.support, workspace: workspace)
         let value = try workspace.onQuerySet { try $0.gradient(at: trajectory[inner.steps], on: task.query, into: &gradient) }
         var direction = [Float](repeating: 0, count: gradient.count), hv: [Float] = []

@@ -3,7 +3,9 @@
 /// Second order (the default) is the exact meta-gradient: with θ_{k+1} = θ_k − α ∇L_S(θ_k) and meta-loss
 /// L_Q(θ_K), reverse accumulation through the inner steps gives g ← ∇L_Q(θ_K), then for k = K−1 … 0:
 /// g ← g − α H_S(θ_k) g, one exact Hessian-vector product per step. Memory grows with the K stored
-/// parameter vectors, not with a recorded graph. First order drops the Hessian terms: g = ∇L_Q(θ_K).
+/// parameter vectors, not with a recorded graph; the inner steps' forward and backward passes are kept for
+/// their products within ``Workspace/heldPassBytes`` (recomputed beyond it). First order drops the Hessian
+/// terms: g = ∇L_Q(θ_K).
 public struct MAML: GradientMetaLearner {
     public enum Order: String, Sendable, Codable { case first, second }
     public let inner: InnerLoop
@@ -21,7 +23,7 @@ public struct MAML: GradientMetaLearner {
     }
 
     public func metaGradient(_ meta: [Float], task: Task, workspace: Workspace, into gradient: inout [Float]) throws -> LossValue {
-        if order == .second { workspace.holdsPasses = true }
+        if order == .second { workspace.heldPasses = inner.steps }
         let trajectory = try innerTrajectory(meta, support: task.support, workspace: workspace)
         guard order == .second else { return try workspace.gradient(at: trajectory[inner.steps], on: task.query, into: &gradient) }
         // On the query set's own workspace: this one keeps the last inner step's pass for the first H·v.

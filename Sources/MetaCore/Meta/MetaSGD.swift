@@ -28,7 +28,7 @@ public struct MetaSGD: GradientMetaLearner {
 
     public func metaGradient(_ meta: [Float], task: Task, workspace: Workspace, into gradient: inout [Float]) throws -> LossValue {
         let count = workspace.model.parameterCount
-        workspace.holdsPasses = true
+        workspace.heldPasses = inner.steps
         let trajectory = try innerTrajectory(meta, support: task.support, workspace: workspace)
         var g: [Float] = []
         let value = try workspace.onQuerySet { try $0.gradient(at: trajectory[inner.steps], on: task.query, into: &g) }

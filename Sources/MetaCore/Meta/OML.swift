@@ -101,6 +101,7 @@ public struct OML: MetaLearner {
         let model = workspace.model, head = try Self.head(of: model, layers: headLayers)
         var (theta, reset) = start(meta, task: task, model: model)
         let steps = try steps(of: task.support)
+        if recording { workspace.heldPasses = steps.count }   // each step's pass, for its H·v
         var before: [[Float]] = []
         for batch in steps {
             if recording { before.append(theta) }
@@ -115,7 +116,6 @@ public struct OML: MetaLearner {
 
     public func metaGradient(_ meta: [Float], task: Task, workspace: Workspace, into gradient: inout [Float]) throws -> LossValue {
         let head = try Self.head(of: workspace.model, layers: headLayers)
-        if order == .second { workspace.holdsPasses = true }
         let (theta, before, steps, reset) = try adapt(meta, task: task, workspace: workspace, recording: order == .second)
         let value = order == .second ? try workspace.onQuerySet { try $0.gradient(at: theta, on: task.query, into: &gradient) }
                                      : try workspace.gradient(at: theta, on: task.query, into: &gradient)

@@ -26,7 +26,7 @@ public final class Workspace {
     private struct Layout {
         var batch = 0, threads = 1
         var forward = 0, backward = 0, rOperator = 0, ints = 0
-        var activation: [Int] = [], saved: [Int] = [], scratch = 0, probs = 0
+        var activation: [Int] = [], saved: [Int] = [], probs = 0, scratch = 0
         var gradient: [Int] = []
         var rActivation: [Int] = [], rGradient: [Int] = [], rSaved: [Int] = []
         var savedInts: [Int] = []
@@ -36,28 +36,32 @@ public final class Workspace {
     /// workspace's steady-state meta-gradients do not allocate them afresh.
     var innerGradient: [Float] = [], hessianVector: [Float] = []
 
-    /// The point of the forward and backward pass the buffers hold, when a Hessian-vector product at the same
-    /// point may start from them instead of recomputing them (second-order MAML's last inner step). Never in
-    /// `.training` mode, whose passes update the running statistics.
+    /// A gradient pass kept for Hessian-vector products at the same point and batch (second-order MAML's
+    /// inner steps): its buffers, its gradient, and what it was computed from. Never in `.training` mode,
+    /// whose passes update the running statistics.
     private struct HeldPass {
         let parameters: [Float], batch: Batch, normalization: Normalization, state: [Float], threads: Int
         let value: LossValue
+        var buffers: PassBuffers
     }
-    private var held: HeldPass?
-    /// Whether a gradient pass is kept for a Hessian-vector product at the same point and batch, which then
-    /// starts from it (its R-passes only). Learners whose products follow their inner steps set it (second-
-    /// order MAML, Meta-SGD, ANIL, OML) and run their query passes in ``onQuerySet(_:)``; off by default, as
-    /// keeping a pass costs a copy of the gradient.
-    public var holdsPasses = false
-    /// The gradient of the held pass.
-    private var heldGradient: [Float] = []
+    /// Held passes, oldest first; none of them shares buffers with ``live`` between calls.
+    private var held: [HeldPass] = []
+    /// How many of its latest gradient passes the workspace keeps, each in buffers of its own, so that a
+    /// Hessian-vector product at the same point and batch starts from it (its R-passes only). Learners whose
+    /// products revisit their inner steps set it to their step count (second-order MAML, Meta-SGD, ANIL, OML)
+    /// and run their query passes in ``onQuerySet(_:)``. 0 by default.
+    public var heldPasses = 0 { didSet { evictHeldPasses() } }
+    /// The most memory held passes may take (default 256 MiB): the oldest are dropped beyond it, and their
+    /// products recompute the pass. A pass larger than this on its own is not kept.
+    public var heldPassBytes = 256 << 20 { didSet { evictHeldPasses() } }
     /// How many Hessian-vector products started from a held pass (for the tests).
     private(set) var reusedPasses = 0
     private var queryWorkspace: Workspace?
 
     private var layout = Layout()
-    private var forwardArena = Arena<Float>(), backwardArena = Arena<Float>(), rArena = Arena<Float>()
-    private var intArena = Arena<Int32>()
+    /// The buffers the passes run in; the R-passes' own buffers and the layers' scratch space are not kept
+    /// with a held pass.
+    private var live = PassBuffers(), rArena = Arena<Float>(), scratchArena = Arena<Float>()
     /// Stands in for buffers a pass does not use (never read or written).
     private let placeholder = UnsafeMutablePointer<Float>.allocate(capacity: 1)
 
@@ -75,7 +79,8 @@ public final class Workspace {
     private static let singleThreadedBLAS: Void = { BLAS.threads = 1 }()
 
     deinit {
-        forwardArena.free(); backwardArena.free(); rArena.free(); intArena.free()
+        live.free(); rArena.free(); scratchArena.free()
+        for pass in held { pass.buffers.free() }
         placeholder.deallocate()
     }
 
@@ -137,7 +142,6 @@ public final class Workspace {
     /// The model's outputs `[N, ...output shape]` (logits for classification) for `inputs` `[N, ...]`.
     public func predict(at parameters: [Float], inputs: Tensor) throws -> Tensor {
         let n = try check(inputs: inputs, parameters: parameters)
-        held = nil
         reserve(batch: n, stage: .forward)
         inputs.scalars.withUnsafeBufferPointer { x in
             parameters.withUnsafeBufferPointer { p in
@@ -145,7 +149,7 @@ public final class Workspace {
             }
         }
         let count = n * model.outputShape.reduce(1, *)
-        let output = Array(UnsafeBufferPointer(start: forwardArena.base + layout.activation[model.layers.count], count: count))
+        let output = Array(UnsafeBufferPointer(start: live.forward.base + layout.activation[model.layers.count], count: count))
         return try Tensor(shape: [n] + model.outputShape, scalars: output)
     }
 
@@ -172,16 +176,15 @@ public final class Workspace {
     private func runOutputLoss(parameters: [Float], inputs: Tensor, gradient: UnsafeMutablePointer<Float>?,
                                _ loss: OutputLoss) throws -> LossValue {
         let n = try check(inputs: inputs, parameters: parameters)
-        held = nil
         reserve(batch: n, stage: gradient == nil ? .forward : .backward)
         let count = n * model.outputShape.reduce(1, *), last = model.layers.count
         return try parameters.withUnsafeBufferPointer { p in
             try inputs.scalars.withUnsafeBufferPointer { x in
                 let theta = p.baseAddress ?? UnsafePointer(placeholder)
                 forwardLayers(batch: n, input: x.baseAddress!, theta: theta)
-                let outputs = UnsafeBufferPointer(start: forwardArena.base + layout.activation[last], count: count)
+                let outputs = UnsafeBufferPointer(start: live.forward.base + layout.activation[last], count: count)
                 guard let gradient else { return try loss(outputs, nil) }
-                let value = try loss(outputs, UnsafeMutableBufferPointer(start: backwardArena.base + layout.gradient[last], count: count))
+                let value = try loss(outputs, UnsafeMutableBufferPointer(start: live.backward.base + layout.gradient[last], count: count))
                 sweep(.backward, batch: n, input: x.baseAddress!, theta: theta, v: nil, gradient: gradient, hv: nil)
                 return value
             }
@@ -212,13 +215,14 @@ public final class Workspace {
         try batch.check(against: model)
         try checkState()
         let n = batch.count, threads = max(1, self.threads)
-        // A Hessian-vector product where the buffers hold the forward and backward pass at the same point
-        // starts from them: the R-passes read them and change neither.
-        let reused = stage == .rOperator ? held.flatMap {
+        // A Hessian-vector product at the point of a held pass starts from it: its buffers are swapped in for
+        // the R-passes, which read them and change neither, and swapped back out.
+        let reuse = stage == .rOperator ? held.lastIndex {
             $0.parameters == parameters && $0.batch == batch && $0.normalization == normalization && $0.state == state
-                && $0.threads == threads ? $0.value : nil
+                && $0.threads == threads
         } : nil
-        if reused == nil { held = nil }
+        if let reuse { swap(&live, &held[reuse].buffers) }
+        defer { if let reuse { swap(&live, &held[reuse].buffers) } }
         reserve(batch: n, stage: stage)
 
         let value = parameters.withUnsafeBufferPointer { p in
@@ -226,10 +230,10 @@ public final class Workspace {
                 batch.inputs.scalars.withUnsafeBufferPointer { x in
                     let theta = p.baseAddress ?? UnsafePointer(placeholder), input = x.baseAddress!
                     let value: LossValue
-                    if let reused {
-                        value = reused
+                    if let reuse {
+                        value = held[reuse].value
                         reusedPasses += 1
-                        if let gradient { heldGradient.withUnsafeBufferPointer { gradient.update(from: $0.baseAddress!, count: $0.count) } }
+                        if let gradient { live.gradient.withUnsafeBufferPointer { gradient.update(from: $0.baseAddress!, count: $0.count) } }
                     } else {
                         forwardLayers(batch: n, input: input, theta: theta)
                         value = lossForward(batch, gradient: stage >= .backward)
@@ -246,13 +250,30 @@ public final class Workspace {
                 }
             }
         }
-        if reused == nil, holdsPasses, stage >= .backward, let gradient, !isTraining {
-            if heldGradient.count != model.parameterCount { heldGradient = [Float](repeating: 0, count: model.parameterCount) }
-            heldGradient.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: gradient, count: $0.count) }
-            held = HeldPass(parameters: parameters, batch: batch, normalization: normalization, state: state,
-                            threads: threads, value: value)
+        if reuse == nil, heldPasses > 0, stage >= .backward, let gradient, !isTraining {
+            hold(parameters: parameters, batch: batch, threads: threads, value: value, gradient: gradient)
         }
         return value
+    }
+
+    /// Keeps the pass just run (the live buffers, with a copy of its gradient). The next pass runs in the
+    /// buffers of the oldest held pass if keeping it goes beyond ``heldPasses`` or ``heldPassBytes``, in new
+    /// buffers otherwise.
+    private func hold(parameters: [Float], batch: Batch, threads: Int, value: LossValue, gradient: UnsafeMutablePointer<Float>) {
+        if live.gradient.count != model.parameterCount { live.gradient = [Float](repeating: 0, count: model.parameterCount) }
+        guard live.bytes <= heldPassBytes else { return }
+        live.gradient.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: gradient, count: $0.count) }
+        held.append(HeldPass(parameters: parameters, batch: batch, normalization: normalization, state: state,
+                             threads: threads, value: value, buffers: live))
+        live = overHeldLimits ? held.removeFirst().buffers : PassBuffers()
+        evictHeldPasses()
+    }
+
+    private var overHeldLimits: Bool { held.count > heldPasses || held.reduce(0) { $0 + $1.buffers.bytes } > heldPassBytes }
+
+    /// Frees the oldest held passes beyond ``heldPasses`` and ``heldPassBytes``.
+    private func evictHeldPasses() {
+        while !held.isEmpty && overHeldLimits { held.removeFirst().buffers.free() }
     }
 
     /// Whether BatchNorm layers update their running statistics (`.training` mode).
@@ -261,8 +282,8 @@ public final class Workspace {
     /// The loss of the last activation against the batch's targets; with `gradient`, also dL/dz.
     private func lossForward(_ batch: Batch, gradient: Bool) -> LossValue {
         let n = batch.count, last = model.layers.count, outputs = n * model.outputShape.reduce(1, *)
-        let z = forwardArena.base + layout.activation[last], probs = forwardArena.base + layout.probs
-        let dz = backwardArena.base + layout.gradient[last]
+        let z = live.forward.base + layout.activation[last], probs = live.forward.base + layout.probs
+        let dz = live.backward.base + layout.gradient[last]
         switch batch.targets {
         case .labels(let labels):
             return labels.withUnsafeBufferPointer { t in
@@ -286,7 +307,7 @@ public final class Workspace {
         let Rz = rArena.base + layout.rActivation[last], Rdz = rArena.base + layout.rGradient[last]
         switch batch.targets {
         case .labels:
-            mc_softmax_xent_rbackward(Int32(n), Int32(outputs / n), forwardArena.base + layout.probs, Rz, Rdz)
+            mc_softmax_xent_rbackward(Int32(n), Int32(outputs / n), live.forward.base + layout.probs, Rz, Rdz)
         case .values:
             mc_mse_rbackward(outputs, Rz, Rdz)
         }
@@ -324,15 +345,15 @@ public final class Workspace {
                       gradient: UnsafeMutablePointer<Float>?, hv: UnsafeMutablePointer<Float>?) -> LayerPass {
         let offset = model.parameterRange(ofLayer: l).lowerBound
         let stateOffset = model.stateRange(ofLayer: l).lowerBound
-        let f = forwardArena.base, b = backwardArena.base, r = rArena.base
-        let hasBackward = backwardArena.capacity > 0, hasR = rArena.capacity > 0
+        let f = live.forward.base, b = live.backward.base, r = rArena.base
+        let hasBackward = live.backward.capacity > 0, hasR = rArena.capacity > 0
         return LayerPass(
             batch: n, inputShape: model.shapes[l], outputShape: model.shapes[l + 1], normalization: normalization,
             threads: layout.threads,
             x: l == 0 ? input : UnsafePointer(f + layout.activation[l]), y: f + layout.activation[l + 1],
             theta: theta + offset, state: (state ?? placeholder) + stateOffset,
-            saved: f + layout.saved[l], savedInts: intArena.base + layout.savedInts[l],
-            rSaved: hasR ? r + layout.rSaved[l] : placeholder, scratch: f + layout.scratch,
+            saved: f + layout.saved[l], savedInts: live.ints.base + layout.savedInts[l],
+            rSaved: hasR ? r + layout.rSaved[l] : placeholder, scratch: scratchArena.base,
             dy: hasBackward ? UnsafePointer(b + layout.gradient[l + 1]) : UnsafePointer(placeholder),
             dx: hasBackward && l > 0 ? b + layout.gradient[l] : nil,
             gradient: gradient.map { $0 + offset } ?? placeholder,
@@ -350,9 +371,10 @@ public final class Workspace {
     private func reserve(batch n: Int, stage: Stage) {
         let threads = max(1, self.threads)
         if layout.batch != n || layout.threads != threads { layout = Self.layout(model: model, batch: n, threads: threads) }
-        forwardArena.reserve(layout.forward)
-        intArena.reserve(layout.ints)
-        if stage >= .backward { backwardArena.reserve(layout.backward) }
+        live.forward.reserve(layout.forward)
+        live.ints.reserve(layout.ints)
+        scratchArena.reserve(layout.scratch)
+        if stage >= .backward { live.backward.reserve(layout.backward) }
         if stage >= .rOperator { rArena.reserve(layout.rOperator) }
     }
 
@@ -366,8 +388,7 @@ public final class Workspace {
         // Activation 0 is the caller's input, read in place: offsets for 1 ... layers.
         layout.activation = [0] + sizes.dropFirst().map { size in defer { layout.forward += size }; return layout.forward }
         layout.saved = memory.map { m in defer { layout.forward += m.saved }; return layout.forward }
-        layout.scratch = layout.forward
-        layout.forward += memory.map(\.scratch).max() ?? 0
+        layout.scratch = memory.map(\.scratch).max() ?? 0
         layout.probs = layout.forward
         layout.forward += sizes[layers]
         layout.savedInts = memory.map { m in defer { layout.ints += m.savedInts }; return layout.ints }
@@ -388,6 +409,19 @@ public final class Workspace {
     private func fit(_ vector: inout [Float]) {
         if vector.count != model.parameterCount { vector = [Float](repeating: 0, count: model.parameterCount) }
     }
+}
+
+/// The buffers one forward and backward pass fills, and the gradient it produced when it is held.
+private struct PassBuffers {
+    var forward = Arena<Float>(), backward = Arena<Float>(), ints = Arena<Int32>()
+    var gradient: [Float] = []
+
+    var bytes: Int {
+        MemoryLayout<Float>.stride * (forward.capacity + backward.capacity + gradient.count)
+            + MemoryLayout<Int32>.stride * ints.capacity
+    }
+
+    func free() { forward.free(); backward.free(); ints.free() }
 }
 
 /// A growable, uninitialised block of memory owned by a ``Workspace``.
