@@ -144,42 +144,70 @@ MC_INLINE void output_tile_adjoint(const v8 y[4], v8 m[16]) {
     }
 }
 
-/* U[xi][o][c] = (G g G^T)[xi] for every filter g = W[o][c] (3x3). */
-static void filter_transform(const mc_conv2d_shape *s, const float *W, float *U) {
-    const size_t OC = (size_t)s->o * s->c;
-    for (size_t f = 0; f < OC; f++) {
-        const float *g = W + 9 * f;
-        float t[12];  /* G g: 4x3 */
-        for (int j = 0; j < 3; j++) {
-            const float g0 = g[j], g1 = g[3 + j], g2 = g[6 + j];
-            t[j] = g0; t[3 + j] = 0.5f * (g0 + g1 + g2); t[6 + j] = 0.5f * (g0 - g1 + g2); t[9 + j] = g2;
-        }
-        for (int i = 0; i < 4; i++) {
-            const float g0 = t[3 * i], g1 = t[3 * i + 1], g2 = t[3 * i + 2];
-            U[(4 * i) * OC + f] = g0;
-            U[(4 * i + 1) * OC + f] = 0.5f * (g0 + g1 + g2);
-            U[(4 * i + 2) * OC + f] = 0.5f * (g0 - g1 + g2);
-            U[(4 * i + 3) * OC + f] = g2;
-        }
+/* The 16 values G g G^T of one 3x3 filter g. */
+MC_INLINE void filter_tile(const float *g, float u[16]) {
+    float t[12];  /* G g: 4x3 */
+    for (int j = 0; j < 3; j++) {
+        const float g0 = g[j], g1 = g[3 + j], g2 = g[6 + j];
+        t[j] = g0; t[3 + j] = 0.5f * (g0 + g1 + g2); t[6 + j] = 0.5f * (g0 - g1 + g2); t[9 + j] = g2;
+    }
+    for (int i = 0; i < 4; i++) {
+        const float g0 = t[3 * i], g1 = t[3 * i + 1], g2 = t[3 * i + 2];
+        u[4 * i] = g0; u[4 * i + 1] = 0.5f * (g0 + g1 + g2); u[4 * i + 2] = 0.5f * (g0 - g1 + g2); u[4 * i + 3] = g2;
     }
 }
 
-/* dW[o][c] = G^T dU[.][o][c] G (the adjoint of filter_transform), overwriting dW. */
+/* The 3x3 filter G^T u G (the adjoint of filter_tile). */
+MC_INLINE void filter_tile_adjoint(const float u[16], float *g) {
+    float t[12];  /* G^T u: 3x4 */
+    for (int j = 0; j < 4; j++) {
+        const float u0 = u[j], u1 = u[4 + j], u2 = u[8 + j], u3 = u[12 + j];
+        t[j] = u0 + 0.5f * (u1 + u2); t[4 + j] = 0.5f * (u1 - u2); t[8 + j] = 0.5f * (u1 + u2) + u3;
+    }
+    for (int i = 0; i < 3; i++) {
+        const float *r = t + 4 * i;
+        g[3 * i] = r[0] + 0.5f * (r[1] + r[2]); g[3 * i + 1] = 0.5f * (r[1] - r[2]);
+        g[3 * i + 2] = 0.5f * (r[1] + r[2]) + r[3];
+    }
+}
+
+/* U[xi][o][c] = (G g G^T)[xi] for every filter g = W[o][c] (3x3). Eight filters at a time, so that each of
+ * the 16 planes (OC floats apart: the same cache sets when OC is a power of two) gets one vector store
+ * instead of eight scalar ones. */
+static void filter_transform(const mc_conv2d_shape *s, const float *W, float *U) {
+    const size_t OC = (size_t)s->o * s->c;
+    size_t f = 0;
+    for (; f + 8 <= OC; f += 8) {
+        float u[8][16], plane[8];
+        for (int k = 0; k < 8; k++) filter_tile(W + 9 * (f + k), u[k]);
+        for (int xi = 0; xi < 16; xi++) {
+            for (int k = 0; k < 8; k++) plane[k] = u[k][xi];
+            store8(U + xi * OC + f, load8(plane));
+        }
+    }
+    for (; f < OC; f++) {
+        float u[16];
+        filter_tile(W + 9 * f, u);
+        for (int xi = 0; xi < 16; xi++) U[xi * OC + f] = u[xi];
+    }
+}
+
+/* dW[o][c] = G^T dU[.][o][c] G (the adjoint of filter_transform), overwriting dW; eight filters at a time. */
 static void filter_transform_adjoint(const mc_conv2d_shape *s, const float *dU, float *dW) {
     const size_t OC = (size_t)s->o * s->c;
-    for (size_t f = 0; f < OC; f++) {
-        float u[16], t[12];  /* G^T u: 3x4 */
+    size_t f = 0;
+    for (; f + 8 <= OC; f += 8) {
+        float u[8][16], plane[8];
+        for (int xi = 0; xi < 16; xi++) {
+            store8(plane, load8(dU + xi * OC + f));
+            for (int k = 0; k < 8; k++) u[k][xi] = plane[k];
+        }
+        for (int k = 0; k < 8; k++) filter_tile_adjoint(u[k], dW + 9 * (f + k));
+    }
+    for (; f < OC; f++) {
+        float u[16];
         for (int xi = 0; xi < 16; xi++) u[xi] = dU[xi * OC + f];
-        for (int j = 0; j < 4; j++) {
-            const float u0 = u[j], u1 = u[4 + j], u2 = u[8 + j], u3 = u[12 + j];
-            t[j] = u0 + 0.5f * (u1 + u2); t[4 + j] = 0.5f * (u1 - u2); t[8 + j] = 0.5f * (u1 + u2) + u3;
-        }
-        float *g = dW + 9 * f;
-        for (int i = 0; i < 3; i++) {
-            const float *r = t + 4 * i;
-            g[3 * i] = r[0] + 0.5f * (r[1] + r[2]); g[3 * i + 1] = 0.5f * (r[1] - r[2]);
-            g[3 * i + 2] = 0.5f * (r[1] + r[2]) + r[3];
-        }
+        filter_tile_adjoint(u, dW + 9 * f);
     }
 }
 
