@@ -126,6 +126,23 @@ struct KernelTests {
         #expect(dx == [0, 10, 20, 0, 0, 0, 0, 0])
     }
 
+    /// Backward overwrites all of dx, rows and columns no window covers included, and routes dy to each
+    /// window's winner — for 2x2 windows (their own loop) and 3x3, on odd-sized planes.
+    @Test(arguments: [2, 3]) func maxPoolBackwardIsTheScatterOfDy(_ k: Int) {
+        let (n, c, h, w) = (2, 3, 7, 9), (oh, ow) = (h / k, w / k)
+        var random = RandomSource(seed: 12)
+        let x = random.normals(n * c * h * w), dy = random.normals(n * c * oh * ow)
+        var y = [Float](repeating: 0, count: n * c * oh * ow), argmax = [Int32](repeating: 0, count: y.count)
+        mc_maxpool_forward(Int32(n), Int32(c), Int32(h), Int32(w), Int32(k), x, &y, &argmax)
+        var expected = [Float](repeating: 0, count: x.count)
+        for p in 0 ..< n * c {
+            for j in 0 ..< oh * ow { expected[p * h * w + Int(argmax[p * oh * ow + j])] += dy[p * oh * ow + j] }
+        }
+        var dx = [Float](repeating: .nan, count: x.count)
+        mc_maxpool_backward(Int32(n), Int32(c), Int32(h), Int32(w), Int32(k), argmax, dy, &dx)
+        #expect(dx == expected)
+    }
+
     @Test func softmaxCrossEntropyIsStableForLargeLogitsAndCountsCorrect() {
         let z: [Float] = [1000, 0, -1000, 0, 0, 0]
         var probs = [Float](repeating: 0, count: 6), correct: Int32 = 0
