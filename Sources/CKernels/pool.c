@@ -40,32 +40,8 @@ void mc_maxpool_forward(int n, int c, int h, int w, int k, const float *x, float
     }
 }
 
-/* The 2x2 window's backward: every element of dx written once, dy where the window's winner was, 0 elsewhere
- * (including a last row or column no window covers), so the plane needs no zeroing pass first. */
-static void maxpool2_backward_plane(int h, int w, const int32_t *restrict idx, const float *restrict dy,
-                                    float *restrict dx) {
-    const int oh = h / 2, ow = w / 2;
-    for (int oy = 0; oy < oh; oy++) {
-        float *r0 = dx + (size_t)(2 * oy) * w, *r1 = r0 + w;
-        const int top = 2 * oy * w;
-        for (int ox = 0; ox < ow; ox++) {
-            const int x0 = 2 * ox, at = idx[oy * ow + ox] - top - x0;  /* 0, 1, w or w + 1 */
-            const float d = dy[oy * ow + ox];
-            r0[x0] = at == 0 ? d : 0.0f; r0[x0 + 1] = at == 1 ? d : 0.0f;
-            r1[x0] = at == w ? d : 0.0f; r1[x0 + 1] = at == w + 1 ? d : 0.0f;
-        }
-        if (w & 1) r0[w - 1] = r1[w - 1] = 0.0f;
-    }
-    if (h & 1) memset(dx + (size_t)(h - 1) * w, 0, sizeof(float) * (size_t)w);
-}
-
 void mc_maxpool_backward(int n, int c, int h, int w, int k, const int32_t *argmax, const float *dy, float *dx) {
     const size_t in_plane = (size_t)h * w, out_plane = (size_t)(h / k) * (w / k);
-    if (k == 2) {
-        for (size_t p = 0; p < (size_t)n * c; p++)
-            maxpool2_backward_plane(h, w, argmax + p * out_plane, dy + p * out_plane, dx + p * in_plane);
-        return;
-    }
     memset(dx, 0, sizeof(float) * (size_t)n * c * in_plane);
     for (size_t p = 0; p < (size_t)n * c; p++)
         for (size_t j = 0; j < out_plane; j++)

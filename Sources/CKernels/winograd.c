@@ -32,8 +32,13 @@ int mc_winograd_chunk(const mc_conv2d_shape *s) {
     return s->n > 0 ? (int)chunk : 1;
 }
 
+/* Rows between the 16 planes of V and M: the chunk's tiles, made odd so that the planes start at 16
+ * different offsets modulo 4 KiB. (An even count, e.g. 80 or 160 tiles of 64 channels, puts all 16 planes
+ * of a tile in the same cache sets, and the transforms, which touch all 16 at once, thrash them.) */
+static size_t plane_rows(const mc_conv2d_shape *s) { return ((size_t)s->chunk * tiles(s)) | 1; }
+
 size_t mc_winograd_workspace_size(const mc_conv2d_shape *s) {
-    size_t P = (size_t)s->chunk * tiles(s), OC = (size_t)s->o * s->c;
+    size_t P = plane_rows(s), OC = (size_t)s->o * s->c;
     return 3 * 16 * OC + 16 * ((size_t)s->c + 2 * (size_t)s->o) * P + 8 * (size_t)pad_h(s) * pad_w(s);
 }
 
@@ -42,7 +47,7 @@ typedef struct { float *U, *U2, *dU, *V, *M1, *M2, *pad; size_t P; } workspace;
 static workspace split(const mc_conv2d_shape *s, float *ws) {
     workspace w;
     size_t OC = (size_t)s->o * s->c;
-    w.P = (size_t)s->chunk * tiles(s);
+    w.P = plane_rows(s);
     w.U = ws; w.U2 = w.U + 16 * OC; w.dU = w.U2 + 16 * OC;
     w.V = w.dU + 16 * OC;
     w.M1 = w.V + 16 * (size_t)s->c * w.P;
