@@ -118,8 +118,17 @@ public enum ProcessMemory {
         return kilobytes * 1024
     }
 
-    /// Restarts the peak from the current resident size (Linux ≥ 4.0: writing 5 to `/proc/self/clear_refs`).
+    /// glibc's `malloc_trim` (not in Swift's Glibc module), looked up once; `nil` on other C libraries.
+    private static let trimHeap: (@convention(c) (Int) -> Int32)? = {
+        guard let symbol = dlsym(nil, "malloc_trim") else { return nil }   // nil handle: RTLD_DEFAULT
+        return unsafeBitCast(symbol, to: (@convention(c) (Int) -> Int32).self)
+    }()
+
+    /// Restarts the peak from the current resident size (Linux ≥ 4.0: writing 5 to `/proc/self/clear_refs`),
+    /// after handing the memory the allocator keeps from freed blocks back to the system, so that a peak
+    /// does not count what an earlier measurement left in the heap.
     public static func resetPeak() {
+        _ = trimHeap?(0)
         try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8)
     }
 }
