@@ -23,7 +23,7 @@ public struct MAML: GradientMetaLearner {
     }
 
     public func metaGradient(_ meta: [Float], task: Task, workspace: Workspace, into gradient: inout [Float]) throws -> LossValue {
-        if order == .second { workspace.heldPasses = inner.steps }
+        workspace.heldPasses = order == .second ? inner.steps : 0   // first order needs no pass kept
         let trajectory = try innerTrajectory(meta, support: task.support, workspace: workspace)
         guard order == .second else { return try workspace.gradient(at: trajectory[inner.steps], on: task.query, into: &gradient) }
         // On the query set's own workspace: this one keeps the last inner step's pass for the first H·v.

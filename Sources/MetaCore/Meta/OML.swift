@@ -101,7 +101,7 @@ public struct OML: MetaLearner {
         let model = workspace.model, head = try Self.head(of: model, layers: headLayers)
         var (theta, reset) = start(meta, task: task, model: model)
         let steps = try steps(of: task.support)
-        if recording { workspace.heldPasses = steps.count }   // each step's pass, for its H·v
+        workspace.heldPasses = recording ? steps.count : 0   // each step's pass, for its H·v
         var before: [[Float]] = []
         for batch in steps {
             if recording { before.append(theta) }
