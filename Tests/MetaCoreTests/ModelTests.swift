@@ -19,6 +19,31 @@ struct ModelTests {
         #expect(embedding.outputShape == [32 * 5 * 5])
     }
 
+    /// Conv-4 pools before its ReLU (a quarter of the values to rectify): loss, gradient and H·v are bit for
+    /// bit those of the textbook order, ReLU then pooling — on odd-sized maps and with negative windows.
+    @Test func conv4PoolsBeforeReLUWithTheSameDerivatives() throws {
+        let model = try Model.conv4(classes: 3, inputShape: [2, 14, 14], channels: 4, blocks: 3)
+        var layers: [any Layer] = []
+        var inChannels = 2
+        for _ in 0 ..< 3 {
+            layers += [try Conv2d(inChannels, 4, kernel: 3, padding: 1), try BatchNorm(4), ReLU(), try MaxPool(2)]
+            inChannels = 4
+        }
+        let textbook = try Model(inputShape: [2, 14, 14], layers: layers + [Flatten(), try Linear(4, 3)])
+        #expect(model.layers.map { "\(type(of: $0))" } != textbook.layers.map { "\(type(of: $0))" })
+        #expect(model.layout.entries.map(\.name) == textbook.layout.entries.map(\.name))
+        var random = RandomSource(seed: 8)
+        let batch = random.batch(for: model, count: 5, classification: true)
+        let theta = model.initialParameters(seed: 3), v = random.normals(model.parameterCount)
+        var results: [[Float]] = []
+        for m in [model, textbook] {
+            var hv: [Float] = [], gradient: [Float] = []
+            let value = try Workspace(model: m).hessianVectorProduct(at: theta, on: batch, direction: v, into: &hv, gradient: &gradient)
+            results.append([Float(value.loss)] + gradient + hv)
+        }
+        #expect(results[0] == results[1])
+    }
+
     @Test func initialisationIsDeterministicPerSeed() throws {
         let model = try Model.conv4(classes: 5, channels: 8)
         #expect(model.initialParameters(seed: 1) == model.initialParameters(seed: 1))

@@ -128,8 +128,9 @@ extension Model {
 
     /// "Conv-4", the standard few-shot image network (Vinyals et al. 2016; Finn et al. 2017): `blocks` blocks
     /// of 3x3 convolution (padding 1) with `channels` filters, batch normalisation, ReLU (or `activation`) and
-    /// 2x2 max-pooling,
-    /// then a linear head to `classes` outputs. On 28x28x1 Omniglot images the head sees 64 features.
+    /// 2x2 max-pooling, then a linear head to `classes` outputs. On 28x28x1 Omniglot images the head sees 64
+    /// features. With ReLU the pooling comes first in each block: the same function and derivatives, with the
+    /// ReLU on a quarter of the values (the layer indices of the parameters, and so checkpoints, are unchanged).
     ///
     /// - Parameter classes: outputs of the linear head; `0` leaves the head off (an embedding network, as
     ///   Prototypical and Matching Networks use).
@@ -149,8 +150,16 @@ extension Model {
         for _ in 0 ..< blocks {
             layers.append(try Conv2d(inChannels, channels, kernel: 3, padding: 1, initialization: initialization))
             if batchNorm { layers.append(try BatchNorm(channels)) }
-            layers.append(activation.layer())
-            layers.append(try MaxPool(2))
+            if activation == .relu {
+                // max(relu(x)) = relu(max(x)), and the derivatives agree value for value (ReLU keeps or zeroes,
+                // and a window whose maximum is ≤ 0 passes no gradient either way): pooling first runs the
+                // ReLU on a quarter of the values.
+                layers.append(try MaxPool(2))
+                layers.append(activation.layer())
+            } else {
+                layers.append(activation.layer())   // tanh may round distinct inputs to one value: pool after it
+                layers.append(try MaxPool(2))
+            }
             inChannels = channels
         }
         layers.append(Flatten())
