@@ -59,7 +59,8 @@ MC_INLINE void gemm_rows(const int MR, int n, int k, float alpha, const float *A
     for (; j < n; j++) gemm_column(MR, k, alpha, A, si, sp, B + j, ldb, beta, C + j, ldc);
 }
 
-/* x . y over k floats: two eight-float chains, then one horizontal sum. */
+/* x . y over k floats: two eight-float chains, then one horizontal sum. (reduce.h's dot_plane, one chain
+ * summed into double for batch statistics, is slower here: 5.5 against 4.2 us on an 80x5x64 head.) */
 MC_INLINE float dot(int k, const float *x, const float *y) {
     v8 s0 = {0}, s1 = {0};
     int p = 0;

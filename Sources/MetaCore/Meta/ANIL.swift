@@ -23,9 +23,7 @@ public struct ANIL: GradientMetaLearner {
 
     public func metaGradient(_ meta: [Float], task: Task, workspace: Workspace, into gradient: inout [Float]) throws -> LossValue {
         let head = Self.head(of: workspace.model)
-        workspace.heldPasses = inner.steps
-        let trajectory = try innerTrajectory(meta, support: task.support, workspace: workspace)
-        let value = try workspace.onQuerySet { try $0.gradient(at: trajectory[inner.steps], on: task.query, into: &gradient) }
+        let (trajectory, value) = try heldTrajectory(meta, task: task, workspace: workspace, queryGradient: &gradient)
         var direction = [Float](repeating: 0, count: gradient.count), hv: [Float] = []
         for k in stride(from: inner.steps - 1, through: 0, by: -1) {
             for i in head { direction[i] = gradient[i] }

@@ -23,11 +23,12 @@ public struct MAML: GradientMetaLearner {
     }
 
     public func metaGradient(_ meta: [Float], task: Task, workspace: Workspace, into gradient: inout [Float]) throws -> LossValue {
-        workspace.heldPasses = order == .second ? inner.steps : 0   // first order needs no pass kept
-        let trajectory = try innerTrajectory(meta, support: task.support, workspace: workspace)
-        guard order == .second else { return try workspace.gradient(at: trajectory[inner.steps], on: task.query, into: &gradient) }
-        // On the query set's own workspace: this one keeps the last inner step's pass for the first H·v.
-        let value = try workspace.onQuerySet { try $0.gradient(at: trajectory[inner.steps], on: task.query, into: &gradient) }
+        guard order == .second else {
+            workspace.heldPasses = 0   // first order revisits no inner step
+            let theta = try adapt(meta, support: task.support, steps: inner.steps, workspace: workspace)
+            return try workspace.gradient(at: theta, on: task.query, into: &gradient)
+        }
+        let (trajectory, value) = try heldTrajectory(meta, task: task, workspace: workspace, queryGradient: &gradient)
         for k in stride(from: inner.steps - 1, through: 0, by: -1) {
             try workspace.hessianVectorProduct(at: trajectory[k], on: task.support, direction: gradient,
                                                into: &workspace.hessianVector, gradient: &workspace.innerGradient)

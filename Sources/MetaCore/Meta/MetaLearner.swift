@@ -95,6 +95,17 @@ extension GradientMetaLearner {
         try workspace.loss(at: adapt(meta, support: task.support, steps: inner.steps, workspace: workspace), on: task.query)
     }
 
+    /// The start of a second-order meta-gradient: θ_0 … θ_K with every inner step's pass held for the
+    /// Hessian-vector product that revisits it, and the query gradient at θ_K written into `queryGradient` —
+    /// computed on the query set's own workspace, so that the held passes stay.
+    func heldTrajectory(_ meta: [Float], task: Task, workspace: Workspace,
+                        queryGradient: inout [Float]) throws -> (trajectory: [[Float]], value: LossValue) {
+        workspace.heldPasses = inner.steps
+        let trajectory = try innerTrajectory(meta, support: task.support, workspace: workspace)
+        let value = try workspace.onQuerySet { try $0.gradient(at: trajectory[inner.steps], on: task.query, into: &queryGradient) }
+        return (trajectory, value)
+    }
+
     /// θ_0 … θ_K of the inner loop from `meta` (K + 1 parameter vectors).
     func innerTrajectory(_ meta: [Float], support: Batch, workspace: Workspace) throws -> [[Float]] {
         var trajectory = [modelParameters(meta, model: workspace.model)]

@@ -28,10 +28,8 @@ public struct MetaSGD: GradientMetaLearner {
 
     public func metaGradient(_ meta: [Float], task: Task, workspace: Workspace, into gradient: inout [Float]) throws -> LossValue {
         let count = workspace.model.parameterCount
-        workspace.heldPasses = inner.steps
-        let trajectory = try innerTrajectory(meta, support: task.support, workspace: workspace)
         var g: [Float] = []
-        let value = try workspace.onQuerySet { try $0.gradient(at: trajectory[inner.steps], on: task.query, into: &g) }
+        let (trajectory, value) = try heldTrajectory(meta, task: task, workspace: workspace, queryGradient: &g)
         var alphaGradient = [Float](repeating: 0, count: count)
         var direction = [Float](repeating: 0, count: count), hv: [Float] = [], supportGradient: [Float] = []
         for k in stride(from: inner.steps - 1, through: 0, by: -1) {
