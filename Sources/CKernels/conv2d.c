@@ -6,7 +6,8 @@
 
 /* Keep one chunk's im2col matrix near 16 MiB: large enough for efficient GEMMs on late, small images. */
 #define MC_CONV_COL_TARGET ((size_t)4 << 20)
-/* Fewer input channels leave Winograd's 16 products too thin (K = C) to beat im2col's single GEMM. */
+/* Fewer input channels leave Winograd's products too thin (K = C) to pay; such layers (an image's 1 or 3
+ * channels) convolve directly at stride 1, by im2col otherwise. */
 #define MC_WINOGRAD_MIN_CHANNELS 4
 
 int mc_conv2d_shape_make(mc_conv2d_shape *s, int n, int c, int h, int w, int o, int kh, int kw,
@@ -16,15 +17,28 @@ int mc_conv2d_shape_make(mc_conv2d_shape *s, int n, int c, int h, int w, int o, 
     if (stride < 1 || pad < 0 || h + 2 * pad < kh || w + 2 * pad < kw) { s->oh = s->ow = 0; return -1; }
     s->oh = (h + 2 * pad - kh) / stride + 1;
     s->ow = (w + 2 * pad - kw) / stride + 1;
-    if (c >= MC_WINOGRAD_MIN_CHANNELS && mc_conv2d_shape_set_algorithm(s, MC_CONV_WINOGRAD) == 0) return 0;
+    if (c < MC_WINOGRAD_MIN_CHANNELS && mc_conv2d_shape_set_algorithm(s, MC_CONV_DIRECT) == 0) return 0;
+    if (c >= MC_WINOGRAD_MIN_CHANNELS && mc_conv2d_shape_set_algorithm(s, MC_CONV_WINOGRAD_4X4) == 0) {
+        /* The tile size with fewer multiplies: a^2 per tile, 36 for 4x4 and 16 for 2x2 tiles. */
+        const size_t large = 36 * mc_winograd_tiles(s);
+        mc_conv2d_shape_set_algorithm(s, MC_CONV_WINOGRAD_2X2);
+        if (large < 16 * mc_winograd_tiles(s)) mc_conv2d_shape_set_algorithm(s, MC_CONV_WINOGRAD_4X4);
+        return 0;
+    }
     return mc_conv2d_shape_set_algorithm(s, MC_CONV_IM2COL);
 }
 
 int mc_conv2d_shape_set_algorithm(mc_conv2d_shape *s, int algorithm) {
-    if (algorithm == MC_CONV_WINOGRAD) {
+    if (algorithm == MC_CONV_WINOGRAD_2X2 || algorithm == MC_CONV_WINOGRAD_4X4) {
         if (!mc_winograd_applies(s)) return -1;
-        s->algorithm = MC_CONV_WINOGRAD;
+        s->algorithm = algorithm;
         s->chunk = mc_winograd_chunk(s);
+        return 0;
+    }
+    if (algorithm == MC_CONV_DIRECT) {
+        if (!mc_direct_applies(s)) return -1;
+        s->algorithm = algorithm;
+        s->chunk = 1;  /* image by image */
         return 0;
     }
     if (algorithm != MC_CONV_IM2COL) return -1;
@@ -41,7 +55,8 @@ static size_t ohw(const mc_conv2d_shape *s) { return (size_t)s->oh * s->ow; }
 static int ckk(const mc_conv2d_shape *s) { return s->c * s->kh * s->kw; }
 
 size_t mc_conv2d_workspace_size(const mc_conv2d_shape *s) {
-    if (s->algorithm == MC_CONV_WINOGRAD) return mc_winograd_workspace_size(s);
+    if (s->algorithm == MC_CONV_DIRECT) return mc_direct_workspace_size(s);
+    if (s->algorithm != MC_CONV_IM2COL) return mc_winograd_workspace_size(s);
     size_t cols = (size_t)s->chunk * ohw(s);
     return (size_t)ckk(s) * cols + 2 * (size_t)s->o * cols;
 }
@@ -155,7 +170,8 @@ static workspace split(const mc_conv2d_shape *s, float *ws) {
 
 void mc_conv2d_forward(const mc_conv2d_shape *s, const float *x, const float *W, const float *b,
                        float *y, float *ws) {
-    if (s->algorithm == MC_CONV_WINOGRAD) { mc_winograd_forward(s, x, W, b, y, ws); return; }
+    if (s->algorithm == MC_CONV_DIRECT) { mc_direct_forward(s, x, W, b, y, ws); return; }
+    if (s->algorithm != MC_CONV_IM2COL) { mc_winograd_forward(s, x, W, b, y, ws); return; }
     workspace w = split(s, ws);
     for (int n0 = 0; n0 < s->n; n0 += s->chunk) {
         int nb = s->n - n0 < s->chunk ? s->n - n0 : s->chunk, cols = nb * (int)ohw(s);
@@ -167,8 +183,9 @@ void mc_conv2d_forward(const mc_conv2d_shape *s, const float *x, const float *W,
 
 void mc_conv2d_backward(const mc_conv2d_shape *s, const float *x, const float *W, const float *dy,
                         float *dx, float *dW, float *db, float *ws) {
+    if (s->algorithm == MC_CONV_DIRECT) { mc_direct_backward(s, x, W, dy, dx, dW, db, ws); return; }
     if (db) bias_grad(s, dy, db);
-    if (s->algorithm == MC_CONV_WINOGRAD) { mc_winograd_backward(s, x, W, dy, dx, dW, ws); return; }
+    if (s->algorithm != MC_CONV_IM2COL) { mc_winograd_backward(s, x, W, dy, dx, dW, ws); return; }
     workspace w = split(s, ws);
     if (dx) memset(dx, 0, sizeof(float) * (size_t)s->n * s->c * s->h * s->w);
     for (int n0 = 0; n0 < s->n; n0 += s->chunk) {
@@ -185,7 +202,8 @@ void mc_conv2d_backward(const mc_conv2d_shape *s, const float *x, const float *W
 
 void mc_conv2d_rforward(const mc_conv2d_shape *s, const float *x, const float *Rx, const float *W,
                         const float *VW, const float *Vb, float *Ry, float *ws) {
-    if (s->algorithm == MC_CONV_WINOGRAD) { mc_winograd_rforward(s, x, Rx, W, VW, Vb, Ry, ws); return; }
+    if (s->algorithm == MC_CONV_DIRECT) { mc_direct_rforward(s, x, Rx, W, VW, Vb, Ry, ws); return; }
+    if (s->algorithm != MC_CONV_IM2COL) { mc_winograd_rforward(s, x, Rx, W, VW, Vb, Ry, ws); return; }
     workspace w = split(s, ws);
     for (int n0 = 0; n0 < s->n; n0 += s->chunk) {
         int nb = s->n - n0 < s->chunk ? s->n - n0 : s->chunk, cols = nb * (int)ohw(s);
@@ -202,8 +220,9 @@ void mc_conv2d_rforward(const mc_conv2d_shape *s, const float *x, const float *R
 void mc_conv2d_rbackward(const mc_conv2d_shape *s, const float *x, const float *Rx, const float *W,
                          const float *VW, const float *dy, const float *Rdy,
                          float *Rdx, float *RdW, float *Rdb, float *ws) {
+    if (s->algorithm == MC_CONV_DIRECT) { mc_direct_rbackward(s, x, Rx, W, VW, dy, Rdy, Rdx, RdW, Rdb, ws); return; }
     if (Rdb) bias_grad(s, Rdy, Rdb);
-    if (s->algorithm == MC_CONV_WINOGRAD) { mc_winograd_rbackward(s, x, Rx, W, VW, dy, Rdy, Rdx, RdW, ws); return; }
+    if (s->algorithm != MC_CONV_IM2COL) { mc_winograd_rbackward(s, x, Rx, W, VW, dy, Rdy, Rdx, RdW, ws); return; }
     workspace w = split(s, ws);
     if (Rdx) memset(Rdx, 0, sizeof(float) * (size_t)s->n * s->c * s->h * s->w);
     for (int n0 = 0; n0 < s->n; n0 += s->chunk) {

@@ -1,67 +1,226 @@
-/* 3x3, stride-1, pad-1 convolution by Winograd's minimal filtering F(2x2, 3x3) (Lavin & Gray 2016):
- * every 2x2 output tile is A^T [(G g G^T) . (B^T d B)] A for its 4x4 input patch d, so the 16 products of
- * a tile's transformed entries replace 36 multiply-adds, and across channels they become 16 GEMMs
- * M[xi] = V[xi] U[xi]^T with U [O, C] (filters) and V [tiles, C] (inputs): 2.25x fewer multiplies than
- * im2col. The backward passes are this map's exact adjoints (weights: dU = dM^T V, inputs: dV = dM U, then the
- * transposed transforms), so gradients, R-forms and meta-gradients stay the derivatives of what the
- * forward pass computes. Tiles p = (image * TH + ty) * TW + tx run over the chunk; a partial tile at an
- * odd output edge reads zero padding and its extra outputs are dropped. */
+/* 3x3, stride-1, pad-1 convolution by Winograd's minimal filtering F(m x m, 3x3) (Lavin & Gray 2016), m = 2
+ * or 4: every m x m output tile is A^T [(G g G^T) . (B^T d B)] A for its a x a input patch d (a = m + 2),
+ * so the a^2 products of a tile's transformed entries replace 9 m^2 multiply-adds, and across channels they
+ * become a^2 GEMMs M[xi] = V[xi] U[xi]^T with U [O, C] (filters) and V [tiles, C] (inputs): 2.25x (m = 2)
+ * or 4x (m = 4) fewer multiplies than im2col on whole tiles. The backward passes are this map's exact
+ * adjoints (weights: dU = dM^T V, inputs: dV = dM U, then the transposed transforms), so gradients, R-forms
+ * and meta-gradients stay the derivatives of what the forward pass computes. Tiles p = (image * TH + ty) *
+ * TW + tx run over the chunk; a partial tile at an output edge reads zero padding and its extra outputs are
+ * dropped. */
 #include "ckernels.h"
 #include "vec8.h"
 #include <string.h>
 
 /* Keep one chunk's transformed inputs and outputs near 2 MiB, where they stay in cache for the GEMMs. */
-#define MC_WINOGRAD_TARGET ((size_t)512 << 10)
+#define MC_WINOGRAD_TARGET ((size_t)256 << 10)
 
-static int tiles_h(const mc_conv2d_shape *s) { return (s->oh + 1) / 2; }
-static int tiles_w(const mc_conv2d_shape *s) { return (s->ow + 1) / 2; }
+/* Output tile side m and input patch side a = m + 2 of the shape's algorithm. */
+static int tile_m(const mc_conv2d_shape *s) { return s->algorithm == MC_CONV_WINOGRAD_4X4 ? 4 : 2; }
+static int patch(const mc_conv2d_shape *s) { return tile_m(s) + 2; }
+static size_t entries(const mc_conv2d_shape *s) { return (size_t)patch(s) * patch(s); }
+static int tiles_h(const mc_conv2d_shape *s) { return (s->oh + tile_m(s) - 1) / tile_m(s); }
+static int tiles_w(const mc_conv2d_shape *s) { return (s->ow + tile_m(s) - 1) / tile_m(s); }
 static size_t tiles(const mc_conv2d_shape *s) { return (size_t)tiles_h(s) * tiles_w(s); }
-/* The zero-padded input plane every tile reads from: rows and columns -1 ... 2*T. */
-static int pad_h(const mc_conv2d_shape *s) { return 2 * tiles_h(s) + 2; }
-static int pad_w(const mc_conv2d_shape *s) { return 2 * tiles_w(s) + 2; }
+/* The zero-padded input plane every tile reads from: rows and columns -1 ... m*T. */
+static int pad_h(const mc_conv2d_shape *s) { return tile_m(s) * tiles_h(s) + 2; }
+static int pad_w(const mc_conv2d_shape *s) { return tile_m(s) * tiles_w(s) + 2; }
 
 int mc_winograd_applies(const mc_conv2d_shape *s) {
     return s->kh == 3 && s->kw == 3 && s->stride == 1 && s->pad == 1 && s->oh >= 2 && s->ow >= 2;
 }
 
+size_t mc_winograd_tiles(const mc_conv2d_shape *s) { return tiles(s); }
+
 int mc_winograd_chunk(const mc_conv2d_shape *s) {
-    size_t per_image = 16 * ((size_t)s->c + 2 * (size_t)s->o) * tiles(s);
+    size_t per_image = entries(s) * ((size_t)s->c + 2 * (size_t)s->o) * tiles(s);
     size_t chunk = per_image ? MC_WINOGRAD_TARGET / per_image : (size_t)s->n;
     if (chunk < 1) chunk = 1;
     if (chunk > (size_t)s->n) chunk = (size_t)s->n;
     return s->n > 0 ? (int)chunk : 1;
 }
 
-/* Rows between the 16 planes of V and M: the chunk's tiles, made odd so that the planes start at 16
- * different offsets modulo 4 KiB. (An even count, e.g. 80 or 160 tiles of 64 channels, puts all 16 planes
- * of a tile in the same cache sets, and the transforms, which touch all 16 at once, thrash them.) */
+/* Rows between the planes of V and M: the chunk's tiles, made odd so that the planes start at different
+ * offsets modulo 4 KiB. (An even count, e.g. 80 or 160 tiles of 64 channels, puts all the planes of a tile
+ * in the same cache sets, and the transforms, which touch all of them at once, thrash them.) */
 static size_t plane_rows(const mc_conv2d_shape *s) { return ((size_t)s->chunk * tiles(s)) | 1; }
 
 size_t mc_winograd_workspace_size(const mc_conv2d_shape *s) {
-    size_t P = plane_rows(s), OC = (size_t)s->o * s->c;
-    return 3 * 16 * OC + 16 * ((size_t)s->c + 2 * (size_t)s->o) * P + 8 * (size_t)pad_h(s) * pad_w(s);
+    size_t P = plane_rows(s), OC = (size_t)s->o * s->c, E = entries(s);
+    return 3 * E * OC + E * ((size_t)s->c + 2 * (size_t)s->o) * P + 8 * (size_t)pad_h(s) * pad_w(s);
 }
 
 typedef struct { float *U, *U2, *dU, *V, *M1, *M2, *pad; size_t P; } workspace;
 
 static workspace split(const mc_conv2d_shape *s, float *ws) {
     workspace w;
-    size_t OC = (size_t)s->o * s->c;
+    size_t OC = (size_t)s->o * s->c, E = entries(s);
     w.P = plane_rows(s);
-    w.U = ws; w.U2 = w.U + 16 * OC; w.dU = w.U2 + 16 * OC;
-    w.V = w.dU + 16 * OC;
-    w.M1 = w.V + 16 * (size_t)s->c * w.P;
-    w.M2 = w.M1 + 16 * (size_t)s->o * w.P;
-    w.pad = w.M2 + 16 * (size_t)s->o * w.P;
+    w.U = ws; w.U2 = w.U + E * OC; w.dU = w.U2 + E * OC;
+    w.V = w.dU + E * OC;
+    w.M1 = w.V + E * (size_t)s->c * w.P;
+    w.M2 = w.M1 + E * (size_t)s->o * w.P;
+    w.pad = w.M2 + E * (size_t)s->o * w.P;
     return w;
 }
 
-/* ---- the transforms on one tile, eight channels at a time ----
- * A v8 holds one entry of a 4x4 (or 2x2) tile for eight consecutive channels; transformed tiles are stored
- * channel-minor (V [16, tiles, C], M [16, tiles, O]), so each entry of eight channels is one contiguous
- * vector, and the images' NCHW planes are interleaved into (and out of) a small [rows, cols, 8] buffer. */
+/* ---- the transforms on one tile, eight channels (or filters) at a time ----
+ * A v8 holds one entry of a tile for eight consecutive channels; transformed tiles are stored channel-minor
+ * (V [a^2, tiles, C], M [a^2, tiles, O], U [a^2, O, C]), so each entry of eight channels is one contiguous
+ * vector, and the images' NCHW planes are interleaved into (and out of) a small [rows, cols, 8] buffer.
+ * Each 2-D transform T x T^T applies one 1-D transform (a `line`: T's rows) down the columns, then along the
+ * rows; the adjoint passes apply T^T's lines. */
 
-enum { LANES = 8 };
+enum { LANES = 8, MAX_PATCH = 6 };
+
+/* out[k * os] = sum_i T[k][i] in[i * is] for the rows k of one 1-D transform T. */
+typedef void (*line)(const v8 *in, int is, v8 *out, int os);
+
+/* out (q x q) = T in T^T for the p x p tile in, T being q x p. */
+MC_INLINE void separable(line T, int p, int q, const v8 *in, v8 *out) {
+    v8 t[MAX_PATCH * MAX_PATCH];  /* T in: q x p */
+    for (int j = 0; j < p; j++) T(in + j, p, t + j, p);
+    for (int i = 0; i < q; i++) T(t + i * p, 1, out + i * q, 1);
+}
+
+/* F(2, 3): B^T (4x4), its transpose B, A^T (2x4), A (4x2), G (4x3), G^T (3x4). */
+MC_INLINE void bt2(const v8 *d, int is, v8 *v, int os) {
+    const v8 d0 = d[0], d1 = d[is], d2 = d[2 * is], d3 = d[3 * is];
+    v[0] = d0 - d2; v[os] = d1 + d2; v[2 * os] = d2 - d1; v[3 * os] = d1 - d3;
+}
+MC_INLINE void b2(const v8 *v, int is, v8 *d, int os) {
+    const v8 v0 = v[0], v1 = v[is], v2 = v[2 * is], v3 = v[3 * is];
+    d[0] = v0; d[os] = v1 - v2 + v3; d[2 * os] = v1 + v2 - v0; d[3 * os] = -v3;
+}
+MC_INLINE void at2(const v8 *m, int is, v8 *y, int os) {
+    const v8 m1 = m[is], m2 = m[2 * is];
+    y[0] = m[0] + m1 + m2; y[os] = m1 - m2 - m[3 * is];
+}
+MC_INLINE void a2(const v8 *y, int is, v8 *m, int os) {
+    const v8 y0 = y[0], y1 = y[is];
+    m[0] = y0; m[os] = y0 + y1; m[2 * os] = y0 - y1; m[3 * os] = -y1;
+}
+MC_INLINE void g2(const v8 *g, int is, v8 *u, int os) {
+    const v8 g0 = g[0], g1 = g[is], g2 = g[2 * is];
+    u[0] = g0; u[os] = 0.5f * (g0 + g1 + g2); u[2 * os] = 0.5f * (g0 - g1 + g2); u[3 * os] = g2;
+}
+MC_INLINE void gt2(const v8 *u, int is, v8 *g, int os) {
+    const v8 u0 = u[0], u1 = u[is], u2 = u[2 * is], u3 = u[3 * is];
+    g[0] = u0 + 0.5f * (u1 + u2); g[os] = 0.5f * (u1 - u2); g[2 * os] = 0.5f * (u1 + u2) + u3;
+}
+
+/* F(4, 3) at the points 0, +-1, +-2 and infinity: B^T (6x6), B, A^T (4x6), A (6x4), G (6x3), G^T (3x6). */
+MC_INLINE void bt4(const v8 *d, int is, v8 *v, int os) {
+    const v8 d0 = d[0], d1 = d[is], d2 = d[2 * is], d3 = d[3 * is], d4 = d[4 * is], d5 = d[5 * is];
+    const v8 p = d4 - 4.0f * d2, q = d3 - 4.0f * d1, r = d4 - d2, t = 2.0f * (d3 - d1);
+    v[0] = 4.0f * d0 - 5.0f * d2 + d4;
+    v[os] = p + q; v[2 * os] = p - q; v[3 * os] = r + t; v[4 * os] = r - t;
+    v[5 * os] = 4.0f * d1 - 5.0f * d3 + d5;
+}
+MC_INLINE void b4(const v8 *v, int is, v8 *d, int os) {
+    const v8 v0 = v[0], v1 = v[is], v2 = v[2 * is], v3 = v[3 * is], v4 = v[4 * is], v5 = v[5 * is];
+    const v8 s12 = v1 + v2, d12 = v2 - v1, s34 = v3 + v4, d34 = v4 - v3;
+    d[0] = 4.0f * v0;
+    d[os] = 4.0f * (d12 + v5) + 2.0f * d34;
+    d[2 * os] = -5.0f * v0 - 4.0f * s12 - s34;
+    d[3 * os] = -d12 - 2.0f * d34 - 5.0f * v5;
+    d[4 * os] = v0 + s12 + s34;
+    d[5 * os] = v5;
+}
+MC_INLINE void at4(const v8 *m, int is, v8 *y, int os) {
+    const v8 m1 = m[is], m2 = m[2 * is], m3 = m[3 * is], m4 = m[4 * is];
+    const v8 s12 = m1 + m2, d12 = m1 - m2, s34 = m3 + m4, d34 = m3 - m4;
+    y[0] = m[0] + s12 + s34; y[os] = d12 + 2.0f * d34; y[2 * os] = s12 + 4.0f * s34;
+    y[3 * os] = d12 + 8.0f * d34 + m[5 * is];
+}
+MC_INLINE void a4(const v8 *y, int is, v8 *m, int os) {
+    const v8 y0 = y[0], y1 = y[is], y2 = y[2 * is], y3 = y[3 * is];
+    const v8 e1 = y0 + y2, o1 = y1 + y3, e2 = y0 + 4.0f * y2, o2 = 2.0f * y1 + 8.0f * y3;
+    m[0] = y0; m[os] = e1 + o1; m[2 * os] = e1 - o1; m[3 * os] = e2 + o2; m[4 * os] = e2 - o2; m[5 * os] = y3;
+}
+MC_INLINE void g4(const v8 *g, int is, v8 *u, int os) {
+    const v8 g0 = g[0], g1 = g[is], g2 = g[2 * is];
+    const v8 e = g0 + g2, f = g0 + 4.0f * g2;
+    u[0] = 0.25f * g0;
+    u[os] = (-1.0f / 6) * (e + g1); u[2 * os] = (-1.0f / 6) * (e - g1);
+    u[3 * os] = (1.0f / 24) * (f + 2.0f * g1); u[4 * os] = (1.0f / 24) * (f - 2.0f * g1);
+    u[5 * os] = g2;
+}
+MC_INLINE void gt4(const v8 *u, int is, v8 *g, int os) {
+    const v8 u1 = u[is], u2 = u[2 * is], u3 = u[3 * is], u4 = u[4 * is];
+    const v8 s12 = (-1.0f / 6) * (u1 + u2), d12 = (-1.0f / 6) * (u1 - u2);
+    const v8 s34 = (1.0f / 24) * (u3 + u4), d34 = (1.0f / 12) * (u3 - u4);
+    g[0] = 0.25f * u[0] + s12 + s34; g[os] = d12 + d34; g[2 * os] = s12 + 4.0f * s34 + u[5 * is];
+}
+
+/* v (a x a) = B^T d B for the a x a patch at d (row stride ld vectors). */
+MC_INLINE void input_tile(int m, const float *d, size_t ld, v8 *v) {
+    const int a = m + 2;
+    v8 tile[MAX_PATCH * MAX_PATCH];
+    for (int i = 0; i < a; i++)
+        for (int j = 0; j < a; j++) tile[i * a + j] = load8(d + (i * ld + j) * LANES);
+    if (m == 2) separable(bt2, 4, 4, tile, v); else separable(bt4, 6, 6, tile, v);
+}
+
+/* d += B v B^T (the adjoint of input_tile) */
+MC_INLINE void input_tile_adjoint(int m, const v8 *v, float *d, size_t ld) {
+    const int a = m + 2;
+    v8 tile[MAX_PATCH * MAX_PATCH];
+    if (m == 2) separable(b2, 4, 4, v, tile); else separable(b4, 6, 6, v, tile);
+    for (int i = 0; i < a; i++)
+        for (int j = 0; j < a; j++) {
+            float *o = d + (i * ld + j) * LANES;
+            store8(o, load8(o) + tile[i * a + j]);
+        }
+}
+
+/* y (m x m) = A^T t A */
+MC_INLINE void output_tile(int m, const v8 *t, v8 *y) {
+    if (m == 2) separable(at2, 4, 2, t, y); else separable(at4, 6, 4, t, y);
+}
+
+/* t (a x a) = A y A^T (the adjoint of output_tile) */
+MC_INLINE void output_tile_adjoint(int m, const v8 *y, v8 *t) {
+    if (m == 2) separable(a2, 2, 4, y, t); else separable(a4, 4, 6, y, t);
+}
+
+/* U[xi][o][c] = (G g G^T)[xi] for every filter g = W[o][c] (3x3), eight filters (one vector) at a time. */
+static void filter_transform(const mc_conv2d_shape *s, const float *W, float *U) {
+    const size_t OC = (size_t)s->o * s->c, E = entries(s);
+    for (size_t f = 0; f < OC; f += LANES) {
+        const int lanes = OC - f < LANES ? (int)(OC - f) : LANES;
+        float lanes_of[9][LANES] = {{0}};  /* the filters' entries transposed through memory: far cheaper
+                                             * than building vectors element by element */
+        v8 g[9], u[MAX_PATCH * MAX_PATCH];
+        for (int k = 0; k < lanes; k++)
+            for (int e = 0; e < 9; e++) lanes_of[e][k] = W[9 * (f + k) + e];
+        for (int e = 0; e < 9; e++) g[e] = load8(lanes_of[e]);
+        if (tile_m(s) == 2) separable(g2, 3, 4, g, u); else separable(g4, 3, 6, g, u);
+        for (size_t xi = 0; xi < E; xi++) {
+            if (lanes == LANES) store8(U + xi * OC + f, u[xi]);
+            else memcpy(U + xi * OC + f, &u[xi], sizeof(float) * lanes);
+        }
+    }
+}
+
+/* dW[o][c] = G^T dU[.][o][c] G (the adjoint of filter_transform), overwriting dW. */
+static void filter_transform_adjoint(const mc_conv2d_shape *s, const float *dU, float *dW) {
+    const size_t OC = (size_t)s->o * s->c, E = entries(s);
+    for (size_t f = 0; f < OC; f += LANES) {
+        const int lanes = OC - f < LANES ? (int)(OC - f) : LANES;
+        v8 u[MAX_PATCH * MAX_PATCH] = {0}, g[9];
+        for (size_t xi = 0; xi < E; xi++) {
+            if (lanes == LANES) u[xi] = load8(dU + xi * OC + f);
+            else memcpy(&u[xi], dU + xi * OC + f, sizeof(float) * lanes);
+        }
+        if (tile_m(s) == 2) separable(gt2, 4, 3, u, g); else separable(gt4, 6, 3, u, g);
+        float lanes_of[9][LANES];
+        for (int e = 0; e < 9; e++) store8(lanes_of[e], g[e]);
+        for (int k = 0; k < lanes; k++)
+            for (int e = 0; e < 9; e++) dW[9 * (f + k) + e] = lanes_of[e][k];
+    }
+}
+
+/* ---- the transforms over a chunk of images ---- */
 
 /* The first `lanes` channels (the last block of channels may be partial; the other lanes read 0). */
 MC_INLINE v8 load_lanes(const float *p, int lanes) {
@@ -94,134 +253,11 @@ static void deinterleave(const float *buf, int bw, int off, int lanes, int h, in
         }
 }
 
-/* v = B^T d B for the 4x4 patch at d (row stride ld vectors). */
-MC_INLINE void input_tile(const float *d, size_t ld, v8 v[16]) {
-    v8 t[16];
-    for (int j = 0; j < 4; j++) {
-        const v8 d0 = load8(d + j * LANES), d1 = load8(d + (ld + j) * LANES);
-        const v8 d2 = load8(d + (2 * ld + j) * LANES), d3 = load8(d + (3 * ld + j) * LANES);
-        t[j] = d0 - d2; t[4 + j] = d1 + d2; t[8 + j] = d2 - d1; t[12 + j] = d1 - d3;
-    }
-    for (int i = 0; i < 4; i++) {
-        const v8 *r = t + 4 * i;
-        v[4 * i] = r[0] - r[2]; v[4 * i + 1] = r[1] + r[2]; v[4 * i + 2] = r[2] - r[1]; v[4 * i + 3] = r[1] - r[3];
-    }
-}
-
-/* d += B v B^T (the adjoint of input_tile) */
-MC_INLINE void input_tile_adjoint(const v8 v[16], float *d, size_t ld) {
-    v8 t[16];
-    for (int j = 0; j < 4; j++) {
-        const v8 v0 = v[j], v1 = v[4 + j], v2 = v[8 + j], v3 = v[12 + j];
-        t[j] = v0; t[4 + j] = v1 - v2 + v3; t[8 + j] = v1 + v2 - v0; t[12 + j] = -v3;
-    }
-    for (int i = 0; i < 4; i++) {
-        const v8 *r = t + 4 * i;
-        const v8 out[4] = {r[0], r[1] - r[2] + r[3], r[1] + r[2] - r[0], -r[3]};
-        float *o = d + i * ld * LANES;
-        for (int j = 0; j < 4; j++) store8(o + j * LANES, load8(o + j * LANES) + out[j]);
-    }
-}
-
-/* y (2x2) = A^T m A */
-MC_INLINE void output_tile(const v8 m[16], v8 y[4]) {
-    v8 t[8];
-    for (int j = 0; j < 4; j++) {
-        t[j] = m[j] + m[4 + j] + m[8 + j];
-        t[4 + j] = m[4 + j] - m[8 + j] - m[12 + j];
-    }
-    for (int i = 0; i < 2; i++) {
-        const v8 *r = t + 4 * i;
-        y[2 * i] = r[0] + r[1] + r[2]; y[2 * i + 1] = r[1] - r[2] - r[3];
-    }
-}
-
-/* m (4x4) = A y A^T (the adjoint of output_tile) */
-MC_INLINE void output_tile_adjoint(const v8 y[4], v8 m[16]) {
-    v8 t[8];  /* A y: 4x2 */
-    for (int j = 0; j < 2; j++) {
-        const v8 y0 = y[j], y1 = y[2 + j];
-        t[j] = y0; t[2 + j] = y0 + y1; t[4 + j] = y0 - y1; t[6 + j] = -y1;
-    }
-    for (int i = 0; i < 4; i++) {
-        const v8 y0 = t[2 * i], y1 = t[2 * i + 1];
-        m[4 * i] = y0; m[4 * i + 1] = y0 + y1; m[4 * i + 2] = y0 - y1; m[4 * i + 3] = -y1;
-    }
-}
-
-/* The 16 values G g G^T of one 3x3 filter g. */
-MC_INLINE void filter_tile(const float *g, float u[16]) {
-    float t[12];  /* G g: 4x3 */
-    for (int j = 0; j < 3; j++) {
-        const float g0 = g[j], g1 = g[3 + j], g2 = g[6 + j];
-        t[j] = g0; t[3 + j] = 0.5f * (g0 + g1 + g2); t[6 + j] = 0.5f * (g0 - g1 + g2); t[9 + j] = g2;
-    }
-    for (int i = 0; i < 4; i++) {
-        const float g0 = t[3 * i], g1 = t[3 * i + 1], g2 = t[3 * i + 2];
-        u[4 * i] = g0; u[4 * i + 1] = 0.5f * (g0 + g1 + g2); u[4 * i + 2] = 0.5f * (g0 - g1 + g2); u[4 * i + 3] = g2;
-    }
-}
-
-/* The 3x3 filter G^T u G (the adjoint of filter_tile). */
-MC_INLINE void filter_tile_adjoint(const float u[16], float *g) {
-    float t[12];  /* G^T u: 3x4 */
-    for (int j = 0; j < 4; j++) {
-        const float u0 = u[j], u1 = u[4 + j], u2 = u[8 + j], u3 = u[12 + j];
-        t[j] = u0 + 0.5f * (u1 + u2); t[4 + j] = 0.5f * (u1 - u2); t[8 + j] = 0.5f * (u1 + u2) + u3;
-    }
-    for (int i = 0; i < 3; i++) {
-        const float *r = t + 4 * i;
-        g[3 * i] = r[0] + 0.5f * (r[1] + r[2]); g[3 * i + 1] = 0.5f * (r[1] - r[2]);
-        g[3 * i + 2] = 0.5f * (r[1] + r[2]) + r[3];
-    }
-}
-
-/* U[xi][o][c] = (G g G^T)[xi] for every filter g = W[o][c] (3x3). Eight filters at a time, so that each of
- * the 16 planes (OC floats apart: the same cache sets when OC is a power of two) gets one vector store
- * instead of eight scalar ones. */
-static void filter_transform(const mc_conv2d_shape *s, const float *W, float *U) {
-    const size_t OC = (size_t)s->o * s->c;
-    size_t f = 0;
-    for (; f + 8 <= OC; f += 8) {
-        float u[8][16], plane[8];
-        for (int k = 0; k < 8; k++) filter_tile(W + 9 * (f + k), u[k]);
-        for (int xi = 0; xi < 16; xi++) {
-            for (int k = 0; k < 8; k++) plane[k] = u[k][xi];
-            store8(U + xi * OC + f, load8(plane));
-        }
-    }
-    for (; f < OC; f++) {
-        float u[16];
-        filter_tile(W + 9 * f, u);
-        for (int xi = 0; xi < 16; xi++) U[xi * OC + f] = u[xi];
-    }
-}
-
-/* dW[o][c] = G^T dU[.][o][c] G (the adjoint of filter_transform), overwriting dW; eight filters at a time. */
-static void filter_transform_adjoint(const mc_conv2d_shape *s, const float *dU, float *dW) {
-    const size_t OC = (size_t)s->o * s->c;
-    size_t f = 0;
-    for (; f + 8 <= OC; f += 8) {
-        float u[8][16], plane[8];
-        for (int xi = 0; xi < 16; xi++) {
-            store8(plane, load8(dU + xi * OC + f));
-            for (int k = 0; k < 8; k++) u[k][xi] = plane[k];
-        }
-        for (int k = 0; k < 8; k++) filter_tile_adjoint(u[k], dW + 9 * (f + k));
-    }
-    for (; f < OC; f++) {
-        float u[16];
-        for (int xi = 0; xi < 16; xi++) u[xi] = dU[xi * OC + f];
-        filter_tile_adjoint(u, dW + 9 * f);
-    }
-}
-
-/* ---- the transforms over a chunk of images ---- */
-
 /* V[xi][p][c] from the chunk's images of x (NCHW). */
 static void inputs_transform(const mc_conv2d_shape *s, const float *x, int n0, int nb, float *V, size_t P,
                              float *buf) {
-    const int TH = tiles_h(s), TW = tiles_w(s), PW = pad_w(s), C = s->c, HW = s->h * s->w;
+    const int m = tile_m(s), E = (int)entries(s), TH = tiles_h(s), TW = tiles_w(s), PW = pad_w(s), C = s->c;
+    const int HW = s->h * s->w;
     memset(buf, 0, sizeof(float) * LANES * pad_h(s) * PW);  /* the zero padding; interiors are rewritten */
     for (int i = 0; i < nb; i++)
         for (int c0 = 0; c0 < C; c0 += LANES) {
@@ -229,10 +265,10 @@ static void inputs_transform(const mc_conv2d_shape *s, const float *x, int n0, i
             interleave(x + ((size_t)(n0 + i) * C + c0) * HW, HW, lanes, s->h, s->w, buf, PW, 1);
             for (int ty = 0; ty < TH; ty++)
                 for (int tx = 0; tx < TW; tx++) {
-                    v8 v[16];
-                    input_tile(buf + ((size_t)(2 * ty) * PW + 2 * tx) * LANES, PW, v);
+                    v8 v[MAX_PATCH * MAX_PATCH];
+                    input_tile(m, buf + ((size_t)(m * ty) * PW + m * tx) * LANES, PW, v);
                     float *out = V + ((size_t)(i * TH + ty) * TW + tx) * C + c0;
-                    for (int xi = 0; xi < 16; xi++) store_lanes(out + xi * P * C, v[xi], lanes);
+                    for (int xi = 0; xi < E; xi++) store_lanes(out + xi * P * C, v[xi], lanes);
                 }
         }
 }
@@ -240,17 +276,18 @@ static void inputs_transform(const mc_conv2d_shape *s, const float *x, int n0, i
 /* The chunk's images of dx (NCHW) = the adjoint of inputs_transform applied to dV, overwriting them. */
 static void inputs_transform_adjoint(const mc_conv2d_shape *s, const float *dV, size_t P, int n0, int nb,
                                      float *dx, float *buf) {
-    const int TH = tiles_h(s), TW = tiles_w(s), PW = pad_w(s), C = s->c, HW = s->h * s->w;
+    const int m = tile_m(s), E = (int)entries(s), TH = tiles_h(s), TW = tiles_w(s), PW = pad_w(s), C = s->c;
+    const int HW = s->h * s->w;
     for (int i = 0; i < nb; i++)
         for (int c0 = 0; c0 < C; c0 += LANES) {
             const int lanes = C - c0 < LANES ? C - c0 : LANES;
             memset(buf, 0, sizeof(float) * LANES * pad_h(s) * PW);
             for (int ty = 0; ty < TH; ty++)
                 for (int tx = 0; tx < TW; tx++) {
-                    v8 v[16];
+                    v8 v[MAX_PATCH * MAX_PATCH];
                     const float *in = dV + ((size_t)(i * TH + ty) * TW + tx) * C + c0;
-                    for (int xi = 0; xi < 16; xi++) v[xi] = load_lanes(in + xi * P * C, lanes);
-                    input_tile_adjoint(v, buf + ((size_t)(2 * ty) * PW + 2 * tx) * LANES, PW);
+                    for (int xi = 0; xi < E; xi++) v[xi] = load_lanes(in + xi * P * C, lanes);
+                    input_tile_adjoint(m, v, buf + ((size_t)(m * ty) * PW + m * tx) * LANES, PW);
                 }
             deinterleave(buf, PW, 1, lanes, s->h, s->w, dx + ((size_t)(n0 + i) * C + c0) * HW, HW);
         }
@@ -259,70 +296,71 @@ static void inputs_transform_adjoint(const mc_conv2d_shape *s, const float *dV, 
 /* The chunk's images of y (NCHW) = A^T M A per tile, plus bias (may be NULL). */
 static void outputs_transform(const mc_conv2d_shape *s, const float *M, size_t P, const float *bias, int n0,
                               int nb, float *y, float *buf) {
-    const int TH = tiles_h(s), TW = tiles_w(s), O = s->o, OHW = s->oh * s->ow;
+    const int m = tile_m(s), E = (int)entries(s), TH = tiles_h(s), TW = tiles_w(s), O = s->o;
+    const int OHW = s->oh * s->ow, BW = m * TW;
     for (int i = 0; i < nb; i++)
         for (int o0 = 0; o0 < O; o0 += LANES) {
             const int lanes = O - o0 < LANES ? O - o0 : LANES;
             const v8 b = bias ? load_lanes(bias + o0, lanes) : (v8){0};
             for (int ty = 0; ty < TH; ty++)
                 for (int tx = 0; tx < TW; tx++) {
-                    v8 m[16], t[4];
+                    v8 t[MAX_PATCH * MAX_PATCH], out[16];
                     const float *in = M + ((size_t)(i * TH + ty) * TW + tx) * O + o0;
-                    for (int xi = 0; xi < 16; xi++) m[xi] = load_lanes(in + xi * P * O, lanes);
-                    output_tile(m, t);
-                    for (int a = 0; a < 2; a++)
-                        for (int c = 0; c < 2; c++)
-                            store8(buf + ((size_t)(2 * ty + a) * 2 * TW + 2 * tx + c) * LANES, t[2 * a + c] + b);
+                    for (int xi = 0; xi < E; xi++) t[xi] = load_lanes(in + xi * P * O, lanes);
+                    output_tile(m, t, out);
+                    for (int r = 0; r < m; r++)
+                        for (int c = 0; c < m; c++)
+                            store8(buf + ((size_t)(m * ty + r) * BW + m * tx + c) * LANES, out[r * m + c] + b);
                 }
-            deinterleave(buf, 2 * TW, 0, lanes, s->oh, s->ow, y + ((size_t)(n0 + i) * O + o0) * OHW, OHW);
+            deinterleave(buf, BW, 0, lanes, s->oh, s->ow, y + ((size_t)(n0 + i) * O + o0) * OHW, OHW);
         }
 }
 
 /* dM[xi][p][o] from the chunk's images of dy (NCHW): the adjoint of outputs_transform. */
 static void outputs_transform_adjoint(const mc_conv2d_shape *s, const float *dy, int n0, int nb, float *dM,
                                       size_t P, float *buf) {
-    const int TH = tiles_h(s), TW = tiles_w(s), O = s->o, OHW = s->oh * s->ow;
-    memset(buf, 0, sizeof(float) * LANES * 4 * TH * TW);  /* an odd edge's extra row or column reads 0 */
+    const int m = tile_m(s), E = (int)entries(s), TH = tiles_h(s), TW = tiles_w(s), O = s->o;
+    const int OHW = s->oh * s->ow, BW = m * TW;
+    memset(buf, 0, sizeof(float) * LANES * (size_t)(m * TH) * BW);  /* a partial tile's extra outputs read 0 */
     for (int i = 0; i < nb; i++)
         for (int o0 = 0; o0 < O; o0 += LANES) {
             const int lanes = O - o0 < LANES ? O - o0 : LANES;
-            interleave(dy + ((size_t)(n0 + i) * O + o0) * OHW, OHW, lanes, s->oh, s->ow, buf, 2 * TW, 0);
+            interleave(dy + ((size_t)(n0 + i) * O + o0) * OHW, OHW, lanes, s->oh, s->ow, buf, BW, 0);
             for (int ty = 0; ty < TH; ty++)
                 for (int tx = 0; tx < TW; tx++) {
-                    v8 t[4], m[16];
-                    for (int a = 0; a < 2; a++)
-                        for (int c = 0; c < 2; c++)
-                            t[2 * a + c] = load8(buf + ((size_t)(2 * ty + a) * 2 * TW + 2 * tx + c) * LANES);
-                    output_tile_adjoint(t, m);
+                    v8 in[16], t[MAX_PATCH * MAX_PATCH];
+                    for (int r = 0; r < m; r++)
+                        for (int c = 0; c < m; c++)
+                            in[r * m + c] = load8(buf + ((size_t)(m * ty + r) * BW + m * tx + c) * LANES);
+                    output_tile_adjoint(m, in, t);
                     float *out = dM + ((size_t)(i * TH + ty) * TW + tx) * O + o0;
-                    for (int xi = 0; xi < 16; xi++) store_lanes(out + xi * P * O, m[xi], lanes);
+                    for (int xi = 0; xi < E; xi++) store_lanes(out + xi * P * O, t[xi], lanes);
                 }
         }
 }
 
-/* ---- the 16 products ---- */
+/* ---- the products, one per transformed entry ---- */
 
 /* M[xi] (tiles x O) = V[xi] U[xi]^T + beta M[xi] */
 static void products(const mc_conv2d_shape *s, const float *U, const float *V, size_t P, int pc, float beta,
                      float *M) {
-    mc_gemm_batched(16, 0, 1, pc, s->o, s->c, 1.0f, V, s->c, (ptrdiff_t)P * s->c, U, s->c,
+    mc_gemm_batched((int)entries(s), 0, 1, pc, s->o, s->c, 1.0f, V, s->c, (ptrdiff_t)P * s->c, U, s->c,
                     (ptrdiff_t)s->o * s->c, beta, M, s->o, (ptrdiff_t)P * s->o);
 }
 
 /* dU[xi] (O x C) = dM[xi]^T V[xi] + beta dU[xi] */
 static void weight_products(const mc_conv2d_shape *s, const float *dM, const float *V, size_t P, int pc,
                             float beta, float *dU) {
-    mc_gemm_batched(16, 1, 0, s->o, s->c, pc, 1.0f, dM, s->o, (ptrdiff_t)P * s->o, V, s->c,
+    mc_gemm_batched((int)entries(s), 1, 0, s->o, s->c, pc, 1.0f, dM, s->o, (ptrdiff_t)P * s->o, V, s->c,
                     (ptrdiff_t)P * s->c, beta, dU, s->c, (ptrdiff_t)s->o * s->c);
 }
 
 /* dV[xi] (tiles x C) = dM[xi] U[xi] + beta dV[xi] */
 static void input_products(const mc_conv2d_shape *s, const float *U, const float *dM, size_t P, int pc,
                            float beta, float *dV) {
-    mc_gemm_batched(16, 0, 0, pc, s->c, s->o, 1.0f, dM, s->o, (ptrdiff_t)P * s->o, U, s->c,
+    mc_gemm_batched((int)entries(s), 0, 0, pc, s->c, s->o, 1.0f, dM, s->o, (ptrdiff_t)P * s->o, U, s->c,
                     (ptrdiff_t)s->o * s->c, beta, dV, s->c, (ptrdiff_t)P * s->c);
 }
-
 /* Images in the chunk starting at n0 (the last may be partial). */
 static int chunk_images(const mc_conv2d_shape *s, int n0) { return s->n - n0 < s->chunk ? s->n - n0 : s->chunk; }
 

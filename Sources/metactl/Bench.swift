@@ -44,7 +44,9 @@ struct Bench: ParsableCommand {
             report.ceiling = report.kernels.compactMap(\.gflops).max()
             // The rest as MetaCore runs it: one call per thread, BLAS single-threaded.
             report.kernels += KernelBenchmarks.conv4Gemms(batch: 80, threads: threads, repetitions: repetitions)
-            report.kernels += KernelBenchmarks.convolution(side: 14, batch: 80, threads: threads, repetitions: repetitions)
+            for (channels, side) in [(1, 28), (64, 14), (64, 7), (64, 3)] {
+                report.kernels += KernelBenchmarks.convolution(channels: channels, side: side, batch: 80, threads: threads, repetitions: repetitions)
+            }
             report.kernels.append(try KernelBenchmarks.conv4ForwardBackward(batch: 80, threads: threads, repetitions: repetitions))
             if !json { printKernels(report.kernels, ceiling: report.ceiling, threads: threads) }
         }

@@ -71,15 +71,19 @@ struct KernelTests {
     }
 
     /// Convolution processes the batch in chunks of images per GEMM; every chunk size must give the same
-    /// forward, backward and R-form results (the last chunk may be partial), and where Winograd applies
-    /// (3x3, stride 1, pad 1) it must agree with im2col on all of them, odd sizes (partial tiles) included.
-    @Test(arguments: [(5, 3, 7, 6, 4, 2), (5, 3, 7, 6, 4, 1), (4, 5, 6, 6, 3, 1), (3, 2, 2, 3, 5, 1)])
-    func convolutionIsIndependentOfChunkingAndAlgorithm(_ g: (Int, Int, Int, Int, Int, Int)) {
-        let (n, c, h, w, o, stride) = g
+    /// forward, backward and R-form results (the last chunk may be partial). Where Winograd applies (3x3,
+    /// stride 1, pad 1) it must agree with im2col on all of them at both tile sizes, partial tiles and partial
+    /// blocks of eight channels and filters included; so must the direct algorithm at stride 1, for any kernel
+    /// and padding, partial blocks of output channels and output columns included.
+    @Test(arguments: [(5, 3, 7, 6, 4, 3, 2, 1), (5, 3, 7, 6, 4, 3, 1, 1), (4, 5, 6, 6, 3, 3, 1, 1), (3, 2, 2, 3, 5, 3, 1, 1),
+                      (3, 10, 9, 5, 11, 3, 1, 1), (2, 1, 11, 19, 6, 3, 1, 1), (2, 3, 9, 10, 5, 5, 1, 2), (2, 2, 6, 7, 3, 3, 1, 0),
+                      (2, 1, 5, 5, 4, 1, 1, 0)])
+    func convolutionIsIndependentOfChunkingAndAlgorithm(_ g: (Int, Int, Int, Int, Int, Int, Int, Int)) {
+        let (n, c, h, w, o, k, stride, pad) = g
         var random = RandomSource(seed: 8)
         var shape = mc_conv2d_shape()
-        _ = mc_conv2d_shape_make(&shape, Int32(n), Int32(c), Int32(h), Int32(w), Int32(o), 3, 3, Int32(stride), 1)
-        let outCount = n * o * Int(shape.oh * shape.ow), weights = o * c * 9
+        _ = mc_conv2d_shape_make(&shape, Int32(n), Int32(c), Int32(h), Int32(w), Int32(o), Int32(k), Int32(k), Int32(stride), Int32(pad))
+        let outCount = n * o * Int(shape.oh * shape.ow), weights = o * c * k * k
         let x = random.normals(n * c * h * w), rx = random.normals(n * c * h * w)
         let wt = random.normals(weights), vw = random.normals(weights), b = random.normals(o), vb = random.normals(o)
         let dy = random.normals(outCount), rdy = random.normals(outCount)
@@ -102,13 +106,16 @@ struct KernelTests {
             return [y, dx, dw, db, ry, rdx, rdw, rdb, ryNoRx, rdwNoRx]
         }
         let reference = run(Int32(MC_CONV_IM2COL), chunk: nil)
-        let winograd = stride == 1 && h >= 2 && w >= 2
-        #expect(mc_conv2d_shape_set_algorithm(&shape, Int32(MC_CONV_WINOGRAD)) == (winograd ? 0 : -1))
-        let algorithms = winograd ? [Int32(MC_CONV_IM2COL), Int32(MC_CONV_WINOGRAD)] : [Int32(MC_CONV_IM2COL)]
-        for algorithm in algorithms {
+        let winograd = k == 3 && stride == 1 && pad == 1 && h >= 2 && w >= 2
+        let tiles = [Int32(MC_CONV_WINOGRAD_2X2), Int32(MC_CONV_WINOGRAD_4X4)]
+        for algorithm in tiles { #expect(mc_conv2d_shape_set_algorithm(&shape, algorithm) == (winograd ? 0 : -1)) }
+        #expect(mc_conv2d_shape_set_algorithm(&shape, Int32(MC_CONV_DIRECT)) == (stride == 1 ? 0 : -1))
+        for algorithm in [Int32(MC_CONV_IM2COL)] + (winograd ? tiles : []) + (stride == 1 ? [Int32(MC_CONV_DIRECT)] : []) {
+            // F(4x4, 3x3) interpolates at +-2 as well as 0 and +-1, so it rounds more than F(2x2, 3x3).
+            let tolerance = algorithm == Int32(MC_CONV_WINOGRAD_4X4) ? 1e-5 : 1e-6
             for chunk in [1, 2, n] {
                 for (i, (a, b)) in zip(run(algorithm, chunk: chunk), reference).enumerated() {
-                    #expect(relativeError(a.map(Double.init), b.map(Double.init)) < 1e-6,
+                    #expect(relativeError(a.map(Double.init), b.map(Double.init)) < tolerance,
                             "algorithm \(algorithm) chunk \(chunk) output \(i)")
                 }
             }

@@ -81,17 +81,24 @@ void mc_linear_rbackward(int n, int in, int out, const float *x, const float *Rx
  * 2-D convolution (conv2d.c), cross-correlation as in every deep-learning library.
  *   x [N, C, H, W], weights W [O, C, KH, KW], bias b [O], y [N, O, OH, OW],
  *   OH = (H + 2*pad - KH) / stride + 1, OW likewise (floor).
- * Two algorithms, both over chunks of `chunk` images so small late-layer images still give large GEMMs:
+ * Three algorithms; the GEMM-based two run over chunks of `chunk` images so small late-layer images still
+ * give large GEMMs:
  *  - MC_CONV_IM2COL (any geometry): im2col + one GEMM per chunk. Workspace, in floats:
  *      col [C*KH*KW, chunk*OH*OW] | t1 [O, chunk*OH*OW] | t2 [O, chunk*OH*OW].
- *  - MC_CONV_WINOGRAD (3x3, stride 1, pad 1; winograd.c): F(2x2, 3x3), 16 GEMMs per chunk on transformed
- *    tiles, 2.25x fewer multiplies; its backward passes are the exact adjoints of its forward pass.
- *    Workspace: U, U2, dU [16, O, C] | V [16, tiles, C] | M1, M2 [16, tiles, O] | one padded [rows, cols, 8]
- *    block of eight interleaved planes.
- * mc_conv2d_shape_make picks Winograd where it applies and pays (C >= MC_WINOGRAD_MIN_CHANNELS).
+ *  - MC_CONV_WINOGRAD_2X2 and _4X4 (3x3, stride 1, pad 1; winograd.c): F(m x m, 3x3) on m x m output tiles,
+ *    a^2 GEMMs per chunk on transformed a x a tiles (a = m + 2), 2.25x (m = 2) or 4x (m = 4) fewer
+ *    multiplies on whole tiles; the backward passes are the exact adjoints of the forward pass.
+ *    Workspace: U, U2, dU [a^2, O, C] | V [a^2, tiles, C] | M1, M2 [a^2, tiles, O] | one padded
+ *    [rows, cols, 8] block of eight interleaved planes.
+ *  - MC_CONV_DIRECT (stride 1, pad < KH and KW, KH*KW <= 49; direct.c): image by image, eight output columns
+ *    at a time, as weighted sums of the zero-padded input's shifted rows. Workspace: one image's padded input
+ *    or dy planes | a [ceil(O/4), C*KH*KW, 4] weight table | [O, C*KH*KW + 1, 8] gradient lane sums.
+ * mc_conv2d_shape_make picks Winograd where it applies and pays (C >= MC_WINOGRAD_MIN_CHANNELS), with the tile
+ * size that needs fewer multiplies (4x4 on 3x3, 4x4 and from 7x7 up; 2x2 on 2x2, 5x5 and 6x6), the direct
+ * algorithm for fewer channels at stride 1, and im2col for the rest.
  * ------------------------------------------------------------------------------------------------------- */
 
-enum { MC_CONV_IM2COL = 0, MC_CONV_WINOGRAD = 1 };
+enum { MC_CONV_IM2COL = 0, MC_CONV_WINOGRAD_2X2 = 1, MC_CONV_WINOGRAD_4X4 = 2, MC_CONV_DIRECT = 3 };
 
 typedef struct {
     int n, c, h, w;       /* input batch and per-image shape */
@@ -99,7 +106,7 @@ typedef struct {
     int stride, pad;
     int oh, ow;           /* output size: fill with mc_conv2d_shape_make */
     int chunk;            /* images per GEMM (1 ... n) */
-    int algorithm;        /* MC_CONV_IM2COL or MC_CONV_WINOGRAD */
+    int algorithm;        /* MC_CONV_IM2COL, MC_CONV_WINOGRAD_2X2, MC_CONV_WINOGRAD_4X4 or MC_CONV_DIRECT */
 } mc_conv2d_shape;
 
 /* Fills oh/ow, the algorithm and its default chunk; returns 0, or -1 if the geometry gives an empty output. */
@@ -137,6 +144,8 @@ void mc_conv2d_rbackward(const mc_conv2d_shape *s, const float *x, const float *
  * the bias gradients to them. */
 int mc_winograd_applies(const mc_conv2d_shape *s);
 int mc_winograd_chunk(const mc_conv2d_shape *s);
+/* Output tiles per image (at the shape's tile size). */
+size_t mc_winograd_tiles(const mc_conv2d_shape *s);
 size_t mc_winograd_workspace_size(const mc_conv2d_shape *s);
 void mc_winograd_forward(const mc_conv2d_shape *s, const float *x, const float *W, const float *b, float *y,
                          float *ws);
@@ -147,6 +156,20 @@ void mc_winograd_rforward(const mc_conv2d_shape *s, const float *x, const float 
 void mc_winograd_rbackward(const mc_conv2d_shape *s, const float *x, const float *Rx, const float *W,
                            const float *VW, const float *dy, const float *Rdy, float *Rdx, float *RdW,
                            float *ws);
+
+/* The direct algorithm's parts (direct.c), called likewise; they sum the bias gradients (db, Rdb: may be
+ * NULL) in the same pass as the weight gradients. */
+int mc_direct_applies(const mc_conv2d_shape *s);
+size_t mc_direct_workspace_size(const mc_conv2d_shape *s);
+void mc_direct_forward(const mc_conv2d_shape *s, const float *x, const float *W, const float *b, float *y,
+                       float *ws);
+void mc_direct_backward(const mc_conv2d_shape *s, const float *x, const float *W, const float *dy, float *dx,
+                        float *dW, float *db, float *ws);
+void mc_direct_rforward(const mc_conv2d_shape *s, const float *x, const float *Rx, const float *W,
+                        const float *VW, const float *Vb, float *Ry, float *ws);
+void mc_direct_rbackward(const mc_conv2d_shape *s, const float *x, const float *Rx, const float *W,
+                         const float *VW, const float *dy, const float *Rdy, float *Rdx, float *RdW, float *Rdb,
+                         float *ws);
 
 /* ---------------------------------------------------------------------------------------------------------
  * Max pooling, k x k window, stride k, floor mode (pool.c).  x [N, C, H, W] -> y [N, C, H/k, W/k].

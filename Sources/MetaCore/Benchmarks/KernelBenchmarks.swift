@@ -89,15 +89,18 @@ public enum KernelBenchmarks {
     /// The GEMMs the convolution kernels issue for Conv-4 (64 channels, 28x28x1 inputs) on a batch of
     /// `batch` images, at the kernels' own algorithm and chunk size. im2col (the 1-channel first layer): the
     /// forward product W·col, the weight gradient dy·colᵀ. Winograd (the 64-channel layers): one of the 16
-    /// products per chunk of each kind — forward V·Uᵀ, weight gradient dMᵀ·V, data gradient dM·U.
+    /// (2x2 tiles) or 36 (4x4 tiles) products per chunk of each kind — forward V·Uᵀ, weight gradient dMᵀ·V,
+    /// data gradient dM·U.
     public static func conv4Gemms(batch: Int = 80, threads: Int = 1, repetitions: Int = 5) -> [Timing] {
         var timings: [Timing] = []
         var (c, side) = (1, 28)
         for layer in 1 ... 4 {
             var s = mc_conv2d_shape()
             _ = mc_conv2d_shape_make(&s, Int32(batch), Int32(c), Int32(side), Int32(side), 64, 3, 3, 1, 1)
-            if s.algorithm == Int32(MC_CONV_WINOGRAD) {
-                let tiles = Int(s.chunk) * Int((s.oh + 1) / 2 * ((s.ow + 1) / 2)), name = "conv\(layer) Winograd"
+            if s.algorithm == Int32(MC_CONV_DIRECT) {
+                // No GEMM: the direct kernel's figures are in `convolution`.
+            } else if s.algorithm != Int32(MC_CONV_IM2COL) {
+                let tiles = Int(s.chunk) * mc_winograd_tiles(&s), name = "conv\(layer) \(winogradLabel(s))"
                 timings.append(gemm(m: tiles, n: 64, k: c, transB: true, label: "\(name) forward", threads: threads, repetitions: repetitions))
                 timings.append(gemm(m: 64, n: c, k: tiles, transA: true, label: "\(name) weight grad", threads: threads, repetitions: repetitions))
                 timings.append(gemm(m: tiles, n: c, k: 64, label: "\(name) data grad", threads: threads, repetitions: repetitions))
@@ -111,22 +114,31 @@ public enum KernelBenchmarks {
         return timings
     }
 
-    /// The convolution kernels whole (transforms or im2col, GEMMs, layout changes) for a 64→64 3x3 layer of
-    /// Conv-4 on `side`x`side` images (14: the second block), batch `batch`, by each algorithm: forward,
-    /// backward (data and weight gradients), R-forward and R-backward. FLOPs are the direct convolution's
-    /// products (1, 2, 2 and 4 times the forward's) for both, so Winograd's rate is an effective one.
-    public static func convolution(side: Int = 14, batch: Int = 80, threads: Int = 1, repetitions: Int = 5) -> [Timing] {
+    /// "Winograd 2x2" or "Winograd 4x4": the output tile size of a Winograd shape.
+    private static func winogradLabel(_ s: mc_conv2d_shape) -> String {
+        s.algorithm == Int32(MC_CONV_WINOGRAD_4X4) ? "Winograd 4x4" : "Winograd 2x2"
+    }
+
+    /// The convolution kernels whole (transforms, im2col or padding, GEMMs or direct sums, layout changes) for
+    /// a `channels`→64 3x3 layer of Conv-4 on `side`x`side` images (1 and 28: the first block; 64 and 14, 7,
+    /// 3: the others), batch `batch`, by each algorithm that suits the layer: forward, backward (data and
+    /// weight gradients), R-forward and R-backward. FLOPs are the direct convolution's products (1, 2, 2 and 4
+    /// times the forward's) for all, so Winograd's rate is an effective one.
+    public static func convolution(channels: Int = 64, side: Int = 14, batch: Int = 80, threads: Int = 1,
+                                   repetitions: Int = 5) -> [Timing] {
         var random = RandomSource(seed: 3)
         func tensor(_ count: Int) -> [Float] { (0 ..< count).map { _ in random.normal() } }
-        let input = batch * 64 * side * side, output = batch * 64 * side * side, weights = 64 * 64 * 9
+        let input = batch * channels * side * side, output = batch * 64 * side * side, weights = 64 * channels * 9
         let x = tensor(input), rx = tensor(input), w = tensor(weights), vw = tensor(weights), bias = tensor(64)
         let dy = tensor(output), rdy = tensor(output)
         struct Outputs { var y, dx, dw, db, scratch: [Float] }
-        let forward = 2 * Double(output) * Double(64 * 9)
+        let forward = 2 * Double(output) * Double(channels * 9)
         var timings: [Timing] = []
-        for (algorithm, label) in [(MC_CONV_IM2COL, "im2col"), (MC_CONV_WINOGRAD, "Winograd")] {
+        let algorithms = channels < 4 ? [(MC_CONV_IM2COL, "im2col"), (MC_CONV_DIRECT, "direct")]
+            : [(MC_CONV_IM2COL, "im2col"), (MC_CONV_WINOGRAD_2X2, "Winograd 2x2"), (MC_CONV_WINOGRAD_4X4, "Winograd 4x4")]
+        for (algorithm, label) in algorithms {
             var shape = mc_conv2d_shape()
-            _ = mc_conv2d_shape_make(&shape, Int32(batch), 64, Int32(side), Int32(side), 64, 3, 3, 1, 1)
+            _ = mc_conv2d_shape_make(&shape, Int32(batch), Int32(channels), Int32(side), Int32(side), 64, 3, 3, 1, 1)
             _ = mc_conv2d_shape_set_algorithm(&shape, Int32(algorithm))
             let s = shape, scratch = mc_conv2d_workspace_size(&shape)
             let buffers = PerThread(threads) {
@@ -134,7 +146,7 @@ public enum KernelBenchmarks {
                         dw: [Float](repeating: 0, count: weights), db: [Float](repeating: 0, count: 64),
                         scratch: [Float](repeating: 0, count: scratch))
             }
-            let name = "conv 64->64 3x3 \(side)x\(side) batch \(batch) \(label)"
+            let name = "conv \(channels)->64 3x3 \(side)x\(side) batch \(batch) \(label)"
             timings += [
                 Timing.measure("\(name) forward", threads: threads, repetitions: repetitions, flops: forward) { t in
                     buffers.with(t) { o in var s = s; mc_conv2d_forward(&s, x, w, bias, &o.y, &o.scratch) }
