@@ -55,15 +55,6 @@ static void pad_planes(const float *x, int planes, int h, int w, padding p, floa
                    sizeof(float) * w);
 }
 
-MC_INLINE v8 load_lanes(const float *p, int lanes) {
-    if (lanes == LANES) return load8(p);
-    v8 v = {0};
-    memcpy(&v, p, sizeof(float) * lanes);
-    return v;
-}
-MC_INLINE void store_lanes(float *p, v8 v, int lanes) {
-    if (lanes == LANES) store8(p, v); else memcpy(p, &v, sizeof(float) * lanes);
-}
 MC_INLINE v8 broadcast(float a) { return (v8){a, a, a, a, a, a, a, a}; }
 
 /* table[block][tap][b] = W[block * BLOCK + b][tap] (zero for the missing channels of the last block). */

@@ -14,4 +14,16 @@ typedef float v8 __attribute__((vector_size(32)));
 MC_INLINE v8 load8(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }
 MC_INLINE void store8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
 
+/* The first `lanes` (1 ... 8) floats at p, the other lanes 0: a last, partial block of channels or columns. */
+MC_INLINE v8 load_lanes(const float *p, int lanes) {
+    if (lanes == 8) return load8(p);
+    v8 v = {0};
+    memcpy(&v, p, sizeof(float) * lanes);
+    return v;
+}
+/* Stores the first `lanes` lanes of v at p, leaving the floats after them alone. */
+MC_INLINE void store_lanes(float *p, v8 v, int lanes) {
+    if (lanes == 8) store8(p, v); else memcpy(p, &v, sizeof(float) * lanes);
+}
+
 #endif
