@@ -18,13 +18,7 @@ int mc_conv2d_shape_make(mc_conv2d_shape *s, int n, int c, int h, int w, int o, 
     s->oh = (h + 2 * pad - kh) / stride + 1;
     s->ow = (w + 2 * pad - kw) / stride + 1;
     if (c < MC_WINOGRAD_MIN_CHANNELS && mc_conv2d_shape_set_algorithm(s, MC_CONV_DIRECT) == 0) return 0;
-    if (c >= MC_WINOGRAD_MIN_CHANNELS && mc_conv2d_shape_set_algorithm(s, MC_CONV_WINOGRAD_4X4) == 0) {
-        /* The tile size with fewer multiplies: a^2 per tile, 36 for 4x4 and 16 for 2x2 tiles. */
-        const size_t large = 36 * mc_winograd_tiles(s);
-        mc_conv2d_shape_set_algorithm(s, MC_CONV_WINOGRAD_2X2);
-        if (large < 16 * mc_winograd_tiles(s)) mc_conv2d_shape_set_algorithm(s, MC_CONV_WINOGRAD_4X4);
-        return 0;
-    }
+    if (c >= MC_WINOGRAD_MIN_CHANNELS && mc_conv2d_shape_set_algorithm(s, mc_winograd_tile_size(s)) == 0) return 0;
     return mc_conv2d_shape_set_algorithm(s, MC_CONV_IM2COL);
 }
 

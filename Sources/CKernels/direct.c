@@ -38,17 +38,21 @@ static padding output_padding(const mc_conv2d_shape *s) {
 
 static size_t blocks(const mc_conv2d_shape *s) { return ((size_t)s->o + BLOCK - 1) / BLOCK; }
 static size_t taps(const mc_conv2d_shape *s) { return (size_t)s->c * s->kh * s->kw; }
-
-/* Workspace: one image's padded planes (input or dy, whichever is larger) | the forward's weight table
- * [blocks, taps, BLOCK] | the weight and bias gradients' lane sums [O, taps + 1, LANES]. */
-size_t mc_direct_workspace_size(const mc_conv2d_shape *s) {
+/* One image's padded planes: the input's or dy's, whichever is larger. */
+static size_t planes_size(const mc_conv2d_shape *s) {
     const size_t in = (size_t)s->c * input_padding(s).plane, out = (size_t)s->o * output_padding(s).plane;
-    return (in > out ? in : out) + blocks(s) * taps(s) * BLOCK + (size_t)s->o * (taps(s) + 1) * LANES;
+    return in > out ? in : out;
 }
 
-/* `planes` h x w planes of x into buf with padding p (zeros around them). */
+/* Workspace: one image's padded planes | the forward's weight table [blocks, taps, BLOCK] | the weight and
+ * bias gradients' lane sums [O, taps + 1, LANES]. */
+size_t mc_direct_workspace_size(const mc_conv2d_shape *s) {
+    return planes_size(s) + blocks(s) * taps(s) * BLOCK + (size_t)s->o * (taps(s) + 1) * LANES;
+}
+
+/* The values of `planes` h x w planes of x into buf's padded planes, whose zero borders (set once per
+ * batch by the caller) they leave alone. */
 static void pad_planes(const float *x, int planes, int h, int w, padding p, float *buf) {
-    memset(buf, 0, sizeof(float) * planes * p.plane);
     for (int c = 0; c < planes; c++)
         for (int r = 0; r < h; r++)
             memcpy(buf + c * p.plane + (size_t)(r + p.top) * p.cols + p.left, x + ((size_t)c * h + r) * w,
@@ -88,7 +92,7 @@ MC_INLINE void correlate(const mc_conv2d_shape *s, int kh, int kw, const float *
         for (int oy = 0; oy < OH; oy++)
             for (int ox0 = 0; ox0 < OW; ox0 += LANES) {
                 const int ox = overlap ? vector_start(ox0, OW) : ox0;
-                const int lanes = overlap || OW - ox < LANES ? (overlap ? LANES : OW - ox) : LANES;
+                const int lanes = OW - ox < LANES ? OW - ox : LANES;
                 float *out = y + (size_t)o0 * OHW + (size_t)oy * OW + ox;
                 v8 acc[BLOCK];
                 for (int b = 0; b < BLOCK; b++)
@@ -168,8 +172,7 @@ MC_INLINE void correlate_transposed(const mc_conv2d_shape *s, int kh, int kw, co
 typedef struct { float *planes, *table, *sums; } workspace;
 
 static workspace split(const mc_conv2d_shape *s, float *ws) {
-    const size_t in = (size_t)s->c * input_padding(s).plane, out = (size_t)s->o * output_padding(s).plane;
-    workspace w = {ws, ws + (in > out ? in : out), 0};
+    workspace w = {ws, ws + planes_size(s), 0};
     w.sums = w.table + blocks(s) * taps(s) * BLOCK;
     return w;
 }
@@ -181,6 +184,7 @@ static void forward_images(const mc_conv2d_shape *s, const float *x, const float
     const padding p = input_padding(s);
     const size_t in = (size_t)s->c * s->h * s->w, out = (size_t)s->o * s->oh * s->ow;
     weight_table(s, W, w.table);
+    memset(w.planes, 0, sizeof(float) * s->c * p.plane);
     for (int n = 0; n < s->n; n++) {
         pad_planes(x + n * in, s->c, s->h, s->w, p, w.planes);
         if (s->kh == 3 && s->kw == 3) correlate(s, 3, 3, w.planes, p, w.table, bias, accumulate, y + n * out);
@@ -205,6 +209,7 @@ static void weight_gradient(const mc_conv2d_shape *s, const float *x, const floa
     const size_t in = (size_t)s->c * s->h * s->w, out = (size_t)s->o * s->oh * s->ow, T = taps(s);
     float *bias_sums = db ? w.sums + (size_t)s->o * T * LANES : NULL;
     memset(w.sums, 0, sizeof(float) * s->o * (T + 1) * LANES);
+    memset(w.planes, 0, sizeof(float) * s->c * p.plane);
     for (int n = 0; n < s->n; n++) {
         pad_planes(x + n * in, s->c, s->h, s->w, p, w.planes);
         if (s->kh == 3 && s->kw == 3) weight_sums(s, 3, 3, w.planes, p, dy + n * out, w.sums, bias_sums);
@@ -220,6 +225,7 @@ static void data_gradient(const mc_conv2d_shape *s, const float *W, const float 
                           workspace w) {
     const padding p = output_padding(s);
     const size_t in = (size_t)s->c * s->h * s->w, out = (size_t)s->o * s->oh * s->ow;
+    memset(w.planes, 0, sizeof(float) * s->o * p.plane);
     for (int n = 0; n < s->n; n++) {
         pad_planes(dy + n * out, s->o, s->oh, s->ow, p, w.planes);
         if (s->kh == 3 && s->kw == 3) correlate_transposed(s, 3, 3, w.planes, p, W, accumulate, dx + n * in);

@@ -32,6 +32,14 @@ int mc_winograd_applies(const mc_conv2d_shape *s) {
 
 size_t mc_winograd_tiles(const mc_conv2d_shape *s) { return tiles(s); }
 
+int mc_winograd_tile_size(const mc_conv2d_shape *s) {
+    mc_conv2d_shape small = *s, large = *s;
+    small.algorithm = MC_CONV_WINOGRAD_2X2;
+    large.algorithm = MC_CONV_WINOGRAD_4X4;
+    return tiles(&large) * entries(&large) < tiles(&small) * entries(&small) ? MC_CONV_WINOGRAD_4X4
+                                                                            : MC_CONV_WINOGRAD_2X2;
+}
+
 int mc_winograd_chunk(const mc_conv2d_shape *s) {
     size_t per_image = entries(s) * ((size_t)s->c + 2 * (size_t)s->o) * tiles(s);
     size_t chunk = per_image ? MC_WINOGRAD_TARGET / per_image : (size_t)s->n;

@@ -146,6 +146,8 @@ int mc_winograd_applies(const mc_conv2d_shape *s);
 int mc_winograd_chunk(const mc_conv2d_shape *s);
 /* Output tiles per image (at the shape's tile size). */
 size_t mc_winograd_tiles(const mc_conv2d_shape *s);
+/* MC_CONV_WINOGRAD_4X4 or _2X2: the tile size that needs fewer multiplies for the shape's geometry. */
+int mc_winograd_tile_size(const mc_conv2d_shape *s);
 size_t mc_winograd_workspace_size(const mc_conv2d_shape *s);
 void mc_winograd_forward(const mc_conv2d_shape *s, const float *x, const float *W, const float *b, float *y,
                          float *ws);

@@ -87,10 +87,10 @@ public enum KernelBenchmarks {
     }
 
     /// The GEMMs the convolution kernels issue for Conv-4 (64 channels, 28x28x1 inputs) on a batch of
-    /// `batch` images, at the kernels' own algorithm and chunk size. im2col (the 1-channel first layer): the
-    /// forward product W·col, the weight gradient dy·colᵀ. Winograd (the 64-channel layers): one of the 16
-    /// (2x2 tiles) or 36 (4x4 tiles) products per chunk of each kind — forward V·Uᵀ, weight gradient dMᵀ·V,
-    /// data gradient dM·U.
+    /// `batch` images, at the kernels' own algorithm and chunk size. Winograd (the 64-channel layers): one of
+    /// the 16 (2x2 tiles) or 36 (4x4 tiles) products per chunk of each kind — forward V·Uᵀ, weight gradient
+    /// dMᵀ·V, data gradient dM·U. im2col, for a layer that ran it: the forward product W·col, the weight
+    /// gradient dy·colᵀ. The 1-channel first layer runs the direct kernel, which issues no GEMM.
     public static func conv4Gemms(batch: Int = 80, threads: Int = 1, repetitions: Int = 5) -> [Timing] {
         var timings: [Timing] = []
         var (c, side) = (1, 28)
