@@ -42,10 +42,12 @@ void mc_maxpool_forward(int n, int c, int h, int w, int k, const float *x, float
 
 void mc_maxpool_backward(int n, int c, int h, int w, int k, const int32_t *argmax, const float *dy, float *dx) {
     const size_t in_plane = (size_t)h * w, out_plane = (size_t)(h / k) * (w / k);
-    memset(dx, 0, sizeof(float) * (size_t)n * c * in_plane);
-    for (size_t p = 0; p < (size_t)n * c; p++)
-        for (size_t j = 0; j < out_plane; j++)
-            dx[p * in_plane + argmax[p * out_plane + j]] += dy[p * out_plane + j];
+    /* Plane by plane, so that the scatter finds the plane just zeroed still in cache. */
+    for (size_t p = 0; p < (size_t)n * c; p++) {
+        float *plane = dx + p * in_plane;
+        memset(plane, 0, sizeof(float) * in_plane);
+        for (size_t j = 0; j < out_plane; j++) plane[argmax[p * out_plane + j]] += dy[p * out_plane + j];
+    }
 }
 
 void mc_maxpool_rforward(int n, int c, int h, int w, int k, const int32_t *argmax, const float *Rx, float *Ry) {

@@ -30,15 +30,17 @@ static inline double dot_plane(const float *restrict p, const float *restrict q,
     return total;
 }
 
-/* Sum of (p - mean)^2 over a plane. */
-static inline double centered_squares_plane(const float *restrict p, float mean, int s) {
-    float acc[MC_REDUCE_LANES] = {0};
+/* Sum of (p - shift)^2 over a plane, and the sum of (p - shift) into *deviations: about a shift near the
+ * plane's mean both are small and exact enough to correct the mean with. */
+static inline double shifted_sums_plane(const float *restrict p, float shift, int s, double *deviations) {
+    float acc[MC_REDUCE_LANES] = {0}, dev[MC_REDUCE_LANES] = {0};
     int j = 0;
     for (; j + MC_REDUCE_LANES <= s; j += MC_REDUCE_LANES)
-        for (int l = 0; l < MC_REDUCE_LANES; l++) { const float d = p[j + l] - mean; acc[l] += d * d; }
-    double total = 0.0;
-    for (; j < s; j++) { const double d = p[j] - mean; total += d * d; }
-    for (int l = 0; l < MC_REDUCE_LANES; l++) total += acc[l];
+        for (int l = 0; l < MC_REDUCE_LANES; l++) { const float d = p[j + l] - shift; acc[l] += d * d; dev[l] += d; }
+    double total = 0.0, deviation = 0.0;
+    for (; j < s; j++) { const double d = p[j] - shift; total += d * d; deviation += d; }
+    for (int l = 0; l < MC_REDUCE_LANES; l++) { total += acc[l]; deviation += dev[l]; }
+    *deviations = deviation;
     return total;
 }
 

@@ -159,6 +159,32 @@ struct KernelTests {
         #expect(probs[0] == 1 && abs(probs[3] - 1 / 3) < 1e-6)
     }
 
+    /// The batch statistics, merged plane by plane in one pass, match a two-pass double computation on data
+    /// far from zero whose planes differ in mean (where a sum-of-squares formula would cancel catastrophically),
+    /// for image planes with a partial vector and for features (one value per plane).
+    @Test(arguments: [(6, 3, 37), (50, 2, 1)]) func batchNormStatisticsAreExactFarFromZero(_ n: Int, _ c: Int, _ s: Int) {
+        var random = RandomSource(seed: 5)
+        let noise = random.normals(n * c * s)
+        let x: [Float] = (0 ..< n * c * s).map { k in
+            let planeOffset = Double(k / s % 7) * 0.05
+            return Float(1000 + planeOffset + 0.01 * Double(noise[k]))
+        }
+        var y = [Float](repeating: 0, count: x.count), mean = [Float](repeating: 0, count: c), invstd = mean
+        let gamma = [Float](repeating: 1, count: c), beta = [Float](repeating: 0, count: c)
+        mc_batchnorm_forward(Int32(n), Int32(c), Int32(s), 0, Int32(c), 1e-12, x, gamma, beta, &y, &mean, &invstd)
+        for ch in 0 ..< c {
+            var values: [Double] = []
+            for i in 0 ..< n {
+                let plane = (i * c + ch) * s
+                values += x[plane ..< plane + s].map { Double($0) }
+            }
+            let mu: Double = values.reduce(0, +) / Double(values.count)
+            let variance: Double = values.map { ($0 - mu) * ($0 - mu) }.reduce(0, +) / Double(values.count)
+            #expect(abs(Double(mean[ch]) - mu) <= 1e-7 * mu)
+            #expect(abs(Double(invstd[ch]) * variance.squareRoot() - 1) < 1e-6)
+        }
+    }
+
     @Test func batchNormTrainingModeUpdatesRunningStatisticsWithUnbiasedVariance() throws {
         let model = try Model(inputShape: [2], layers: [BatchNorm(2)])
         let workspace = Workspace(model: model)

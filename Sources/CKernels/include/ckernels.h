@@ -222,38 +222,40 @@ void mc_tanh_rbackward(size_t count, const float *y, const float *Ry, const floa
  *       invstd = 1/sqrt(var + eps), xhat = (x - mu) * invstd, y = gamma * xhat + beta.
  *     Its derivatives go through mu and var: they are functions of the whole batch.
  *   inference: the same with given running mean / variance in place of the batch statistics.
- * Saved by the training forward pass for the others: xhat [N,C,S], invstd [C].
+ * The training passes save per-channel numbers only (mean, invstd; for the R-passes mean(Rx) and
+ * mean(xhat * Rx)) and recompute xhat = (x - mean) * invstd, and Rxhat from Rx, from the x and Rx they are
+ * given again: the caller keeps those unchanged between the passes.
  * Every function works on the channels c0 <= ch < c1 of the C (0, C for all) and leaves the others'
  * outputs untouched: channels are independent, so callers may run disjoint ranges concurrently.
  * ------------------------------------------------------------------------------------------------------- */
 
 void mc_batchnorm_forward(int n, int c, int s, int c0, int c1, float eps, const float *x, const float *gamma,
-                          const float *beta, float *y, float *xhat, float *invstd);
+                          const float *beta, float *y, float *mean, float *invstd);
 
 /* running = (1 - momentum) * running + momentum * batch statistic (unbiased variance), from x. */
 void mc_batchnorm_update_running(int n, int c, int s, int c0, int c1, float momentum, const float *x,
                                  float *running_mean, float *running_var);
 
 /* dx (may be NULL) = invstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = gamma * dy;
- * dgamma = sum dy * xhat; dbeta = sum dy (both overwritten). */
-void mc_batchnorm_backward(int n, int c, int s, int c0, int c1, const float *xhat, const float *invstd, const float *gamma,
-                           const float *dy, float *dx, float *dgamma, float *dbeta);
+ * dgamma = sum dy * xhat; dbeta = sum dy (both overwritten). mean and invstd as the forward pass saved them. */
+void mc_batchnorm_backward(int n, int c, int s, int c0, int c1, const float *x, const float *mean, const float *invstd,
+                           const float *gamma, const float *dy, float *dx, float *dgamma, float *dbeta);
 
-/* Rxhat = invstd * (Rx - mean(Rx) - xhat * mean(xhat * Rx)), Rinvstd[c] = -invstd^2 * mean(xhat * Rx),
+/* Rxhat = invstd * (Rx - mean(Rx) - xhat * mean(xhat * Rx)), Rinvstd = -invstd^2 * mean(xhat * Rx),
  * Ry = gamma * Rxhat + Vgamma * xhat + Vbeta.  Rx may be NULL (then Rxhat = 0, Rinvstd = 0).
- * Rxhat [N,C,S] and Rinvstd [C] are saved for mc_batchnorm_rbackward. */
-void mc_batchnorm_rforward(int n, int c, int s, int c0, int c1, const float *xhat, const float *invstd, const float *gamma,
-                           const float *Rx, const float *Vgamma, const float *Vbeta,
-                           float *Ry, float *Rxhat, float *Rinvstd);
+ * Saves Rx_mean = mean(Rx) and xhat_Rx_mean = mean(xhat * Rx) [C] for mc_batchnorm_rbackward. */
+void mc_batchnorm_rforward(int n, int c, int s, int c0, int c1, const float *x, const float *mean, const float *invstd,
+                           const float *gamma, const float *Rx, const float *Vgamma, const float *Vbeta,
+                           float *Ry, float *Rx_mean, float *xhat_Rx_mean);
 
 /* The R-form of mc_batchnorm_backward, every batch-statistics term included:
  * Rdxhat = gamma * Rdy + Vgamma * dy,
  * Rdx = Rinvstd * (dxhat - mean(dxhat) - xhat * mean(dxhat*xhat))
  *     + invstd * (Rdxhat - mean(Rdxhat) - Rxhat * mean(dxhat*xhat) - xhat * mean(Rdxhat*xhat + dxhat*Rxhat)),
- * Rdgamma = sum(Rdy * xhat + dy * Rxhat), Rdbeta = sum Rdy.  Rdx may be NULL. */
-void mc_batchnorm_rbackward(int n, int c, int s, int c0, int c1, const float *xhat, const float *invstd, const float *gamma,
-                            const float *Vgamma, const float *dy, const float *Rdy,
-                            const float *Rxhat, const float *Rinvstd,
+ * Rdgamma = sum(Rdy * xhat + dy * Rxhat), Rdbeta = sum Rdy.  Rdx and Rx may be NULL (Rx as in rforward). */
+void mc_batchnorm_rbackward(int n, int c, int s, int c0, int c1, const float *x, const float *mean, const float *invstd,
+                            const float *gamma, const float *Vgamma, const float *Rx, const float *Rx_mean,
+                            const float *xhat_Rx_mean, const float *dy, const float *Rdy,
                             float *Rdx, float *Rdgamma, float *Rdbeta);
 
 /* Inference with running statistics: a per-channel affine map y = gamma * (x - mean) * r + beta,

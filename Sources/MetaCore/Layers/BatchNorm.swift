@@ -36,9 +36,9 @@ public struct BatchNorm: Layer {
     }
 
     public func memory(batch: Int, input: [Int], threads: Int) -> LayerMemory {
-        let n = batch * input.reduce(1, *)
-        // saved: xhat, invstd; rSaved: Rxhat, Rinvstd.
-        return LayerMemory(saved: n + channels, rSaved: n + channels)
+        // saved: the batch mean and invstd; rSaved: mean(Rx) and mean(xhat Rx). Per channel only: the passes
+        // recompute xhat (and Rxhat) from the input (and its R-derivative), which the workspace keeps.
+        LayerMemory(saved: 2 * channels, rSaved: 2 * channels)
     }
 
     /// Runs `body(n, c, s, c0, c1)` — batch, channels, values per channel per sample, and a range of
@@ -58,9 +58,9 @@ public struct BatchNorm: Layer {
             case .inference:
                 mc_batchnorm_inference_forward(n, c, s, c0, c1, epsilon, p.x, gamma, beta, mean, variance, p.y)
             case .transductive:
-                mc_batchnorm_forward(n, c, s, c0, c1, epsilon, p.x, gamma, beta, p.y, p.saved, p.saved + p.batch * p.inputCount)
+                mc_batchnorm_forward(n, c, s, c0, c1, epsilon, p.x, gamma, beta, p.y, p.saved, p.saved + channels)
             case .training(let momentum):
-                mc_batchnorm_forward(n, c, s, c0, c1, epsilon, p.x, gamma, beta, p.y, p.saved, p.saved + p.batch * p.inputCount)
+                mc_batchnorm_forward(n, c, s, c0, c1, epsilon, p.x, gamma, beta, p.y, p.saved, p.saved + channels)
                 mc_batchnorm_update_running(n, c, s, c0, c1, momentum, p.x, mean, variance)
             }
         }
@@ -72,7 +72,7 @@ public struct BatchNorm: Layer {
                 mc_batchnorm_inference_backward(n, c, s, c0, c1, epsilon, p.x, p.theta, p.state, p.state + channels, p.dy,
                                                 p.dx, p.gradient, p.gradient + channels)
             } else {
-                mc_batchnorm_backward(n, c, s, c0, c1, p.saved, p.saved + p.batch * p.inputCount, p.theta, p.dy,
+                mc_batchnorm_backward(n, c, s, c0, c1, p.x, p.saved, p.saved + channels, p.theta, p.dy,
                                       p.dx, p.gradient, p.gradient + channels)
             }
         }
@@ -84,9 +84,8 @@ public struct BatchNorm: Layer {
                 mc_batchnorm_inference_rforward(n, c, s, c0, c1, epsilon, p.x, p.Rx, p.theta, p.v, p.v + channels,
                                                 p.state, p.state + channels, p.Ry)
             } else {
-                let count = p.batch * p.inputCount
-                mc_batchnorm_rforward(n, c, s, c0, c1, p.saved, p.saved + count, p.theta, p.Rx, p.v, p.v + channels,
-                                      p.Ry, p.rSaved, p.rSaved + count)
+                mc_batchnorm_rforward(n, c, s, c0, c1, p.x, p.saved, p.saved + channels, p.theta, p.Rx, p.v,
+                                      p.v + channels, p.Ry, p.rSaved, p.rSaved + channels)
             }
         }
     }
@@ -97,9 +96,8 @@ public struct BatchNorm: Layer {
                 mc_batchnorm_inference_rbackward(n, c, s, c0, c1, epsilon, p.x, p.Rx, p.theta, p.v, p.state,
                                                  p.state + channels, p.dy, p.Rdy, p.Rdx, p.hv, p.hv + channels)
             } else {
-                let count = p.batch * p.inputCount
-                mc_batchnorm_rbackward(n, c, s, c0, c1, p.saved, p.saved + count, p.theta, p.v, p.dy, p.Rdy,
-                                       p.rSaved, p.rSaved + count, p.Rdx, p.hv, p.hv + channels)
+                mc_batchnorm_rbackward(n, c, s, c0, c1, p.x, p.saved, p.saved + channels, p.theta, p.v, p.Rx,
+                                       p.rSaved, p.rSaved + channels, p.dy, p.Rdy, p.Rdx, p.hv, p.hv + channels)
             }
         }
     }
