@@ -56,6 +56,21 @@ static inline void xhat_span(const float *restrict x, float fm, float r, int len
     for (int j = 0; j < len; j++) out[j] = (x[j] - fm) * r;
 }
 
+/* Adds the sums of v and of xhat * v over each channel of the block cb ..< ce into sv[ch - cb] and
+ * sxv[ch - cb]. */
+static void xhat_moments(int n, int c, int s, int cb, int ce, const float *x, const float *mean, const float *invstd,
+                         const float *v, double *sv, double *sxv) {
+    float xh[MC_BN_SPAN];
+    for (int i = 0; i < n; i++)
+        for (int ch = cb; ch < ce; ch++)
+            FOR_SPAN(j0, len) {
+                const float *vi = PLANE(v, i) + j0;
+                xhat_span(PLANE(x, i) + j0, mean[ch], invstd[ch], len, xh);
+                sv[ch - cb] += sum_plane(vi, len);
+                sxv[ch - cb] += dot_plane(vi, xh, len);
+            }
+}
+
 void mc_batchnorm_forward(int n, int c, int s, int c0, int c1, float eps, const float *x, const float *gamma,
                           const float *beta, float *y, float *mean, float *invstd) {
     FOR_BLOCK(cb, ce) {
@@ -92,17 +107,9 @@ void mc_batchnorm_update_running(int n, int c, int s, int c0, int c1, float mome
 void mc_batchnorm_backward(int n, int c, int s, int c0, int c1, const float *x, const float *mean, const float *invstd,
                            const float *gamma, const float *dy, float *dx, float *dgamma, float *dbeta) {
     const double m = (double)n * s;
-    float xh[MC_BN_SPAN];
     FOR_BLOCK(cb, ce) {
         double sdy[MC_BN_CHANNELS] = {0}, sdyx[MC_BN_CHANNELS] = {0};
-        for (int i = 0; i < n; i++)
-            for (int ch = cb; ch < ce; ch++)
-                FOR_SPAN(j0, len) {
-                    const float *d = PLANE(dy, i) + j0;
-                    xhat_span(PLANE(x, i) + j0, mean[ch], invstd[ch], len, xh);
-                    sdy[ch - cb] += sum_plane(d, len);
-                    sdyx[ch - cb] += dot_plane(d, xh, len);
-                }
+        xhat_moments(n, c, s, cb, ce, x, mean, invstd, dy, sdy, sdyx);
         float A[MC_BN_CHANNELS], B[MC_BN_CHANNELS]; /* mean(dxhat), mean(dxhat * xhat), dxhat = gamma dy */
         for (int ch = cb; ch < ce; ch++) {
             dgamma[ch] = (float)sdyx[ch - cb];
@@ -128,18 +135,9 @@ void mc_batchnorm_rforward(int n, int c, int s, int c0, int c1, const float *x, 
                            const float *gamma, const float *Rx, const float *Vgamma, const float *Vbeta,
                            float *Ry, float *Rx_mean, float *xhat_Rx_mean) {
     const double m = (double)n * s;
-    float xh[MC_BN_SPAN];
     FOR_BLOCK(cb, ce) {
         double a[MC_BN_CHANNELS] = {0}, b[MC_BN_CHANNELS] = {0};
-        if (Rx)
-            for (int i = 0; i < n; i++)
-                for (int ch = cb; ch < ce; ch++)
-                    FOR_SPAN(j0, len) {
-                        const float *rx = PLANE(Rx, i) + j0;
-                        xhat_span(PLANE(x, i) + j0, mean[ch], invstd[ch], len, xh);
-                        a[ch - cb] += sum_plane(rx, len);
-                        b[ch - cb] += dot_plane(xh, rx, len);
-                    }
+        if (Rx) xhat_moments(n, c, s, cb, ce, x, mean, invstd, Rx, a, b);
         for (int ch = cb; ch < ce; ch++) {
             Rx_mean[ch] = (float)(a[ch - cb] / m);
             xhat_Rx_mean[ch] = (float)(b[ch - cb] / m);
