@@ -5,9 +5,11 @@
  * from x and Rx (which the caller keeps anyway) by the same float expressions in every pass, so each pass
  * sees the very values the forward pass normalised with, and no [N, C, S] buffer is written to be read
  * back once. They visit the channels in blocks, sample by sample within a block: a sample's planes of the
- * block lie side by side, so a pass streams through memory instead of hopping a sample's stride per plane. */
+ * block lie side by side, so a pass streams through memory instead of hopping a sample's stride per plane.
+ * They are compiled for AVX + FMA as well as the baseline (MC_CLONES). */
 #include "ckernels.h"
 #include "reduce.h"
+#include "vec8.h"
 #include <math.h>
 
 /* Element (i, ch, j) of an [N, C, S] tensor. */
@@ -31,7 +33,7 @@ enum { MC_BN_CHANNELS = 64, MC_BN_SPAN = 1024 };
 /* Mean and biased variance of channels cb ..< ce (into mean[ch - cb], var[ch - cb]) in one pass over
  * memory: each plane's mean and squares about it (sweeps of a plane that stays in cache), merged plane by
  * plane in double (Chan et al.). */
-static void block_moments(int n, int c, int s, int cb, int ce, const float *x, double *mean, double *var) {
+MC_INLINE void block_moments(int n, int c, int s, int cb, int ce, const float *x, double *mean, double *var) {
     double m2[MC_BN_CHANNELS] = {0};
     for (int ch = cb; ch < ce; ch++) mean[ch - cb] = 0.0;
     for (int i = 0; i < n; i++) {
@@ -58,7 +60,7 @@ static inline void xhat_span(const float *restrict x, float fm, float r, int len
 
 /* Adds the sums of v and of xhat * v over each channel of the block cb ..< ce into sv[ch - cb] and
  * sxv[ch - cb]. */
-static void xhat_moments(int n, int c, int s, int cb, int ce, const float *x, const float *mean, const float *invstd,
+MC_INLINE void xhat_moments(int n, int c, int s, int cb, int ce, const float *x, const float *mean, const float *invstd,
                          const float *v, double *sv, double *sxv) {
     float xh[MC_BN_SPAN];
     for (int i = 0; i < n; i++)
@@ -71,7 +73,7 @@ static void xhat_moments(int n, int c, int s, int cb, int ce, const float *x, co
             }
 }
 
-void mc_batchnorm_forward(int n, int c, int s, int c0, int c1, float eps, const float *x, const float *gamma,
+MC_CLONES void mc_batchnorm_forward(int n, int c, int s, int c0, int c1, float eps, const float *x, const float *gamma,
                           const float *beta, float *y, float *mean, float *invstd) {
     FOR_BLOCK(cb, ce) {
         double mu[MC_BN_CHANNELS], var[MC_BN_CHANNELS];
@@ -90,7 +92,7 @@ void mc_batchnorm_forward(int n, int c, int s, int c0, int c1, float eps, const 
     }
 }
 
-void mc_batchnorm_update_running(int n, int c, int s, int c0, int c1, float momentum, const float *x,
+MC_CLONES void mc_batchnorm_update_running(int n, int c, int s, int c0, int c1, float momentum, const float *x,
                                  float *running_mean, float *running_var) {
     const double m = (double)n * s;
     FOR_BLOCK(cb, ce) {
@@ -104,7 +106,7 @@ void mc_batchnorm_update_running(int n, int c, int s, int c0, int c1, float mome
     }
 }
 
-void mc_batchnorm_backward(int n, int c, int s, int c0, int c1, const float *x, const float *mean, const float *invstd,
+MC_CLONES void mc_batchnorm_backward(int n, int c, int s, int c0, int c1, const float *x, const float *mean, const float *invstd,
                            const float *gamma, const float *dy, float *dx, float *dgamma, float *dbeta) {
     const double m = (double)n * s;
     FOR_BLOCK(cb, ce) {
@@ -131,7 +133,7 @@ void mc_batchnorm_backward(int n, int c, int s, int c0, int c1, const float *x, 
     }
 }
 
-void mc_batchnorm_rforward(int n, int c, int s, int c0, int c1, const float *x, const float *mean, const float *invstd,
+MC_CLONES void mc_batchnorm_rforward(int n, int c, int s, int c0, int c1, const float *x, const float *mean, const float *invstd,
                            const float *gamma, const float *Rx, const float *Vgamma, const float *Vbeta,
                            float *Ry, float *Rx_mean, float *xhat_Rx_mean) {
     const double m = (double)n * s;
@@ -161,7 +163,7 @@ void mc_batchnorm_rforward(int n, int c, int s, int c0, int c1, const float *x, 
     }
 }
 
-void mc_batchnorm_rbackward(int n, int c, int s, int c0, int c1, const float *x, const float *mean, const float *invstd,
+MC_CLONES void mc_batchnorm_rbackward(int n, int c, int s, int c0, int c1, const float *x, const float *mean, const float *invstd,
                             const float *gamma, const float *Vgamma, const float *Rx, const float *Rx_mean,
                             const float *xhat_Rx_mean, const float *dy, const float *Rdy,
                             float *Rdx, float *Rdgamma, float *Rdbeta) {

@@ -178,7 +178,7 @@ static workspace split(const mc_conv2d_shape *s, float *ws) {
 }
 
 /* y (+)= conv(x, W) (+ bias) over the batch. */
-__attribute__((target_clones("fma", "default")))
+MC_CLONES
 static void forward_images(const mc_conv2d_shape *s, const float *x, const float *W, const float *bias,
                            int accumulate, float *y, workspace w) {
     const padding p = input_padding(s);
@@ -202,7 +202,7 @@ static void add_lanes(const float *sums, size_t count, int accumulate, float *ou
 }
 
 /* dW (+)= corr(dy, x) over the batch, and db = the sums of dy (if db is not NULL). */
-__attribute__((target_clones("fma", "default")))
+MC_CLONES
 static void weight_gradient(const mc_conv2d_shape *s, const float *x, const float *dy, int accumulate,
                             float *dW, float *db, workspace w) {
     const padding p = input_padding(s);
@@ -220,7 +220,7 @@ static void weight_gradient(const mc_conv2d_shape *s, const float *x, const floa
 }
 
 /* dx (+)= convT(dy, W) over the batch. */
-__attribute__((target_clones("fma", "default")))
+MC_CLONES
 static void data_gradient(const mc_conv2d_shape *s, const float *W, const float *dy, int accumulate, float *dx,
                           workspace w) {
     const padding p = output_padding(s);

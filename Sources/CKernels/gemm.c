@@ -115,7 +115,7 @@ MC_INLINE void pack_transposed(int n, int k, const float *B, int ldb, float *Bt)
 
 /* C = alpha op(A) op(B) + beta C for small shapes, compiled for AVX+FMA as well as the baseline (the
  * loader picks the clone the CPU supports). Returns 0 if the shape does not suit it. */
-__attribute__((target_clones("fma", "default")))
+MC_CLONES
 static int gemm_small(int transA, int transB, int m, int n, int k, float alpha, const float *A, int lda,
                       const float *B, int ldb, float beta, float *C, int ldc) {
     if (transB && !transA && n < 8) { gemm_dots(m, n, k, alpha, A, lda, B, ldb, beta, C, ldc); return 1; }

@@ -9,6 +9,10 @@
 #pragma clang diagnostic ignored "-Wpsabi"
 typedef float v8 __attribute__((vector_size(32)));
 #define MC_INLINE static inline __attribute__((always_inline))
+/* A kernel compiled for AVX + FMA as well as the baseline; the loader picks the clone the CPU supports.
+ * A clone must not pass or return a v8 in a call of its own (the helpers' baseline calling convention
+ * differs from its): it calls always-inline functions that do. */
+#define MC_CLONES __attribute__((target_clones("fma", "default")))
 
 /* Unaligned load and store. */
 MC_INLINE v8 load8(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }

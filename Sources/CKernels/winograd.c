@@ -193,7 +193,7 @@ MC_INLINE void output_tile_adjoint(int m, const v8 *y, v8 *t) {
 }
 
 /* U[xi][o][c] = (G g G^T)[xi] for every filter g = W[o][c] (3x3), eight filters (one vector) at a time. */
-static void filter_transform(const mc_conv2d_shape *s, const float *W, float *U) {
+MC_INLINE void filter_transform_body(const mc_conv2d_shape *s, const float *W, float *U) {
     const size_t OC = (size_t)s->o * s->c, E = entries(s);
     for (size_t f = 0; f < OC; f += LANES) {
         const int lanes = OC - f < LANES ? (int)(OC - f) : LANES;
@@ -212,7 +212,7 @@ static void filter_transform(const mc_conv2d_shape *s, const float *W, float *U)
 }
 
 /* dW[o][c] = G^T dU[.][o][c] G (the adjoint of filter_transform), overwriting dW. */
-static void filter_transform_adjoint(const mc_conv2d_shape *s, const float *dU, float *dW) {
+MC_INLINE void filter_transform_adjoint_body(const mc_conv2d_shape *s, const float *dU, float *dW) {
     const size_t OC = (size_t)s->o * s->c, E = entries(s);
     for (size_t f = 0; f < OC; f += LANES) {
         const int lanes = OC - f < LANES ? (int)(OC - f) : LANES;
@@ -252,7 +252,7 @@ static void deinterleave(const float *buf, int bw, int off, int lanes, int h, in
 }
 
 /* V[xi][p][c] from the chunk's images of x (NCHW). */
-static void inputs_transform(const mc_conv2d_shape *s, const float *x, int n0, int nb, float *V, size_t P,
+MC_INLINE void inputs_transform_body(const mc_conv2d_shape *s, const float *x, int n0, int nb, float *V, size_t P,
                              float *buf) {
     const int m = tile_m(s), E = (int)entries(s), TH = tiles_h(s), TW = tiles_w(s), PW = pad_w(s), C = s->c;
     const int HW = s->h * s->w;
@@ -272,7 +272,7 @@ static void inputs_transform(const mc_conv2d_shape *s, const float *x, int n0, i
 }
 
 /* The chunk's images of dx (NCHW) = the adjoint of inputs_transform applied to dV, overwriting them. */
-static void inputs_transform_adjoint(const mc_conv2d_shape *s, const float *dV, size_t P, int n0, int nb,
+MC_INLINE void inputs_transform_adjoint_body(const mc_conv2d_shape *s, const float *dV, size_t P, int n0, int nb,
                                      float *dx, float *buf) {
     const int m = tile_m(s), E = (int)entries(s), TH = tiles_h(s), TW = tiles_w(s), PW = pad_w(s), C = s->c;
     const int HW = s->h * s->w;
@@ -292,7 +292,7 @@ static void inputs_transform_adjoint(const mc_conv2d_shape *s, const float *dV, 
 }
 
 /* The chunk's images of y (NCHW) = A^T M A per tile, plus bias (may be NULL). */
-static void outputs_transform(const mc_conv2d_shape *s, const float *M, size_t P, const float *bias, int n0,
+MC_INLINE void outputs_transform_body(const mc_conv2d_shape *s, const float *M, size_t P, const float *bias, int n0,
                               int nb, float *y, float *buf) {
     const int m = tile_m(s), E = (int)entries(s), TH = tiles_h(s), TW = tiles_w(s), O = s->o;
     const int OHW = s->oh * s->ow, BW = m * TW;
@@ -315,7 +315,7 @@ static void outputs_transform(const mc_conv2d_shape *s, const float *M, size_t P
 }
 
 /* dM[xi][p][o] from the chunk's images of dy (NCHW): the adjoint of outputs_transform. */
-static void outputs_transform_adjoint(const mc_conv2d_shape *s, const float *dy, int n0, int nb, float *dM,
+MC_INLINE void outputs_transform_adjoint_body(const mc_conv2d_shape *s, const float *dy, int n0, int nb, float *dM,
                                       size_t P, float *buf) {
     const int m = tile_m(s), E = (int)entries(s), TH = tiles_h(s), TW = tiles_w(s), O = s->o;
     const int OHW = s->oh * s->ow, BW = m * TW;
@@ -335,6 +335,33 @@ static void outputs_transform_adjoint(const mc_conv2d_shape *s, const float *dy,
                     for (int xi = 0; xi < E; xi++) store_lanes(out + xi * P * O, t[xi], lanes);
                 }
         }
+}
+
+/* The transforms as the passes call them, compiled for AVX + FMA as well as the baseline (the loader picks the
+ * clone the CPU supports). Each is a thin wrapper: a clone may not call the vector helpers itself, whose
+ * baseline calling convention differs from its own, but their calls inside the always-inline bodies are
+ * inlined with them. */
+MC_CLONES static void filter_transform(const mc_conv2d_shape *s, const float *W, float *U) {
+    filter_transform_body(s, W, U);
+}
+MC_CLONES static void filter_transform_adjoint(const mc_conv2d_shape *s, const float *dU, float *dW) {
+    filter_transform_adjoint_body(s, dU, dW);
+}
+MC_CLONES static void inputs_transform(const mc_conv2d_shape *s, const float *x, int n0, int nb, float *V, size_t P,
+                                       float *buf) {
+    inputs_transform_body(s, x, n0, nb, V, P, buf);
+}
+MC_CLONES static void inputs_transform_adjoint(const mc_conv2d_shape *s, const float *dV, size_t P, int n0, int nb,
+                                               float *dx, float *buf) {
+    inputs_transform_adjoint_body(s, dV, P, n0, nb, dx, buf);
+}
+MC_CLONES static void outputs_transform(const mc_conv2d_shape *s, const float *M, size_t P, const float *bias, int n0,
+                                        int nb, float *y, float *buf) {
+    outputs_transform_body(s, M, P, bias, n0, nb, y, buf);
+}
+MC_CLONES static void outputs_transform_adjoint(const mc_conv2d_shape *s, const float *dy, int n0, int nb, float *dM,
+                                                size_t P, float *buf) {
+    outputs_transform_adjoint_body(s, dy, n0, nb, dM, P, buf);
 }
 
 /* ---- the products, one per transformed entry ---- */
