@@ -77,7 +77,7 @@ struct KernelTests {
     /// and padding, partial blocks of output channels and output columns included.
     @Test(arguments: [(5, 3, 7, 6, 4, 3, 2, 1), (5, 3, 7, 6, 4, 3, 1, 1), (4, 5, 6, 6, 3, 3, 1, 1), (3, 2, 2, 3, 5, 3, 1, 1),
                       (3, 10, 9, 5, 11, 3, 1, 1), (2, 1, 11, 19, 6, 3, 1, 1), (2, 3, 9, 10, 5, 5, 1, 2), (2, 2, 6, 7, 3, 3, 1, 0),
-                      (2, 1, 5, 5, 4, 1, 1, 0)])
+                      (2, 1, 5, 5, 4, 1, 1, 0), (2, 12, 9, 13, 10, 3, 1, 1)])
     func convolutionIsIndependentOfChunkingAndAlgorithm(_ g: (Int, Int, Int, Int, Int, Int, Int, Int)) {
         let (n, c, h, w, o, k, stride, pad) = g
         var random = RandomSource(seed: 8)
