@@ -1,3 +1,5 @@
+import Glibc
+import Synchronization
 import Testing
 @testable import MetaCore
 
@@ -82,5 +84,18 @@ struct ParallelTests {
         #expect { _ = try trainer.step() } throws: { ($0 as? MetaCoreError)?.message == "task source unavailable" }
         #expect(trainer.iteration == 0)
         #expect(throws: MetaCoreError.self) { try TaskRunner(model: .mlp([1, 1]), threads: 0) }
+    }
+
+    /// The runner's thread pool runs every part of a batch exactly once and returns only when all have run,
+    /// batch after batch, whether its threads are still spinning from the last batch or have parked (the
+    /// pauses outlast the spin), and its deinit stops its threads.
+    @Test(arguments: [1, 2, 3]) func workerPoolRunsEveryPartOncePerBatch(_ size: Int) {
+        let pool = WorkerPool(size: size)
+        let counts = Mutex([Int](repeating: 0, count: size))
+        for batch in 1 ... 300 {
+            if batch % 60 == 0 { usleep(2_000) }
+            pool.run { k in counts.withLock { $0[k] += 1 } }
+            #expect(counts.withLock { $0 } == [Int](repeating: batch, count: size))
+        }
     }
 }

@@ -1,4 +1,3 @@
-import Dispatch
 import Synchronization
 
 /// Runs independent tasks — the tasks of a meta-batch, the episodes of an evaluation — concurrently, one
@@ -9,6 +8,9 @@ import Synchronization
 /// workspace's ``Workspace/threads``, its layers splitting the batch (``BatchSplit``) — which scales better
 /// than OpenBLAS's threads on the GEMMs of one convolution. BLAS runs single-threaded either way; the BLAS
 /// thread count is process-wide, so the runner sets it before each batch of work.
+///
+/// The threads are kept between calls (``WorkerPool``, the caller's thread being one of them) and spin briefly
+/// before parking, so that a meta-step of small tasks (`sine`) does not pay for waking them each time.
 ///
 /// Which worker runs which task is up to the scheduler, so a task's result must not depend on it: a worker's
 /// workspace carries no state between tasks (transductive BatchNorm) and each task writes only its own output.
@@ -25,12 +27,14 @@ public final class TaskRunner: @unchecked Sendable {
     /// Threads (cores) the runner may use.
     public let threads: Int
     private let workers: [Worker]
+    private let pool: WorkerPool
 
     public init(model: Model, threads: Int = 1) throws {
         guard threads >= 1 else { throw MetaCoreError.argument("threads must be at least 1, got \(threads)") }
         self.model = model
         self.threads = threads
         self.workers = (0 ..< threads).map { _ in Worker(model: model) }
+        self.pool = WorkerPool(size: threads)
     }
 
     /// Calls `body(index, worker)` for every index in `0 ..< count`, on up to ``threads`` threads at once.
@@ -46,16 +50,14 @@ public final class TaskRunner: @unchecked Sendable {
         }
         let next = Atomic<Int>(0)
         let failure = Mutex<(index: Int, error: any Error)?>(nil)
-        withoutActuallyEscaping(body) { body in
-            let shared = UncheckedSendable(body)
-            DispatchQueue.concurrentPerform(iterations: active) { w in
-                while true {
-                    let index = next.add(1, ordering: .relaxed).oldValue
-                    guard index < count else { return }
-                    do { try shared.value(index, workers[w]) } catch {
-                        failure.withLock { if $0 == nil || index < $0!.index { $0 = (index, error) } }
-                        next.store(count, ordering: .relaxed) // hand out no more work
-                    }
+        pool.run { w in
+            guard w < active else { return }
+            while true {
+                let index = next.add(1, ordering: .relaxed).oldValue
+                guard index < count else { return }
+                do { try body(index, workers[w]) } catch {
+                    failure.withLock { if $0 == nil || index < $0!.index { $0 = (index, error) } }
+                    next.store(count, ordering: .relaxed) // hand out no more work
                 }
             }
         }
