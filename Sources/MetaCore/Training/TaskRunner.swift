@@ -39,7 +39,8 @@ public final class TaskRunner: @unchecked Sendable {
 
     /// Calls `body(index, worker)` for every index in `0 ..< count`, on up to ``threads`` threads at once.
     /// Indices are handed out in order as workers become free. If calls throw, the error of the lowest failing
-    /// index is rethrown once the workers have stopped (no new index is handed out after a failure).
+    /// index is rethrown once the workers have stopped (no new index is handed out after a failure). One call
+    /// at a time: a task's body must not call back into the same runner.
     public func forEach(_ count: Int, _ body: (Int, Worker) throws -> Void) throws {
         let active = min(threads, count)
         if BLAS.threads != 1 { BLAS.threads = 1 }

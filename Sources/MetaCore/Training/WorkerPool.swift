@@ -21,6 +21,8 @@ final class WorkerPool: @unchecked Sendable {
     /// Pool threads still running the current batch.
     private let remaining = Atomic<Int>(0)
     private let stopping = Atomic<Bool>(false)
+    /// Set while a batch runs: a second batch meanwhile (from a task's body, or another thread) is a misuse.
+    private let busy = Atomic<Bool>(false)
     /// The current batch's body: written by the caller before `generation` moves on (release), read by the
     /// pool threads after they see it (acquire).
     private let job = UnsafeMutablePointer<((Int) -> Void)?>.allocate(capacity: 1)
@@ -73,9 +75,12 @@ final class WorkerPool: @unchecked Sendable {
     }
 
     /// Calls `body(k)` for every k in `0 ..< size` at once, k = 0 on the calling thread; returns when all
-    /// have returned. Not reentrant: one batch at a time.
+    /// have returned. One batch at a time: calling it again before it returns (from `body`, or from another
+    /// thread) stops the program with a message rather than deadlocking.
     func run(_ body: (Int) -> Void) {
         guard size > 1 else { return body(0) }
+        precondition(!busy.exchange(true, ordering: .acquiring), "a WorkerPool (TaskRunner) runs one batch at a time")
+        defer { busy.store(false, ordering: .releasing) }
         withoutActuallyEscaping(body) { body in
             job.pointee = body
             remaining.store(size - 1, ordering: .relaxed)
