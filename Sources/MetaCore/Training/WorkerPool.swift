@@ -7,13 +7,14 @@ import Synchronization
 /// Between batches a pool thread spins for a short while before it parks on a condition variable, and so does
 /// a caller waiting for the others: a meta-step's serial part (sampling, the optimiser) is shorter than waking a
 /// parked thread, which on a 2-core VM cost `sine` about a quarter of its 2-thread time with Dispatch's
-/// `concurrentPerform`. Spinning never lasts long enough to matter to a thread with real work waiting.
+/// `concurrentPerform`. A pool with more threads than cores does not spin.
 final class WorkerPool: @unchecked Sendable {
     /// Threads taking part in a batch, the caller's included.
     let size: Int
     /// How long a waiting thread spins before it parks (the first check of the clock comes after
-    /// `checkEvery` loads).
-    private static let spin: Duration = .microseconds(100)
+    /// `checkEvery` loads): 100 µs, or not at all when the pool has more threads than the machine has cores,
+    /// where a spinning thread would take a core from one with work.
+    private let spinTime: Duration
     private static let checkEvery = 64
 
     /// Incremented (under the lock) to hand out a batch; pool threads run a batch when they see a new value.
@@ -35,6 +36,7 @@ final class WorkerPool: @unchecked Sendable {
 
     init(size: Int) {
         self.size = max(1, size)
+        spinTime = self.size <= sysconf(Int32(_SC_NPROCESSORS_ONLN)) ? .microseconds(100) : .zero
         job.initialize(to: nil)
         pthread_mutex_init(lock, nil)
         pthread_cond_init(wake, nil)
@@ -123,9 +125,9 @@ final class WorkerPool: @unchecked Sendable {
         }
     }
 
-    /// Spins until `condition` holds (true) or ``spin`` has passed (false).
+    /// Spins until `condition` holds (true) or `spinTime` has passed (false).
     private func spin(until condition: () -> Bool) -> Bool {
-        let clock = ContinuousClock(), deadline = clock.now + Self.spin
+        let clock = ContinuousClock(), deadline = clock.now + spinTime
         while true {
             for _ in 0 ..< Self.checkEvery where condition() { return true }
             if clock.now >= deadline { return condition() }
