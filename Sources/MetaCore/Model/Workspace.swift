@@ -428,30 +428,30 @@ private struct PassBuffers {
 /// A growable, uninitialised block of memory owned by a ``Workspace``.
 ///
 /// Blocks of 2 MiB and more are aligned to 2 MiB and offered to the kernel as transparent huge pages
-/// (`madvise`): the channel-wise kernels (batch-norm) visit an `[N, C, H, W]` tensor plane by plane, a page
-/// apart, and with 4 KiB pages they spend their time in TLB misses.
+/// (`madvise`): a pass over a large `[N, C, H, W]` tensor touches thousands of 4 KiB pages, and batch-norm's
+/// passes were bound by TLB misses on them.
 private struct Arena<Element> {
     private static var hugePage: Int { 2 << 20 }
-    private(set) var base = UnsafeMutablePointer<Element>.allocate(capacity: 1)
+    private(set) var base = Arena.allocate(1)
     private(set) var capacity = 0
 
     mutating func reserve(_ count: Int) {
         guard count > capacity else { return }
         free()
-        let bytes = count * MemoryLayout<Element>.stride
-        if bytes >= Self.hugePage {
-            let rounded = (bytes + Self.hugePage - 1) / Self.hugePage * Self.hugePage
-            guard let memory = aligned_alloc(Self.hugePage, rounded) else {
-                fatalError("out of memory: a workspace needs \(rounded >> 20) MiB")
-            }
-            _ = madvise(memory, rounded, MADV_HUGEPAGE)
-            base = memory.bindMemory(to: Element.self, capacity: count)
-        } else {
-            base = .allocate(capacity: count)
-        }
+        base = Self.allocate(count)
         capacity = count
     }
 
-    /// Both allocations above are released by `free` (Swift's allocate is malloc on Linux).
     func free() { Glibc.free(base) }
+
+    /// `count` elements from malloc, or huge-page-aligned from aligned_alloc for 2 MiB and more.
+    private static func allocate(_ count: Int) -> UnsafeMutablePointer<Element> {
+        let bytes = count * MemoryLayout<Element>.stride, huge = bytes >= hugePage
+        let size = huge ? (bytes + hugePage - 1) / hugePage * hugePage : bytes
+        guard let memory = huge ? aligned_alloc(hugePage, size) : malloc(size) else {
+            fatalError("out of memory: a workspace needs \(size >> 20) MiB")
+        }
+        if huge { _ = madvise(memory, size, MADV_HUGEPAGE) }
+        return memory.bindMemory(to: Element.self, capacity: count)
+    }
 }
