@@ -9,6 +9,10 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // `metactl train --config FILE`: run descriptions in YAML.
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        // `make docs`: DocC documentation of the library.
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"),
     ],
     targets: [
         // Hot loops in plain C11 over OpenBLAS (cblas) and LAPACKE (Debian: libopenblas-dev, liblapacke-dev).
@@ -25,8 +29,10 @@ let package = Package(
         .target(name: "MetaCore", dependencies: ["CKernels", "CDataIO"]),
         .executableTarget(
             name: "metactl",
-            dependencies: ["MetaCore", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["MetaCore", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "Yams", package: "Yams")]
         ),
-        .testTarget(name: "MetaCoreTests", dependencies: ["MetaCore", "CKernels", "CDataIO"]),
+        // Fixtures: checkpoints written by earlier versions, which must still load, evaluate and resume.
+        .testTarget(name: "MetaCoreTests", dependencies: ["MetaCore", "CKernels", "CDataIO"], resources: [.copy("Fixtures")]),
     ]
 )

@@ -7,14 +7,12 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure kernel rates (GFLOP/s against OpenBLAS's SGEMM) and meta-training throughput (meta-steps/s).")
 
-    @Option(help: "Threads (default: all cores).") var threads: Int?
+    @OptionGroup var threadOptions: ThreadOptions
     @Option(help: "What to run: kernels, \(Workload.names.joined(separator: ", ")), or all.") var workload = "all"
     @Option(help: "Timed repetitions per figure (median reported, after a warm-up).") var repetitions = 5
-    @Flag(help: "Print JSON instead of a table.") var json = false
-    @Option(help: "Also write the JSON report to this file.") var output: String?
+    @OptionGroup var output: OutputOptions
 
     func validate() throws {
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
         guard repetitions > 0 else { throw ValidationError("--repetitions must be positive, got \(repetitions)") }
         guard ["all", "kernels"].contains(workload) || Workload.names.contains(workload) else {
             throw ValidationError("unknown --workload '\(workload)'; choose kernels, \(Workload.names.joined(separator: ", ")) or all")
@@ -30,7 +28,7 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
-        let threads = threads ?? ProcessInfo.processInfo.activeProcessorCount
+        let threads = threadOptions.count, json = output.json
         var report = Report(threads: threads)
         if workload == "all" || workload == "kernels" {
             // The ceiling: OpenBLAS's best square SGEMM, on its own threads or one single-threaded call per thread.
@@ -63,12 +61,7 @@ struct Bench: ParsableCommand {
                       + String(format: "%12.3f %12.1f   ", result.stepsPerSecond, result.tasksPerSecond) + memory + "   " + w.summary)
             }
         }
-        if json { try printJSON(report) }
-        if let output {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try writeAtomically(encoder.encode(report), to: URL(fileURLWithPath: output))
-        }
+        try output.report(report) {}
     }
 
     private func printKernels(_ timings: [Timing], ceiling: Double?, threads: Int) {

@@ -53,10 +53,9 @@ struct Continual: ParsableCommand {
     @Option(help: "MER: across-batch Reptile step γ.") var merGamma: Float = 0.3
     @Option(help: "iid: epochs over everything seen.") var epochs = 5
     @Option(help: "Name of this run in the report and the plot (default: algorithm and learner).") var label: String?
-    @Option(help: "Write the report (JSON) here, for `metactl plot`.") var output: String?
     @Option(help: "Draw the accuracy-versus-classes curve to this SVG file.") var svg: String?
     @OptionGroup var dataset: DatasetOptions
-    @Flag(help: "Print the report as JSON.") var json = false
+    @OptionGroup var output: OutputOptions
 
     func validate() throws {
         guard ["online", "mer", "iid"].contains(learner) else { throw ValidationError("--learner must be online, mer or iid, got '\(learner)'") }
@@ -67,45 +66,48 @@ struct Continual: ParsableCommand {
     func run() throws {
         let file = try SafeTensors.read(from: URL(fileURLWithPath: checkpoint))
         let config = try TrainingCheckpoint.configuration(of: file)
-        guard config.isContinual else {
-            throw ValidationError("\(checkpoint) was trained on '\(config.task)'; continual evaluation needs a continual-omniglot or incremental-sine checkpoint")
+        guard let continual = try config.components().taskFamily.continual else {
+            throw ValidationError("\(checkpoint) was trained on '\(config.task)'; continual evaluation needs a checkpoint of a continual task family (\(Registry.taskFamilies.filter { $0.continual != nil }.map(\.name).joined(separator: ", ")))")
         }
-        let data = try dataset.load(for: config)
-        let (trainer, _) = try TrainingCheckpoint.restore(file, dataset: data, threads: 1)
+        let data = dataset.source(for: config), options = try config.resolvedOptions()
+        let (trainer, _) = try TrainingCheckpoint.restore(file, data: data, threads: 1)
         let model = trainer.model, theta = Array(trainer.metaParameters[0 ..< model.parameterCount])
-        let points = try reportedPoints(config)
+        let points = try reportedPoints(config, classification: continual.isClassification)
         let clock = ContinuousClock(), start = clock.now
         var matrices: [[[Double]]] = [], description = ""
+        var progress = ProgressLine(interval: 30)
         for r in 0 ..< runs {
-            var stream = try makeStream(config, data: data, largest: points.last!, seed: seed + UInt64(r))
+            var stream = try continual.stream(.init(configuration: config, options: options, data: data, classes: points.last!,
+                                                    stageSize: stageSize, trainPoints: trainPoints, testPoints: testPoints,
+                                                    seed: seed + UInt64(r)))
             var (runModel, runTheta) = (model, theta)
             if adapt == "head" {
-                let (body, head) = try model.split(headLayers: config.predictionLayers)
+                let (body, head) = try model.split(headLayers: options.int("head-layers") ?? 1)
                 stream = try stream.features(of: body, parameters: Array(theta[..<body.parameterCount]))
                 (runModel, runTheta) = (head, Array(theta[body.parameterCount...]))
             }
-            var rule = try makeLearner(config, adapted: 0 ..< runModel.parameterCount)
+            var rule = try makeLearner(config, options: options, adapted: 0 ..< runModel.parameterCount)
             description = rule.description
             let result = try ContinualEvaluation.run(&rule, parameters: runTheta, stream: stream, workspace: Workspace(model: runModel),
                                                      seed: seed + UInt64(r)) { stage, row in
                 let seen = stream.classesSeen?[stage] ?? stage + 1
-                FileHandle.standardError.write(Data(String(format: "\rrun %d/%d: %d seen, %@ %.4f   ", r + 1, runs, seen,
-                                                           stream.isClassification ? "accuracy" : "MSE", row.reduce(0, +) / Double(row.count)).utf8))
+                progress.update(force: stage == stream.stages.count - 1) {
+                    String(format: "run %d/%d: %d seen, %@ %.4f", r + 1, runs, seen,
+                           stream.isClassification ? "accuracy" : "MSE", row.reduce(0, +) / Double(row.count))
+                }
             }
             matrices.append(result.metrics.matrix)
         }
-        FileHandle.standardError.write(Data("\n".utf8))
-        let report = try makeReport(config, iteration: trainer.iteration, learner: description, matrices: matrices,
-                                    seconds: (clock.now - start).seconds)
-        if let output { try writeAtomically(try JSONEncoder().encode(report), to: URL(fileURLWithPath: output)) }
+        progress.finish()
+        let report = try makeReport(config, classification: continual.isClassification, iteration: trainer.iteration,
+                                    learner: description, matrices: matrices, seconds: (clock.now - start).seconds)
         if let svg { try draw([report], to: svg) }
-        if json { try printJSON(report); return }
-        printTable(report, points: points)
+        try output.report(report) { printTable(report, points: points) }
     }
 
     /// The numbers of classes (functions) the table reports.
-    func reportedPoints(_ config: TrainingConfiguration) throws -> [Int] {
-        guard config.task == "continual-omniglot" else { return Array(1 ... (config.ways ?? 10)) }
+    func reportedPoints(_ config: TrainingConfiguration, classification: Bool) throws -> [Int] {
+        guard classification else { return Array(1 ... (config.ways ?? 10)) }
         let list = classes.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard !list.isEmpty, list.allSatisfy({ $0 != nil && $0! > 0 }) else {
             throw ValidationError("--classes must be positive numbers separated by commas, got '\(classes)'")
@@ -117,17 +119,8 @@ struct Continual: ParsableCommand {
         return sorted
     }
 
-    func makeStream(_ config: TrainingConfiguration, data: Omniglot?, largest: Int, seed: UInt64) throws -> ContinualStream {
-        if config.task == "continual-omniglot", let data {
-            return try ContinualStream.omniglot(data, characters: data.characters(in: .evaluation), classes: largest,
-                                                stageSize: stageSize, seed: seed)
-        }
-        let tasks = try IncrementalSineTasks(functions: config.ways ?? 10, shots: config.shots, queries: config.queries)
-        return try ContinualStream.incrementalSines(tasks, trainPoints: trainPoints ?? config.shots, testPoints: testPoints, seed: seed)
-    }
-
-    func makeLearner(_ config: TrainingConfiguration, adapted: Range<Int>) throws -> any ContinualLearner {
-        let rate = lr ?? config.innerLearningRate, size = batch ?? config.onlineBatchSize
+    func makeLearner(_ config: TrainingConfiguration, options: ResolvedOptions, adapted: Range<Int>) throws -> any ContinualLearner {
+        let rate = lr ?? config.innerLearningRate, size = batch ?? options.int("online-batch") ?? 1
         switch learner {
         case "mer":
             return try MER(learningRate: rate, withinBatch: merBeta, acrossBatches: merGamma, batches: merBatches,
@@ -137,14 +130,15 @@ struct Continual: ParsableCommand {
         }
     }
 
-    func makeReport(_ config: TrainingConfiguration, iteration: Int, learner description: String, matrices: [[[Double]]], seconds: Double) throws -> ContinualReport {
-        let metrics = try matrices.map { try ContinualMetrics(matrix: $0, higherIsBetter: config.task == "continual-omniglot") }
+    func makeReport(_ config: TrainingConfiguration, classification: Bool, iteration: Int, learner description: String,
+                    matrices: [[[Double]]], seconds: Double) throws -> ContinualReport {
+        let metrics = try matrices.map { try ContinualMetrics(matrix: $0, higherIsBetter: classification) }
         let stages = matrices[0].count
         let points = (0 ..< stages).map { i -> ContinualReport.Point in
             let values = metrics.map { $0.averages[i] }
             let mean = values.reduce(0, +) / Double(values.count)
             let sd = values.count > 1 ? (values.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(values.count - 1)).squareRoot() : 0
-            return .init(seen: config.task == "continual-omniglot" ? (i + 1) * stageSize : i + 1, mean: mean, sd: sd)
+            return .init(seen: classification ? (i + 1) * stageSize : i + 1, mean: mean, sd: sd)
         }
         func mean(_ values: [Double?]) -> Double? {
             let present = values.compactMap { $0 }
@@ -152,7 +146,7 @@ struct Continual: ParsableCommand {
         }
         return ContinualReport(label: label ?? "\(config.algorithm), \(learner)", checkpoint: checkpoint, algorithm: config.algorithm,
                                task: config.task, iteration: iteration, learner: description,
-                               metric: config.task == "continual-omniglot" ? "accuracy" : "mse", runs: matrices.count, points: points,
+                               metric: classification ? "accuracy" : "mse", runs: matrices.count, points: points,
                                forgetting: mean(metrics.map(\.forgetting)), backwardTransfer: mean(metrics.map(\.backwardTransfer)),
                                matrices: matrices, seconds: seconds)
     }

@@ -1,8 +1,13 @@
 import Foundation
 
-/// Prints `value` as pretty, key-sorted JSON (the `--json` output of every subcommand).
-func printJSON(_ value: some Encodable) throws {
+/// `value` as pretty, key-sorted JSON (the `--json` and `--output` format of every subcommand).
+func encodeJSON(_ value: some Encodable) throws -> Data {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+    return try encoder.encode(value)
+}
+
+/// Prints `value` as pretty, key-sorted JSON.
+func printJSON(_ value: some Encodable) throws {
+    print(String(decoding: try encodeJSON(value), as: UTF8.self))
 }

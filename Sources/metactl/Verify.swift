@@ -4,32 +4,33 @@ import MetaCore
 
 /// Checks an algorithm's analytic meta-gradient against finite differences of its meta-loss.
 struct Verify: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Compare the analytic meta-gradient with central finite differences of the meta-loss, per parameter tensor.")
+    static var configuration: CommandConfiguration {
+        CommandConfiguration(
+            abstract: "Compare the analytic meta-gradient with central finite differences of the meta-loss, per parameter tensor.",
+            discussion: "Algorithms: \(Registry.algorithms.filter(\.verifiable).map(\.name).joined(separator: ", ")). "
+                + "--queries defaults to --shots.\n\n" + TrainingConfiguration.help)
+    }
 
-    @Option(help: "maml | fomaml | metasgd | anil | oml.") var algorithm = "maml"
-    @Option(help: "Task family: sine | incremental-sine.") var task = "sine"
-    @Option(help: "Inner steps.") var innerSteps = 1
-    @Option(help: "Inner learning rate.") var innerLr: Float = 0.01
-    @Option(help: "Support and query examples per task.") var shots = 10
+    @OptionGroup var settings: ConfigurationOptions
+    @OptionGroup var dataset: DatasetOptions
     @Option(help: "Random tasks to check.") var tasks = 3
     @Option(parsing: .upToNextOption, help: "Finite-difference steps along a unit direction; the best agreement is reported.")
     var steps: [Double] = [1e-2, 3e-3, 1e-3, 3e-4]
-    @Option(help: "Random seed.") var seed: UInt64 = 0
 
     func run() throws {
-        guard algorithm != "reptile" else {
-            throw ValidationError("Reptile's update is not the gradient of a loss, so there is nothing to verify")
+        var config = try settings.apply(to: TrainingConfiguration())
+        if !settings.given("queries") { config.queries = config.shots }
+        let entry = try config.components().algorithm
+        guard entry.verifiable else {
+            throw ValidationError("\(entry.name)'s update is not the gradient of a loss, so there is nothing to verify")
         }
-        var config = TrainingConfiguration()
-        config.algorithm = algorithm; config.task = task; config.innerSteps = innerSteps
-        config.innerLearningRate = innerLr; config.shots = shots; config.queries = shots; config.seed = seed
-        let learner = try config.makeLearner(), model = try config.makeModel(), distribution = try config.makeTasks()
+        let learner = try config.makeLearner(), distribution = try config.makeTasks(data: dataset.source(for: config))
+        let model = try config.makeModel(for: distribution)
         let workspace = Workspace(model: model)
-        var random = RandomSource(seed: seed)
-        let meta = learner.initialMetaParameters(for: model, seed: seed)
+        var random = RandomSource(seed: config.seed)
+        let meta = learner.initialMetaParameters(for: model, seed: config.seed)
         let pieces = model.layout.entries.map { ($0.name, $0.range) } + learner.extraMetaParameters(for: model)
-        print("\(learner.name), \(innerSteps) inner step(s) at lr \(innerLr), \(task): analytic meta-gradient vs fourth-order central differences (steps \(steps.map { "\($0)" }.joined(separator: ", ")))")
+        print("\(learner.name), \(config.innerSteps) inner step(s) at lr \(config.innerLearningRate), \(config.task): analytic meta-gradient vs fourth-order central differences (steps \(steps.map { "\($0)" }.joined(separator: ", ")))")
         print("relative error |g·u − FD| / |FD| along a random unit direction u within each tensor, smallest over the steps")
         print("task  " + pieces.map { $0.0.padding(toLength: 13, withPad: " ", startingAt: 0) + " " }.joined())
         for t in 0 ..< tasks {

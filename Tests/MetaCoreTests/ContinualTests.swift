@@ -68,7 +68,7 @@ struct ContinualTests {
         for i in adapted.reset { expected[i] = 0 }
         #expect(gradient == expected)
         // Only the head moved along the trajectory.
-        let body = try 0 ..< OML.head(of: model, layers: 1).lowerBound
+        let body = try 0 ..< model.head(layers: 1).lowerBound
         #expect(adapted.theta[body] == meta[body])
     }
 
@@ -131,7 +131,7 @@ struct ContinualTests {
     @Test func onlineSGDAdaptsOnlyWhatItIsGiven() throws {
         let model = try sineMLP(), workspace = Workspace(model: model)
         let stream = try ContinualStream.incrementalSines(smallSines() as! IncrementalSineTasks, trainPoints: 40, testPoints: 50, seed: 3)
-        let theta = model.initialParameters(seed: 0), head = try OML.head(of: model, layers: 2)
+        let theta = model.initialParameters(seed: 0), head = try model.head(layers: 2)
         var learner = try OnlineSGD(learningRate: 0.05, batchSize: 4, adapted: head)
         let (metrics, after) = try ContinualEvaluation.run(&learner, parameters: theta, stream: stream, workspace: workspace, seed: 0)
         #expect(after[0 ..< head.lowerBound] == theta[0 ..< head.lowerBound])

@@ -77,7 +77,7 @@ struct MAMLMissingOneHessianTerm: GradientMetaLearner {
     let inner: InnerLoop
     var name: String { "broken" }
     func innerStep(_ theta: inout [Float], meta: [Float], support: Batch, workspace: Workspace) throws {
-        try sgdStep(&theta, learningRate: inner.learningRate, support: support, workspace: workspace)
+        try InnerUpdate(rate: .scalar(inner.learningRate)).step(&theta, meta: meta, batch: support, workspace: workspace)
     }
     func metaGradient(_ meta: [Float], task: Task, workspace: Workspace, into gradient: inout [Float]) throws -> LossValue {
         let trajectory = try innerTrajectory(meta, support: task.support, workspace: workspace)

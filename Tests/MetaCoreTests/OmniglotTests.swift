@@ -225,7 +225,7 @@ struct OmniglotTests {
         config.algorithm = algorithm; config.task = "omniglot"
         config.ways = 3; config.shots = 1; config.queries = 2; config.metaBatch = 2; config.iterations = 6
         config.innerLearningRate = 0.4
-        try expectResumedRunContinuesExactly(config, dataset: omniglot)
+        try expectResumedRunContinuesExactly(config, data: DataSource([omniglot]))
     }
 
     /// A few hundred 5-way 1-shot episodes of Prototypical Networks lift test accuracy far above chance (20%)

@@ -16,12 +16,12 @@ struct TrainingTests {
 
     /// Training three iterations, saving, restoring and training three more equals six straight iterations,
     /// bit for bit — for every algorithm (Meta-SGD's α and Adam's moments included).
-    @Test(arguments: TrainingConfiguration.algorithms.filter { !TrainingConfiguration.metricAlgorithms.contains($0) })
+    @Test(arguments: Registry.algorithms.filter { !$0.embedding }.map(\.name))
     func resumedRunContinuesExactly(_ algorithm: String) throws {
         try expectResumedRunContinuesExactly(configuration(algorithm))
     }
 
-    @Test(arguments: TrainingConfiguration.metricAlgorithms)
+    @Test(arguments: Registry.algorithms.filter(\.embedding).map(\.name))
     func metricLearnersRefuseRegressionTasks(_ algorithm: String) throws {
         do {
             _ = try configuration(algorithm).makeTrainer()
@@ -112,17 +112,17 @@ struct TrainingTests {
 }
 
 /// Training three iterations, saving, restoring and training three more equals six straight iterations, bit for bit.
-func expectResumedRunContinuesExactly(_ config: TrainingConfiguration, dataset: Omniglot? = nil) throws {
-    var straight = try config.makeTrainer(dataset: dataset)
+func expectResumedRunContinuesExactly(_ config: TrainingConfiguration, data: DataSource = DataSource()) throws {
+    var straight = try config.makeTrainer(data: data)
     for _ in 0 ..< 6 { _ = try straight.step() }
 
-    var first = try config.makeTrainer(dataset: dataset)
+    var first = try config.makeTrainer(data: data)
     for _ in 0 ..< 3 { _ = try first.step() }
     let url = FileManager.default.temporaryDirectory.appendingPathComponent("resume-\(config.algorithm)-\(UUID()).safetensors")
     defer { try? FileManager.default.removeItem(at: url) }
     try TrainingCheckpoint.make(first, configuration: config, trainingSeconds: 12.5).write(to: url)
     let file = try SafeTensors.read(from: url)
-    var (resumed, restoredConfig) = try TrainingCheckpoint.restore(file, dataset: dataset)
+    var (resumed, restoredConfig) = try TrainingCheckpoint.restore(file, data: data)
     #expect(restoredConfig == config && resumed.iteration == 3)
     #expect(try TrainingCheckpoint.trainingSeconds(of: file) == 12.5)
     for _ in 0 ..< 3 { _ = try resumed.step() }

@@ -45,11 +45,12 @@ public enum TrainingCheckpoint {
         }
     }
 
-    /// The trainer as it was when the checkpoint was written, ready to continue on `threads` threads
-    /// (`dataset`: for Omniglot runs).
-    public static func restore(_ file: SafeTensors, dataset: Omniglot? = nil, threads: Int = 1) throws -> (MetaTrainer, TrainingConfiguration) {
+    /// The trainer as it was when the checkpoint was written, ready to continue on `threads` threads (its
+    /// task family reads its dataset, if any, from `data`). Any registered algorithm, task family and backbone
+    /// restores the same way: the configuration names them.
+    public static func restore(_ file: SafeTensors, data: DataSource = DataSource(), threads: Int = 1) throws -> (MetaTrainer, TrainingConfiguration) {
         let configuration = try configuration(of: file)
-        var trainer = try configuration.makeTrainer(dataset: dataset, threads: threads)
+        var trainer = try configuration.makeTrainer(data: data, threads: threads)
         let model = trainer.model
         var meta = trainer.metaParameters
         let pieces = model.layout.entries.map { ($0.name, $0.range, $0.shape) }

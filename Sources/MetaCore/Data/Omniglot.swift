@@ -81,15 +81,7 @@ extension Omniglot {
         return FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/metacore")
     }
 
-    /// How ``load(from:side:cacheDirectory:)`` got its data.
-    public enum CacheStatus: Sendable, Equatable {
-        /// No cache directory was given: decoded from the PNGs.
-        case disabled
-        /// Read from a valid cache.
-        case loaded(URL)
-        /// Decoded from the PNGs and written to the cache, for the reason given (no cache yet, stale, corrupt).
-        case rebuilt(URL, reason: String)
-    }
+    public typealias CacheStatus = MetaCore.CacheStatus
 
     /// Loads Omniglot from `path` (the directory holding `images_background` and `images_evaluation`, as folders
     /// or zip files), through a cache in `cacheDirectory` (`nil`: no cache). A cache that is corrupt or was
@@ -276,5 +268,20 @@ extension Omniglot {
             }
         }
         return try Batch(inputs: Tensor(shape: [drawings.count, 1, side, side], scalars: inputs), labels: labels)
+    }
+}
+
+extension Omniglot: Dataset {
+    public static let name = "omniglot"
+    public static let layout = "the directory with images_background and images_evaluation, folders or .zip files"
+
+    public static func load(from path: String, cacheDirectory: URL?) throws -> (Omniglot, CacheStatus) {
+        try load(from: path, side: 28, cacheDirectory: cacheDirectory)
+    }
+
+    public var summary: String {
+        let background = characters(in: .background).count
+        let alphabets = Set(characters.map { "\($0.part)/\($0.alphabet)" }).count
+        return "Omniglot: \(characters.count) characters (\(background) background, \(characters.count - background) evaluation) from \(alphabets) alphabets, \(Self.drawingsPerCharacter) drawings each, \(side)x\(side)"
     }
 }

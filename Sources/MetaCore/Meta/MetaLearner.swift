@@ -20,7 +20,8 @@ public struct InnerLoop: Sendable, Codable, Equatable {
 /// prediction on its query set and how to differentiate the query loss with respect to its meta-parameters.
 /// Gradient-based learners (the MAML family) adapt by inner SGD steps (``GradientMetaLearner``); metric-based
 /// ones (Prototypical and Matching Networks) classify queries by comparing embeddings with the support's.
-/// Adding an algorithm means one new type conforming to this protocol.
+/// Adding an algorithm means one new type conforming to this protocol, and an ``AlgorithmEntry`` that tells
+/// the ``Registry`` (and so `metactl`) its name, help, options and how to build it from a configuration.
 public protocol MetaLearner: Sendable {
     /// Short identifier (`maml`, `protonet`, ...), used by the CLI and stored in checkpoints.
     var name: String { get }
@@ -51,7 +52,10 @@ extension MetaLearner {
 
     public func initialMetaParameters(for model: Model, seed: UInt64) -> [Float] { model.initialParameters(seed: seed) }
 
-    public func check(model: Model, tasks: any TaskDistribution) throws {
+    public func check(model: Model, tasks: any TaskDistribution) throws { try checkShapes(model: model, tasks: tasks) }
+
+    /// Throws unless `model` maps the tasks' input shape to their output shape.
+    public func checkShapes(model: Model, tasks: any TaskDistribution) throws {
         guard model.inputShape == tasks.inputShape, model.outputShape == tasks.outputShape else {
             throw MetaCoreError.shape("the tasks are \(describe(tasks.inputShape)) -> \(describe(tasks.outputShape)) but the model maps \(describe(model.inputShape)) -> \(describe(model.outputShape))")
         }
@@ -116,10 +120,4 @@ extension GradientMetaLearner {
         }
         return trajectory
     }
-}
-
-/// Plain SGD on the support loss: the inner step of MAML, first-order MAML and Reptile.
-func sgdStep(_ theta: inout [Float], learningRate: Float, support: Batch, workspace: Workspace) throws {
-    try workspace.gradient(at: theta, on: support, into: &workspace.innerGradient)
-    theta.add(workspace.innerGradient, scaledBy: -learningRate)
 }

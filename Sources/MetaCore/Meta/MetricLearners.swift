@@ -141,3 +141,17 @@ public struct MatchingNetworks: MetricMetaLearner {
         return loss
     }
 }
+
+extension PrototypicalNetworks {
+    static let registrations = [
+        AlgorithmEntry(name: "protonet", summary: "Prototypical Networks: distance to the class means of the support embeddings",
+                       embedding: true) { _, _ in PrototypicalNetworks() },
+    ]
+}
+
+extension MatchingNetworks {
+    static let registrations = [
+        AlgorithmEntry(name: "matchnet", summary: "Matching Networks: attention over scaled cosine similarities to the support embeddings",
+                       embedding: true) { _, _ in MatchingNetworks() },
+    ]
+}

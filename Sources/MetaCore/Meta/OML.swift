@@ -40,23 +40,13 @@ public struct OML: MetaLearner {
     public var name: String { order == .second ? "oml" : "oml-fo" }
 
     public func check(model: Model, tasks: any TaskDistribution) throws {
-        guard model.inputShape == tasks.inputShape, model.outputShape == tasks.outputShape else {
-            throw MetaCoreError.shape("the tasks are \(describe(tasks.inputShape)) -> \(describe(tasks.outputShape)) but the model maps \(describe(model.inputShape)) -> \(describe(model.outputShape))")
-        }
-        _ = try Self.head(of: model, layers: headLayers)
+        try checkShapes(model: model, tasks: tasks)
+        _ = try model.head(layers: headLayers)
     }
 
-    /// The prediction network: the parameters of the last `layers` layers that have any.
-    public static func head(of model: Model, layers: Int) throws -> Range<Int> {
-        let parametrised = model.layers.indices.filter { !model.parameterRange(ofLayer: $0).isEmpty }
-        guard layers <= parametrised.count else {
-            throw MetaCoreError.argument("a \(layers)-layer prediction network needs \(layers) layers with parameters; the model has \(parametrised.count)")
-        }
-        if layers == parametrised.count {
-            throw MetaCoreError.argument("a \(layers)-layer prediction network would leave no representation to meta-learn; the model has \(parametrised.count) layers with parameters")
-        }
-        let first = parametrised[parametrised.count - layers]
-        return model.parameterRange(ofLayer: first).lowerBound ..< model.parameterCount
+    /// The online step: SGD at rate β on the prediction network.
+    func update(for model: Model) throws -> InnerUpdate {
+        InnerUpdate(rate: .scalar(learningRate), adapted: try model.head(layers: headLayers))
     }
 
     /// The parameter indices of the output units of `classes` (their rows of the last layer's weight and
@@ -86,26 +76,17 @@ public struct OML: MetaLearner {
         return (theta, reset)
     }
 
-    /// One online SGD step of the head on `batch`.
-    func onlineStep(_ theta: inout [Float], head: Range<Int>, batch: Batch, workspace: Workspace) throws {
-        try workspace.gradient(at: theta, on: batch, into: &workspace.innerGradient)
-        let beta = learningRate
-        theta.withUnsafeMutableBufferPointer { t in
-            workspace.innerGradient.withUnsafeBufferPointer { g in for i in head { t[i] -= beta * g[i] } }
-        }
-    }
-
     /// Parameters after the online trajectory through the task's support set, and the parameters before
     /// each step when `recording`.
     func adapt(_ meta: [Float], task: Task, workspace: Workspace, recording: Bool) throws -> (theta: [Float], before: [[Float]], steps: [Batch], reset: [Int]) {
-        let model = workspace.model, head = try Self.head(of: model, layers: headLayers)
+        let model = workspace.model, update = try update(for: model)
         var (theta, reset) = start(meta, task: task, model: model)
         let steps = try steps(of: task.support)
         workspace.heldPasses = recording ? steps.count : 0   // each step's pass, for its H·v
         var before: [[Float]] = []
         for batch in steps {
             if recording { before.append(theta) }
-            try onlineStep(&theta, head: head, batch: batch, workspace: workspace)
+            try update.step(&theta, meta: meta, batch: batch, workspace: workspace)
         }
         return (theta, before, steps, reset)
     }
@@ -115,18 +96,11 @@ public struct OML: MetaLearner {
     }
 
     public func metaGradient(_ meta: [Float], task: Task, workspace: Workspace, into gradient: inout [Float]) throws -> LossValue {
-        let head = try Self.head(of: workspace.model, layers: headLayers)
         let (theta, before, steps, reset) = try adapt(meta, task: task, workspace: workspace, recording: order == .second)
         let value = order == .second ? try workspace.onQuerySet { try $0.gradient(at: theta, on: task.query, into: &gradient) }
                                      : try workspace.gradient(at: theta, on: task.query, into: &gradient)
         if order == .second {
-            var direction = [Float](repeating: 0, count: gradient.count)
-            for k in stride(from: steps.count - 1, through: 0, by: -1) {
-                for i in head { direction[i] = gradient[i] }
-                try workspace.hessianVectorProduct(at: before[k], on: steps[k], direction: direction,
-                                                   into: &workspace.hessianVector, gradient: &workspace.innerGradient)
-                gradient.add(workspace.hessianVector, scaledBy: -learningRate)
-            }
+            _ = try update(for: workspace.model).backpropagate(&gradient, points: before, batches: steps, meta: meta, workspace: workspace)
         }
         for i in reset { gradient[i] = 0 }
         return value
@@ -138,5 +112,24 @@ public struct OML: MetaLearner {
         let model = workspace.model
         let before = try workspace.loss(at: start(meta, task: task, model: model).theta, on: task.query)
         return [before, try metaLoss(meta, task: task, workspace: workspace)]
+    }
+}
+
+extension OML {
+    /// The prediction network's size and the online batch, declared by OML and by the continual task families
+    /// (which set their own defaults).
+    static let headOption = OptionSpec("head-layers", .int(1 ... 1000), default: .int(1),
+                                       help: "layers with parameters in the prediction network (OML's PLN; the head continual learners adapt)")
+    static let onlineBatchOption = OptionSpec("online-batch", .int(1 ... 1_000_000), default: .int(1),
+                                              help: "trajectory samples per online SGD step")
+
+    static let registrations = [MAML.Order.second, .first].map { order in
+        AlgorithmEntry(name: order == .second ? "oml" : "oml-fo",
+                       summary: order == .second ? "OML: online-aware meta-learning for continual learning, exact second order"
+                                                 : "OML, first order",
+                       options: [headOption, onlineBatchOption]) { config, options in
+            try OML(learningRate: config.innerLearningRate, onlineBatch: options.int("online-batch")!,
+                    headLayers: options.int("head-layers")!, order: order)
+        }
     }
 }

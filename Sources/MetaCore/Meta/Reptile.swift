@@ -7,8 +7,8 @@
 ///
 /// The inner optimiser is SGD (as in the paper's sinusoid experiments) or Adam (as in its few-shot image
 /// experiments), fresh for every task.
-public struct Reptile: GradientMetaLearner {
-    public enum InnerOptimizer: String, Sendable, Codable { case sgd, adam }
+public struct Reptile: InnerUpdateLearner {
+    public enum InnerOptimizer: String, Sendable, Codable, CaseIterable { case sgd, adam }
     public let inner: InnerLoop
     public let innerOptimizer: InnerOptimizer
     public init(inner: InnerLoop, innerOptimizer: InnerOptimizer = .sgd) {
@@ -17,10 +17,8 @@ public struct Reptile: GradientMetaLearner {
     }
     public var name: String { "reptile" }
 
-    /// One SGD step (the stateless inner step; Adam's state lives in ``adaptationCurve(_:task:steps:workspace:)``).
-    public func innerStep(_ theta: inout [Float], meta: [Float], support: Batch, workspace: Workspace) throws {
-        try sgdStep(&theta, learningRate: inner.learningRate, support: support, workspace: workspace)
-    }
+    /// SGD: the stateless inner step (Adam's state lives in ``adaptationCurve(_:task:steps:workspace:)``).
+    public func innerUpdate(for model: Model) throws -> InnerUpdate { InnerUpdate(rate: .scalar(inner.learningRate)) }
 
     /// Parameters after `steps` inner steps with the chosen inner optimiser; `query` (if given) is measured
     /// before the first step and after each.
@@ -49,4 +47,15 @@ public struct Reptile: GradientMetaLearner {
         gradient.add(adapted, scaledBy: -1)
         return try workspace.loss(at: adapted, on: task.query)
     }
+}
+
+extension Reptile {
+    static let registrations = [
+        AlgorithmEntry(name: "reptile", summary: "Reptile: move the initialisation towards the adapted parameters",
+                       options: [OptionSpec("inner-optimizer", .choice(InnerOptimizer.allCases.map(\.rawValue)), default: .string("sgd"),
+                                            help: "Reptile's inner optimiser, fresh for every task")],
+                       verifiable: false) { config, options in
+            Reptile(inner: try config.innerLoop(), innerOptimizer: InnerOptimizer(rawValue: options.string("inner-optimizer")!)!)
+        },
+    ]
 }

@@ -79,16 +79,33 @@ public struct Model: Sendable {
     /// The slice of the flat state vector that belongs to layer `index`.
     public func stateRange(ofLayer index: Int) -> Range<Int> { stateLayout.layerRanges[index] }
 
+    /// Where the head of `layers` layers with parameters starts: the index of its first layer. The head is the
+    /// last `layers` layers that have parameters (and every parameter-free layer between them); the body before
+    /// it must keep at least one layer with parameters, so that there is a representation to meta-learn.
+    func headStart(layers: Int) throws -> Int {
+        let parametrised = self.layers.indices.filter { !parameterRange(ofLayer: $0).isEmpty }
+        guard layers >= 1, layers <= parametrised.count else {
+            throw MetaCoreError.argument("a head of \(layers) layers with parameters needs \(layers) such layers; the model has \(parametrised.count)")
+        }
+        guard layers < parametrised.count else {
+            throw MetaCoreError.argument("a head of \(layers) layers with parameters would leave no representation to meta-learn; the model has \(parametrised.count) layers with parameters")
+        }
+        return parametrised[parametrised.count - layers]
+    }
+
+    /// The parameters of the head of `layers` layers with parameters (see ``split(headLayers:)``): what ANIL
+    /// adapts in its inner loop and OML's prediction network. A suffix of the parameter vector.
+    public func head(layers: Int = 1) throws -> Range<Int> {
+        parameterRange(ofLayer: try headStart(layers: layers)).lowerBound ..< parameterCount
+    }
+
     /// The model cut before the last `headLayers` layers with parameters: a body (the representation) and a
     /// head (the prediction network) whose parameter vectors are the two consecutive pieces of this model's,
-    /// `θ[..<body.parameterCount]` and `θ[body.parameterCount...]`. Running the head on the body's outputs is
-    /// running this model; a learner that adapts only the head can then work on precomputed features.
+    /// `θ[..<body.parameterCount]` and `θ[body.parameterCount...]` (the latter is ``head(layers:)``). Running the
+    /// head on the body's outputs is running this model; a learner that adapts only the head can then work on
+    /// precomputed features.
     public func split(headLayers: Int) throws -> (body: Model, head: Model) {
-        let parametrised = layers.indices.filter { !parameterRange(ofLayer: $0).isEmpty }
-        guard headLayers >= 1, headLayers < parametrised.count else {
-            throw MetaCoreError.argument("a head of \(headLayers) layers with parameters must leave at least one for the body; the model has \(parametrised.count)")
-        }
-        let cut = parametrised[parametrised.count - headLayers]
+        let cut = try headStart(layers: headLayers)
         let body = try Model(inputShape: inputShape, layers: Array(layers[..<cut]))
         return (body, try Model(inputShape: body.outputShape, layers: Array(layers[cut...])))
     }

@@ -140,3 +140,52 @@ public struct IncrementalSineTasks: TaskDistribution {
         return Task(support: support, query: query)
     }
 }
+
+extension ContinualOmniglotTasks {
+    static let registrations = [
+        TaskFamilyEntry(
+            name: "continual-omniglot",
+            summary: "OML's continual Omniglot: trajectories of new classes, meta-trained on the background alphabets",
+            options: [OptionSpec("remember", .int(0 ... 1_000_000), default: .int(15), help: "meta-loss drawings of classes outside the trajectory"),
+                      OML.headOption, OML.onlineBatchOption],
+            dataset: Omniglot.self, defaultBackbone: "conv4",
+            // OML's networks, scaled to this machine: a representation of three conv blocks without batch-norm
+            // (online steps see one sample), and a linear prediction network with one unit per class;
+            // Kaiming-normal weights and zero biases as the authors' code (the default init shrinks activations
+            // without batch-norm).
+            optionDefaults: ["blocks": .int(3), "batch-norm": .bool(false), "init": .string("kaiming-normal")],
+            continual: ContinualSupport(isClassification: true) { request in
+                let data = try request.data.load(Omniglot.self)
+                return try ContinualStream.omniglot(data, characters: data.characters(in: .evaluation), classes: request.classes,
+                                                    stageSize: request.stageSize, seed: request.seed)
+            }
+        ) { request in
+            // OML's protocol: meta-train on the background alphabets, meet the evaluation ones in the stream.
+            let dataset = try request.data.load(Omniglot.self), config = request.configuration
+            return try ContinualOmniglotTasks(dataset, characters: dataset.characters(in: request.split == .train ? .background : .evaluation),
+                                              ways: request.ways(), shots: config.shots, queries: config.queries,
+                                              remember: request.options.int("remember")!)
+        },
+    ]
+}
+
+extension IncrementalSineTasks {
+    static let registrations = [
+        TaskFamilyEntry(
+            name: "incremental-sine",
+            summary: "OML's incremental sine waves: --ways functions (default 10) learned one after another",
+            options: [OptionSpec("head-layers", .int(1 ... 1000), default: .int(2), help: OML.headOption.help),
+                      OptionSpec("online-batch", .int(1 ... 1_000_000), default: .int(8), help: OML.onlineBatchOption.help)],
+            defaultBackbone: "mlp", optionDefaults: ["hidden": .string("100,100,100,100")], evaluationQueries: 100,
+            continual: ContinualSupport(isClassification: false) { request in
+                let config = request.configuration
+                let tasks = try IncrementalSineTasks(functions: config.ways ?? 10, shots: config.shots, queries: config.queries)
+                return try ContinualStream.incrementalSines(tasks, trainPoints: request.trainPoints ?? config.shots,
+                                                            testPoints: request.testPoints, seed: request.seed)
+            }
+        ) { request in
+            let config = request.configuration
+            return try IncrementalSineTasks(functions: config.ways ?? 10, shots: config.shots, queries: config.queries)
+        },
+    ]
+}

@@ -81,3 +81,39 @@ public struct OmniglotTasks: TaskDistribution {
         return Array(pool[..<k])
     }
 }
+
+extension OmniglotTasks {
+    /// Which characters meta-train and which meta-test.
+    public enum Split: String, Sendable, CaseIterable {
+        /// Vinyals et al. 2016 and Finn et al. 2017: 1200 of the 1623 characters, shuffled with seed 0, for
+        /// meta-training and the other 423 for meta-testing.
+        case vinyals
+        /// Lake et al. 2015: the 964 characters of the 30 background alphabets for meta-training, the 659 of the
+        /// 20 evaluation alphabets for meta-testing.
+        case lake
+
+        /// The (meta-training, meta-test) characters of `dataset`.
+        public func characters(of dataset: Omniglot) throws -> (train: [Int], test: [Int]) {
+            switch self {
+            case .vinyals: return try dataset.split(seed: 0)
+            case .lake: return (dataset.characters(in: .background), dataset.characters(in: .evaluation))
+            }
+        }
+    }
+
+    /// Meta-training classes are every training character at 0°, 90°, 180° and 270°; test classes are upright.
+    public static let trainRotations = [0, 1, 2, 3]
+
+    static let registrations = [
+        TaskFamilyEntry(name: "omniglot", summary: "N-way K-shot episodes of Omniglot characters",
+                        options: [OptionSpec("split", .choice(Split.allCases.map(\.rawValue)), default: .string("vinyals"),
+                                             help: "character split: vinyals (random 1200/423) or lake (background/evaluation alphabets)")],
+                        dataset: Omniglot.self, defaultBackbone: "conv4", evaluationQueries: 15) { request in
+            let dataset = try request.data.load(Omniglot.self), config = request.configuration
+            let characters = try Split(rawValue: request.options.string("split")!)!.characters(of: dataset)
+            return try OmniglotTasks(dataset, characters: request.split == .train ? characters.train : characters.test,
+                                     rotations: request.split == .train ? trainRotations : [0],
+                                     ways: request.ways(), shots: config.shots, queries: config.queries)
+        },
+    ]
+}

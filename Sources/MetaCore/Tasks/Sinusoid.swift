@@ -33,3 +33,12 @@ public struct SinusoidTasks: TaskDistribution {
 #if canImport(Glibc)
 import Glibc
 #endif
+
+extension SinusoidTasks {
+    static let registrations = [
+        TaskFamilyEntry(name: "sine", summary: "sinusoid regression, y = A sin(x - phase) (Finn et al. 2017)",
+                        defaultBackbone: "mlp", evaluationQueries: 100) { request in
+            try SinusoidTasks(shots: request.configuration.shots, queries: request.configuration.queries)
+        },
+    ]
+}

@@ -44,3 +44,41 @@ public struct Evaluation: Sendable, Codable {
                           tasks: taskCount)
     }
 }
+
+extension Evaluation {
+    /// The settings `metactl eval` may change from a checkpoint's: the episodes' shape and the adaptation rate.
+    /// Anything else (another split, another backbone) would evaluate a different run.
+    public static let overridableSettings: Set<String> = ["ways", "shots", "queries", "inner-lr"]
+
+    /// Evaluates the meta-parameters of checkpoint `file` as `metactl eval` does: on `configuration`, the
+    /// checkpoint's own with at most ``overridableSettings`` changed, on the meta-test split of its task family,
+    /// with `queryCount` queries per task (`nil`: the family's evaluation default, else the training queries;
+    /// `queries` in `configuration` is ignored).
+    /// Returns the evaluation and the trainer it restored.
+    public static func run(checkpoint file: SafeTensors, configuration: TrainingConfiguration? = nil, data: DataSource = DataSource(),
+                           taskCount: Int, steps: Int, queryCount: Int? = nil, seed: UInt64,
+                           threads: Int = 1) throws -> (Evaluation, MetaTrainer) {
+        let stored = try TrainingCheckpoint.configuration(of: file)
+        var (trainer, _) = try TrainingCheckpoint.restore(file, data: data, threads: threads)
+        var config = configuration ?? stored
+        let changed = Set(config.differences(from: stored)).subtracting(overridableSettings)
+        guard changed.isEmpty else {
+            throw MetaCoreError.argument("evaluation can change only \(overridableSettings.sorted().map { "--\($0)" }.joined(separator: ", ")) of the checkpoint's run; it was trained with "
+                + changed.sorted().map { name in "--\(name) \(stored.arguments.first { $0.name == name }?.value ?? "unset")" }.joined(separator: ", "))
+        }
+        let family = try config.components().taskFamily
+        let queries = queryCount ?? family.evaluationQueries ?? stored.queries
+        config.queries = stored.queries
+        if config != stored {
+            let restored = trainer.metaParameters
+            trainer = try config.makeTrainer(data: data, threads: threads)
+            guard restored.count == trainer.metaParameters.count else {
+                throw MetaCoreError.shape("the checkpoint's model has \(restored.count) meta-parameters; with these overrides it would need \(trainer.metaParameters.count) (a classifier's head fixes its number of ways)")
+            }
+            trainer.metaParameters = restored
+        }
+        let result = try run(trainer.learner, meta: trainer.metaParameters, tasks: config.makeTasks(.test, data: data),
+                             taskCount: taskCount, steps: steps, queryCount: queries, seed: seed, runner: trainer.runner)
+        return (result, trainer)
+    }
+}

@@ -92,3 +92,15 @@ public func clipNorm(_ gradient: inout [Float], maxNorm: Float) -> Double {
 #if canImport(Glibc)
 import Glibc
 #endif
+
+extension Adam {
+    static let registrations = [
+        OptimizerEntry(name: "adam", summary: "Adam with bias correction (torch.optim.Adam, optax.adam)") { rate, _ in try Adam(learningRate: rate) },
+    ]
+}
+
+extension SGD {
+    static let registrations = [
+        OptimizerEntry(name: "sgd", summary: "plain gradient descent") { rate, _ in try SGD(learningRate: rate) },
+    ]
+}

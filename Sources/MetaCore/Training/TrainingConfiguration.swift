@@ -1,11 +1,13 @@
-/// Everything that defines a meta-training run: algorithm, task, model and optimiser settings. Stored in
+/// Everything that defines a meta-training run: which algorithm, task family, backbone and meta-optimizer (by
+/// their names in the ``Registry``), the settings every run has, and the components' own options. Stored in
 /// every checkpoint, so that a checkpoint alone is enough to evaluate or resume the run.
 public struct TrainingConfiguration: Codable, Sendable, Equatable {
-    /// `maml`, `fomaml`, `reptile`, `metasgd`, `anil`, `pretrain` (multi-task baseline), `protonet`, `matchnet`,
-    /// `oml` or `oml-fo` (first order).
+    /// A registered algorithm: `maml`, `fomaml`, `reptile`, `metasgd`, `anil`, `pretrain`, `protonet`, … (``Registry/algorithms``).
     public var algorithm = "maml"
-    /// `sine`, `omniglot`, or for continual learning `continual-omniglot` or `incremental-sine`.
+    /// A registered task family: `sine`, `omniglot`, `continual-omniglot`, `incremental-sine`, … (``Registry/taskFamilies``).
     public var task = "sine"
+    /// A registered backbone (`conv4`, `mlp`); `nil`: the task family's default.
+    public var backbone: String?
     /// Classes per episode (classification tasks); classes per trajectory (`continual-omniglot`); functions
     /// (`incremental-sine`).
     public var ways: Int?
@@ -13,136 +15,165 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     public var shots = 10
     /// Query examples per task (per class for classification).
     public var queries = 10
-    /// Where the dataset lives (`omniglot`: the directory holding images_background and images_evaluation).
+    /// Where the dataset lives, for task families that read one.
     public var dataPath: String?
     public var innerSteps = 1
     public var innerLearningRate: Float = 0.01
-    /// `adam` or `sgd`.
+    /// A registered meta-optimizer: `adam` or `sgd`.
     public var metaOptimizer = "adam"
-    /// Reptile's inner optimiser: `sgd` or `adam`.
-    public var innerOptimizer = "sgd"
     public var metaLearningRate: Float = 0.001
     public var metaBatch = 25
     public var clip: Float?
     public var iterations = 70_000
     public var seed: UInt64 = 0
-    /// OML: layers with parameters in the prediction network (default 1, `incremental-sine` 2).
-    public var headLayers: Int?
-    /// OML: trajectory samples per online SGD step (default 1, `incremental-sine` 8).
-    public var onlineBatch: Int?
-    /// `continual-omniglot`: meta-loss drawings of classes outside the trajectory (default 15).
-    public var remember: Int?
+    /// The components' own options by name (`head-layers`, `channels`, `split`, …); an option not set here
+    /// takes the task family's default for it, else its component's.
+    public var options: [String: OptionValue] = [:]
 
     public init() {}
-
-    public static let metricAlgorithms = ["protonet", "matchnet"]
-    public static let algorithms = ["maml", "fomaml", "reptile", "metasgd", "anil", "pretrain"] + metricAlgorithms + ["oml", "oml-fo"]
-    public static let tasks = ["sine", "omniglot", "continual-omniglot", "incremental-sine"]
-
-    /// The continual-learning tasks: a model with one output per class (or one regression output), trained
-    /// for streams rather than episodes.
-    public var isContinual: Bool { task == "continual-omniglot" || task == "incremental-sine" }
-
-    /// Whether the task draws from the Omniglot dataset.
-    public var usesOmniglot: Bool { task == "omniglot" || task == "continual-omniglot" }
-
-    /// OML's prediction-network depth for this task.
-    public var predictionLayers: Int { headLayers ?? (task == "incremental-sine" ? 2 : 1) }
-    /// OML's online batch for this task.
-    public var onlineBatchSize: Int { onlineBatch ?? (task == "incremental-sine" ? 8 : 1) }
 
     /// Which characters episodes come from: meta-training or meta-testing ones (sinusoids have one distribution).
     public enum Split: Sendable { case train, test }
 
-    /// The Omniglot character split: 1200 meta-training and 423 meta-test characters, from this seed.
-    public static let omniglotSplitSeed: UInt64 = 0
-    /// Meta-training classes are every training character at 0°, 90°, 180° and 270°; test classes are unrotated.
-    public static let omniglotTrainRotations = [0, 1, 2, 3]
+    // MARK: Components
 
-    /// Whether the algorithm classifies by comparing embeddings (the model then has no classification head).
-    public var isMetric: Bool { Self.metricAlgorithms.contains(algorithm) }
+    /// The registered components this configuration names.
+    public struct Components: Sendable {
+        public let algorithm: AlgorithmEntry
+        public let taskFamily: TaskFamilyEntry
+        public let backbone: BackboneEntry
+        public let optimizer: OptimizerEntry
+    }
+
+    public func components() throws -> Components {
+        let family = try Registry.taskFamily(task)
+        return Components(algorithm: try Registry.algorithm(algorithm), taskFamily: family,
+                          backbone: try Registry.backbone(backbone ?? family.defaultBackbone),
+                          optimizer: try Registry.optimizer(metaOptimizer))
+    }
+
+    /// The options the run's components declare, by name (the task family's declaration wins a shared name).
+    public func declaredOptions() throws -> [String: OptionSpec] {
+        let c = try components()
+        let all: [any Component] = [c.algorithm, c.backbone, c.optimizer, c.taskFamily]
+        return Dictionary(all.flatMap(\.options).map { ($0.name, $0) }, uniquingKeysWith: { _, last in last })
+    }
+
+    /// The components' options with every given value checked; throws naming an option that none of the run's
+    /// components declares, or a value out of range.
+    public func resolvedOptions() throws -> ResolvedOptions {
+        let c = try components(), specs = try declaredOptions()
+        var given: [String: OptionValue] = [:]
+        for (name, value) in options.sorted(by: { $0.key < $1.key }) {
+            guard let spec = specs[name] else {
+                let applicable = specs.keys.sorted()
+                throw MetaCoreError.argument("option '\(name)' does not apply to this run (algorithm \(algorithm), task \(task), backbone \(c.backbone.name), meta-optimizer \(metaOptimizer)); "
+                    + (applicable.isEmpty ? "its components take no options" : "its options are \(applicable.joined(separator: ", "))"))
+            }
+            given[name] = try spec.check(value, source: "configuration")
+        }
+        let familyDefaults = c.taskFamily.optionDefaults.filter { specs[$0.key] != nil }
+        return ResolvedOptions(given: given, specs: specs, familyDefaults: familyDefaults)
+    }
+
+    /// The same run with everything spelled out: the backbone named and every option of its components set to
+    /// the value it takes. What `--print-config` writes, so that the run repeats even if a default changes.
+    public func resolved() throws -> TrainingConfiguration {
+        let c = try components(), options = try resolvedOptions()
+        var copy = self
+        copy.backbone = c.backbone.name
+        copy.options = [:]
+        for name in try declaredOptions().keys { copy.options[name] = options.value(name) }
+        return copy
+    }
+
+    /// The family's continual-learning support, if it is a continual task family.
+    public var isContinual: Bool { ((try? Registry.taskFamily(task))?.continual) != nil }
+
+    // MARK: Building the run
+
+    /// The inner loop of the gradient-based learners.
+    public func innerLoop() throws -> InnerLoop { try InnerLoop(steps: innerSteps, learningRate: innerLearningRate) }
 
     public func makeLearner() throws -> any MetaLearner {
-        let inner = try InnerLoop(steps: innerSteps, learningRate: innerLearningRate)
-        switch algorithm {
-        case "maml": return MAML(inner: inner, order: .second)
-        case "fomaml": return MAML(inner: inner, order: .first)
-        case "reptile":
-            guard let optimizer = Reptile.InnerOptimizer(rawValue: innerOptimizer) else {
-                throw MetaCoreError(.unknownName, "unknown inner optimizer '\(innerOptimizer)'; choose sgd or adam")
-            }
-            return Reptile(inner: inner, innerOptimizer: optimizer)
-        case "metasgd": return MetaSGD(inner: inner)
-        case "anil": return ANIL(inner: inner)
-        case "pretrain": return Pretrained(inner: inner)
-        case "protonet": return PrototypicalNetworks()
-        case "matchnet": return MatchingNetworks()
-        case "oml", "oml-fo":
-            return try OML(learningRate: innerLearningRate, onlineBatch: onlineBatchSize, headLayers: predictionLayers,
-                           order: algorithm == "oml" ? .second : .first)
-        default:
-            throw MetaCoreError(.unknownName, "unknown algorithm '\(algorithm)'; choose one of \(Self.algorithms.joined(separator: ", "))")
+        try components().algorithm.make(self, resolvedOptions())
+    }
+
+    /// The task distribution of `split`, reading its dataset (if it has one) from `data`.
+    public func makeTasks(_ split: Split = .train, data: DataSource = DataSource()) throws -> any TaskDistribution {
+        try components().taskFamily.make(TaskRequest(configuration: self, options: resolvedOptions(), split: split, data: data))
+    }
+
+    /// The backbone for `tasks`: their input shape, and their outputs unless the algorithm embeds.
+    public func makeModel(for tasks: any TaskDistribution) throws -> Model {
+        let c = try components()
+        guard let outputs = tasks.outputShape.first, tasks.outputShape.count == 1 else {
+            throw MetaCoreError.shape("backbones produce vectors; the tasks want outputs of shape \(describe(tasks.outputShape))")
         }
+        return try c.backbone.make(BackboneRequest(inputShape: tasks.inputShape, outputs: c.algorithm.embedding ? 0 : outputs,
+                                                   options: resolvedOptions()))
     }
 
-    public func makeModel() throws -> Model {
-        switch task {
-        case "sine": return try Model.mlp([1, 40, 40, 1])
-        case "omniglot": return try Model.conv4(classes: isMetric ? 0 : omniglotWays())
-        // OML's networks, scaled to this machine: a representation of three conv blocks without batch-norm
-        // (online steps see one sample), and a linear prediction network with one unit per class; Kaiming-normal
-        // weights and zero biases as the authors' code (the default init shrinks activations without batch-norm).
-        case "continual-omniglot":
-            return try Model.conv4(classes: ContinualOmniglotTasks.outputs, blocks: 3, batchNorm: false, initialization: .kaimingNormal)
-        case "incremental-sine": return try Model.mlp([1 + (ways ?? 10), 100, 100, 100, 100, 1])
-        default: throw unknownTask
-        }
-    }
-
-    /// The task distribution of `split`; Omniglot tasks draw from `dataset` (see ``Omniglot/load(from:side:cacheDirectory:)``).
-    public func makeTasks(_ split: Split = .train, dataset: Omniglot? = nil) throws -> any TaskDistribution {
-        switch task {
-        case "sine": return try SinusoidTasks(shots: shots, queries: queries)
-        case "incremental-sine": return try IncrementalSineTasks(functions: ways ?? 10, shots: shots, queries: queries)
-        case "omniglot", "continual-omniglot":
-            guard let dataset else {
-                throw MetaCoreError(.missingData, "\(task) tasks need the dataset: pass --data PATH (the directory with images_background and images_evaluation)")
-            }
-            if task == "continual-omniglot" {
-                // OML's protocol: meta-train on the background alphabets, meet the evaluation ones in the stream.
-                return try ContinualOmniglotTasks(dataset, characters: dataset.characters(in: split == .train ? .background : .evaluation),
-                                                  ways: omniglotWays(), shots: shots, queries: queries, remember: remember ?? 15)
-            }
-            let characters = try dataset.split(seed: Self.omniglotSplitSeed)
-            return try OmniglotTasks(dataset, characters: split == .train ? characters.train : characters.test,
-                                     rotations: split == .train ? Self.omniglotTrainRotations : [0],
-                                     ways: omniglotWays(), shots: shots, queries: queries)
-        default: throw unknownTask
-        }
-    }
-
-    private func omniglotWays() throws -> Int {
-        guard let ways else { throw MetaCoreError.argument("omniglot tasks need a number of ways (classes per episode): pass --ways N") }
-        return ways
-    }
-
-    private var unknownTask: MetaCoreError {
-        MetaCoreError(.unknownName, "unknown task '\(task)'; choose one of \(Self.tasks.joined(separator: ", "))")
-    }
+    /// The model of this run (for the meta-training tasks' shapes).
+    public func makeModel(data: DataSource = DataSource()) throws -> Model { try makeModel(for: makeTasks(.train, data: data)) }
 
     public func makeOptimizer() throws -> any Optimizer {
-        switch metaOptimizer {
-        case "adam": return try Adam(learningRate: metaLearningRate)
-        case "sgd": return try SGD(learningRate: metaLearningRate)
-        default: throw MetaCoreError(.unknownName, "unknown meta-optimizer '\(metaOptimizer)'; choose adam or sgd")
-        }
+        try components().optimizer.make(metaLearningRate, resolvedOptions())
     }
 
     /// A trainer at iteration 0 for this configuration, running tasks on `threads` threads (the results do not
     /// depend on it, so it is not part of the configuration).
-    public func makeTrainer(dataset: Omniglot? = nil, threads: Int = 1) throws -> MetaTrainer {
+    public func makeTrainer(data: DataSource = DataSource(), threads: Int = 1) throws -> MetaTrainer {
         guard iterations >= 0 else { throw MetaCoreError.argument("iterations must be >= 0, got \(iterations)") }
-        return try MetaTrainer(learner: makeLearner(), model: makeModel(), tasks: makeTasks(.train, dataset: dataset), optimizer: makeOptimizer(),
+        let learner = try makeLearner(), tasks = try makeTasks(.train, data: data)
+        return try MetaTrainer(learner: learner, model: makeModel(for: tasks), tasks: tasks, optimizer: makeOptimizer(),
                                metaBatch: metaBatch, clip: clip, seed: seed, threads: threads)
+    }
+
+    // MARK: Coding
+
+    enum CodingKeys: String, CodingKey {
+        case algorithm, task, backbone, ways, shots, queries, dataPath, innerSteps, innerLearningRate, metaOptimizer
+        case metaLearningRate, metaBatch, clip, iterations, seed, options
+        // Written by MetaCore before components declared their options; read into `options`.
+        case innerOptimizer, headLayers, onlineBatch, remember
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        func value<T: Decodable>(_ key: CodingKeys, _ fallback: T) throws -> T { try c.decodeIfPresent(T.self, forKey: key) ?? fallback }
+        algorithm = try value(.algorithm, algorithm); task = try value(.task, task)
+        backbone = try c.decodeIfPresent(String.self, forKey: .backbone)
+        ways = try c.decodeIfPresent(Int.self, forKey: .ways)
+        shots = try value(.shots, shots); queries = try value(.queries, queries)
+        dataPath = try c.decodeIfPresent(String.self, forKey: .dataPath)
+        innerSteps = try value(.innerSteps, innerSteps); innerLearningRate = try value(.innerLearningRate, innerLearningRate)
+        metaOptimizer = try value(.metaOptimizer, metaOptimizer); metaLearningRate = try value(.metaLearningRate, metaLearningRate)
+        metaBatch = try value(.metaBatch, metaBatch)
+        clip = try c.decodeIfPresent(Float.self, forKey: .clip)
+        iterations = try value(.iterations, iterations); seed = try value(.seed, seed)
+        options = try value(.options, [:])
+        // Earlier checkpoints: the four options that had fields of their own, kept where the run's components
+        // declare them (every one stored `innerOptimizer`, which only Reptile reads).
+        let legacy: [(CodingKeys, String)] = [(.innerOptimizer, "inner-optimizer"), (.headLayers, "head-layers"),
+                                              (.onlineBatch, "online-batch"), (.remember, "remember")]
+        let declared = (try? declaredOptions()) ?? [:]
+        for (key, name) in legacy where options[name] == nil && declared[name] != nil {
+            if let text = (try? c.decodeIfPresent(String.self, forKey: key)) ?? nil { options[name] = .string(text) }
+            else if let number = (try? c.decodeIfPresent(Int.self, forKey: key)) ?? nil { options[name] = .int(number) }
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(algorithm, forKey: .algorithm); try c.encode(task, forKey: .task)
+        try c.encodeIfPresent(backbone, forKey: .backbone); try c.encodeIfPresent(ways, forKey: .ways)
+        try c.encode(shots, forKey: .shots); try c.encode(queries, forKey: .queries)
+        try c.encodeIfPresent(dataPath, forKey: .dataPath)
+        try c.encode(innerSteps, forKey: .innerSteps); try c.encode(innerLearningRate, forKey: .innerLearningRate)
+        try c.encode(metaOptimizer, forKey: .metaOptimizer); try c.encode(metaLearningRate, forKey: .metaLearningRate)
+        try c.encode(metaBatch, forKey: .metaBatch); try c.encodeIfPresent(clip, forKey: .clip)
+        try c.encode(iterations, forKey: .iterations); try c.encode(seed, forKey: .seed)
+        if !options.isEmpty { try c.encode(options, forKey: .options) }
     }
 }

@@ -1,0 +1,108 @@
+/// The one inner-update rule of the gradient-based learners, θₖ₊₁ = θₖ − D ∇L_B(θₖ), and its exact reverse
+/// step. D is α·P — a scalar rate on the ``adapted`` parameters, zero elsewhere (MAML: all of them; ANIL and
+/// OML: the head) — or diag(α) with α a learned part of the meta-parameters (Meta-SGD).
+///
+/// Reverse accumulation through a step, with g = ∂L/∂θₖ₊₁: ∂L/∂θₖ = g − H_B(θₖ) (D g), and for a learned rate
+/// ∂L/∂α += −∇L_B(θₖ) ⊙ g — one exact Hessian-vector product per step, which returns ∇L_B(θₖ) as well.
+public struct InnerUpdate: Sendable {
+    public enum Rate: Sendable, Equatable {
+        /// α·I on the adapted parameters.
+        case scalar(Float)
+        /// diag(α), α read from the meta-parameters: the rate of parameter i is `meta[offset + i]`.
+        case perParameter(offset: Int)
+    }
+
+    public let rate: Rate
+    /// The parameters the step changes; `nil`: every one.
+    public let adapted: Range<Int>?
+
+    public init(rate: Rate, adapted: Range<Int>? = nil) {
+        self.rate = rate
+        self.adapted = adapted
+    }
+
+    /// θ ← θ − D `gradient`.
+    public func apply(_ theta: inout [Float], gradient: [Float], meta: [Float]) throws {
+        let range = adapted ?? 0 ..< theta.count
+        switch rate {
+        case .scalar(let alpha):
+            theta.withUnsafeMutableBufferPointer { t in
+                gradient.withUnsafeBufferPointer { g in for i in range { t[i] -= alpha * g[i] } }
+            }
+        case .perParameter(let offset):
+            guard meta.count >= offset + theta.count else {
+                throw MetaCoreError.shape("per-parameter learning rates need \(offset + theta.count) meta-parameters (θ and α), got \(meta.count)")
+            }
+            for i in range { theta[i] -= meta[offset + i] * gradient[i] }
+        }
+    }
+
+    /// One gradient step on `batch` from `theta`.
+    public func step(_ theta: inout [Float], meta: [Float], batch: Batch, workspace: Workspace) throws {
+        try workspace.gradient(at: theta, on: batch, into: &workspace.innerGradient)
+        try apply(&theta, gradient: workspace.innerGradient, meta: meta)
+    }
+
+    /// Reverse accumulation through inner steps taken from `points[k]` on `batches[k]`: `g` enters as the
+    /// derivative with respect to the parameters after the last step and leaves as the one with respect to
+    /// `points[0]`; with a per-parameter rate, the returned vector is ∂L/∂α (empty otherwise).
+    public func backpropagate(_ g: inout [Float], points: [[Float]], batches: [Batch], meta: [Float],
+                              workspace: Workspace) throws -> [Float] {
+        precondition(points.count == batches.count, "\(points.count) inner-step points for \(batches.count) batches")
+        let count = g.count, range = adapted ?? 0 ..< count
+        var rateGradient: [Float] = []
+        // D g, where it is not g itself (zero outside the adapted parameters)
+        var direction = adapted == nil ? [] : [Float](repeating: 0, count: count)
+        if case .perParameter = rate { rateGradient = [Float](repeating: 0, count: count) }
+        for k in stride(from: points.count - 1, through: 0, by: -1) {
+            switch rate {
+            case .scalar(let alpha):
+                if adapted != nil { for i in range { direction[i] = g[i] } }
+                try workspace.hessianVectorProduct(at: points[k], on: batches[k], direction: adapted == nil ? g : direction,
+                                                   into: &workspace.hessianVector, gradient: &workspace.innerGradient)
+                g.add(workspace.hessianVector, scaledBy: -alpha)
+            case .perParameter(let offset):
+                if direction.isEmpty { direction = [Float](repeating: 0, count: count) }
+                for i in range { direction[i] = meta[offset + i] * g[i] }
+                try workspace.hessianVectorProduct(at: points[k], on: batches[k], direction: direction,
+                                                   into: &workspace.hessianVector, gradient: &workspace.innerGradient)
+                let hv = workspace.hessianVector, supportGradient = workspace.innerGradient
+                for i in 0 ..< count {
+                    rateGradient[i] -= supportGradient[i] * g[i]
+                    g[i] -= hv[i]
+                }
+            }
+        }
+        return rateGradient
+    }
+}
+
+/// A gradient-based learner whose inner step is an ``InnerUpdate``: it gets the inner step and the exact
+/// second-order meta-gradient from the rule.
+public protocol InnerUpdateLearner: GradientMetaLearner {
+    /// The inner-update rule on `model`.
+    func innerUpdate(for model: Model) throws -> InnerUpdate
+}
+
+extension InnerUpdateLearner {
+    public func innerStep(_ theta: inout [Float], meta: [Float], support: Batch, workspace: Workspace) throws {
+        try innerUpdate(for: workspace.model).step(&theta, meta: meta, batch: support, workspace: workspace)
+    }
+
+    /// The exact meta-gradient through every inner step: the query gradient at θ_K, carried back to the
+    /// meta-parameters by ``InnerUpdate/backpropagate(_:points:batches:meta:workspace:)`` (the learned rates'
+    /// part appended).
+    public func secondOrderMetaGradient(_ meta: [Float], task: Task, workspace: Workspace, into gradient: inout [Float]) throws -> LossValue {
+        let update = try innerUpdate(for: workspace.model)
+        let (trajectory, value) = try heldTrajectory(meta, task: task, workspace: workspace, queryGradient: &gradient)
+        let rateGradient = try update.backpropagate(&gradient, points: Array(trajectory.dropLast()),
+                                                    batches: Array(repeating: task.support, count: inner.steps),
+                                                    meta: meta, workspace: workspace)
+        gradient += rateGradient
+        return value
+    }
+
+    public func metaGradient(_ meta: [Float], task: Task, workspace: Workspace, into gradient: inout [Float]) throws -> LossValue {
+        try secondOrderMetaGradient(meta, task: task, workspace: workspace, into: &gradient)
+    }
+}

@@ -1,0 +1,35 @@
+/// The built-in backbones: the networks `--backbone` names, built for a task family's input shape and
+/// number of outputs.
+enum Backbones {
+    static let activation = OptionSpec("activation", .choice(Model.Activation.allCases.map(\.rawValue)), default: .string("relu"),
+                                       help: "the nonlinearity")
+    static let initialization = OptionSpec("init", .choice(["pytorch", "kaiming-normal"]), default: .string("pytorch"),
+                                           help: "initialisation: PyTorch's default, or Kaiming-normal weights and zero biases (for a net without batch-norm)")
+
+    static func activation(_ options: ResolvedOptions) -> Model.Activation { Model.Activation(rawValue: options.string("activation")!)! }
+    static func initialization(_ options: ResolvedOptions) -> Initialization {
+        options.string("init") == "kaiming-normal" ? .kaimingNormal : .pytorch
+    }
+
+    static let registrations = [
+        BackboneEntry(name: "conv4", summary: "Conv-4: blocks of 3x3 convolution, batch-norm, ReLU and 2x2 max-pooling, then a linear head",
+                      options: [OptionSpec("channels", .int(1 ... 4096), default: .int(64), help: "filters per convolution"),
+                                OptionSpec("blocks", .int(1 ... 64), default: .int(4), help: "convolution blocks"),
+                                OptionSpec("batch-norm", .bool, default: .bool(true), help: "batch normalisation after each convolution"),
+                                activation, initialization]) { request in
+            let options = request.options
+            return try Model.conv4(classes: request.outputs, inputShape: request.inputShape, channels: options.int("channels")!,
+                                   blocks: options.int("blocks")!, batchNorm: options.bool("batch-norm")!,
+                                   activation: activation(options), initialization: initialization(options))
+        },
+        BackboneEntry(name: "mlp", summary: "a fully connected network (MAML's 1-40-40-1 on sinusoids)",
+                      options: [OptionSpec("hidden", .ints(1 ... 1 << 20), default: .string("40,40"), help: "hidden layer sizes"),
+                                activation, initialization]) { request in
+            guard request.inputShape.count == 1 else {
+                throw MetaCoreError.shape("the MLP backbone takes vectors; the tasks' inputs are \(describe(request.inputShape)) (try --backbone conv4)")
+            }
+            let sizes = request.inputShape + request.options.ints("hidden")! + (request.outputs > 0 ? [request.outputs] : [])
+            return try Model.mlp(sizes, activation: activation(request.options), initialization: initialization(request.options))
+        },
+    ]
+}

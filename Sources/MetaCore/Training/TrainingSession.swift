@@ -1,0 +1,151 @@
+import Foundation
+
+/// A meta-training run as `metactl train` runs it: iterations until the configuration's total (or a time
+/// limit), a metrics log of JSON lines, the checkpoint written atomically at intervals and at the end, optional
+/// snapshots for learning curves, and resumption from the checkpoint that continues bit for bit.
+///
+/// ```swift
+/// var session = try TrainingSession(configuration: config, output: .init(checkpoint: url), threads: 2)
+/// let summary = try session.run { progress in print(progress.line) }
+/// ```
+public struct TrainingSession {
+    /// Where the run writes and how often.
+    public struct Output: Sendable {
+        public var checkpoint: URL
+        /// Write the checkpoint every this many iterations (and at the end).
+        public var checkpointEvery = 1000
+        /// Also keep `NAME-ITERATION.safetensors` every this many iterations.
+        public var snapshotEvery: Int?
+        /// Metrics log: one JSON line every ``logEvery`` iterations.
+        public var log: URL?
+        public var logEvery = 100
+        /// Stop, with a checkpoint, after this many minutes of this run.
+        public var timeLimit: Double?
+
+        public init(checkpoint: URL, checkpointEvery: Int = 1000, snapshotEvery: Int? = nil, log: URL? = nil, logEvery: Int = 100,
+                    timeLimit: Double? = nil) throws {
+            guard checkpointEvery > 0, logEvery > 0, (snapshotEvery ?? 1) > 0 else {
+                throw MetaCoreError.argument("the checkpoint, snapshot and log intervals must be positive")
+            }
+            guard (timeLimit ?? 1) > 0 else { throw MetaCoreError.argument("the time limit must be a positive number of minutes") }
+            self.checkpoint = checkpoint; self.checkpointEvery = checkpointEvery; self.snapshotEvery = snapshotEvery
+            self.log = log; self.logEvery = logEvery; self.timeLimit = timeLimit
+        }
+    }
+
+    /// Where a run stands, after each iteration.
+    public struct Progress: Sendable {
+        public let iteration: Int, total: Int
+        /// Iterations per second in this run.
+        public let rate: Double
+        /// Mean loss (and accuracy) over the last completed log interval.
+        public let loss: Double, accuracy: Double?
+
+        public var line: String {
+            let accuracy = accuracy.map { String(format: "  accuracy %.1f%%", 100 * $0) } ?? ""
+            return String(format: "iter %d/%d  %.2f it/s  loss %.4f%@  ETA %@", iteration, total, rate, loss, accuracy,
+                          formatDuration(Double(total - iteration) / rate))
+        }
+    }
+
+    public private(set) var trainer: MetaTrainer
+    public private(set) var configuration: TrainingConfiguration
+    public let output: Output
+    /// The training time of the runs this one resumes: the log's clock continues from it.
+    public let earlierSeconds: Double
+    /// Whether this run continues one from its checkpoint (its log is appended to).
+    public let resumed: Bool
+
+    /// A new run of `configuration` (stored resolved: backbone and every option spelled out).
+    public init(configuration: TrainingConfiguration, data: DataSource = DataSource(), output: Output, threads: Int = 1) throws {
+        self.configuration = try configuration.resolved()
+        trainer = try self.configuration.makeTrainer(data: data, threads: threads)
+        self.output = output
+        earlierSeconds = 0
+        resumed = false
+    }
+
+    /// The run stored in `output.checkpoint`, continued; `iterations` (if given) replaces its total.
+    /// `data` gets the stored configuration, so that it can default to the dataset path the run recorded.
+    public init(resuming output: Output, data: (TrainingConfiguration) throws -> DataSource, iterations: Int? = nil,
+                threads: Int = 1) throws {
+        let file = try SafeTensors.read(from: output.checkpoint)
+        let stored = try TrainingCheckpoint.configuration(of: file)
+        (trainer, configuration) = try TrainingCheckpoint.restore(file, data: data(stored), threads: threads)
+        earlierSeconds = try TrainingCheckpoint.trainingSeconds(of: file)
+        if let iterations {
+            guard iterations >= 0 else { throw MetaCoreError.argument("iterations must be >= 0, got \(iterations)") }
+            configuration.iterations = iterations
+        }
+        self.output = output
+        resumed = true
+    }
+
+    /// How a run ended.
+    public struct Summary: Sendable {
+        public let iterations: Int
+        public let seconds: Double
+        public let stoppedAtTimeLimit: Bool
+    }
+
+    /// Trains to the configuration's total (or the time limit), calling `progress` after every iteration.
+    public mutating func run(progress: (Progress) -> Void = { _ in }) throws -> Summary {
+        let logHandle = try output.log.map { url -> FileHandle in
+            if !resumed || !FileManager.default.fileExists(atPath: url.path) {
+                _ = FileManager.default.createFile(atPath: url.path, contents: nil)
+            }
+            let handle = try FileHandle(forWritingTo: url)
+            try handle.seekToEnd()
+            return handle
+        }
+        defer { try? logHandle?.close() }
+        let clock = ContinuousClock(), start = clock.now, first = trainer.iteration
+        var recent = 0.0, recentAccuracy = 0.0, recentCount = 0
+        var shown: (loss: Double, accuracy: Double?) = (.nan, nil)
+        var outOfTime = false
+        while trainer.iteration < configuration.iterations && !outOfTime {
+            let result = try trainer.step()
+            recent += result.loss; recentAccuracy += result.accuracy ?? 0; recentCount += 1
+            let done = trainer.iteration
+            let seconds = (clock.now - start).seconds, trainedSeconds = earlierSeconds + seconds
+            outOfTime = output.timeLimit.map { seconds >= $0 * 60 } ?? false
+            if done % output.logEvery == 0 || done == configuration.iterations || outOfTime {
+                let loss = recent / Double(recentCount), accuracy = result.accuracy != nil ? recentAccuracy / Double(recentCount) : nil
+                shown = (loss, accuracy)
+                if let logHandle {
+                    var record: [String: Any] = ["iteration": done, "loss": loss, "seconds": trainedSeconds, "gradient_norm": result.gradientNorm]
+                    if let accuracy { record["accuracy"] = accuracy }
+                    logHandle.write(try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]) + Data("\n".utf8))
+                }
+                recent = 0; recentAccuracy = 0; recentCount = 0
+            }
+            if shown.loss.isNaN { shown = (result.loss, result.accuracy) }
+            progress(Progress(iteration: done, total: configuration.iterations, rate: Double(done - first) / seconds,
+                              loss: shown.loss, accuracy: shown.accuracy))
+            let checkpointNow = done % output.checkpointEvery == 0 || done == configuration.iterations || outOfTime
+            let snapshotNow = output.snapshotEvery.map { done % $0 == 0 } ?? false
+            if checkpointNow || snapshotNow {
+                let file = try TrainingCheckpoint.make(trainer, configuration: configuration, trainingSeconds: trainedSeconds)
+                if checkpointNow { try file.write(to: output.checkpoint) }
+                if snapshotNow { try file.write(to: Self.snapshot(of: output.checkpoint, at: done)) }
+            }
+        }
+        if trainer.iteration == first {
+            try TrainingCheckpoint.make(trainer, configuration: configuration, trainingSeconds: earlierSeconds).write(to: output.checkpoint)
+        }
+        return Summary(iterations: trainer.iteration, seconds: (clock.now - start).seconds, stoppedAtTimeLimit: outOfTime)
+    }
+
+    /// `NAME-ITERATION.safetensors` beside `checkpoint`.
+    public static func snapshot(of checkpoint: URL, at iteration: Int) -> URL {
+        let name = checkpoint.deletingPathExtension().lastPathComponent + "-\(iteration)." + checkpoint.pathExtension
+        return checkpoint.deletingLastPathComponent().appendingPathComponent(name)
+    }
+}
+
+/// "42s", "3m07s", "2h05m".
+public func formatDuration(_ seconds: Double) -> String {
+    guard seconds.isFinite else { return "?" }
+    let s = Int(seconds.rounded())
+    return s >= 3600 ? String(format: "%dh%02dm", s / 3600, s % 3600 / 60) : s >= 60 ? String(format: "%dm%02ds", s / 60, s % 60) : "\(s)s"
+}

@@ -1,0 +1,88 @@
+import ArgumentParser
+import Foundation
+import MetaCore
+
+/// A run's configuration, as `--key value` arguments: the settings every run has and the options of the
+/// registered components (``TrainingConfiguration/settings``, ``Registry``). They are parsed by MetaCore's
+/// one table, so the command line and configuration files accept the same names and values.
+struct ConfigurationOptions: ParsableArguments {
+    @Argument(parsing: .allUnrecognized,
+              help: ArgumentHelp("Configuration: --algorithm, --task, --backbone, --shots, … and the components' options (listed below).",
+                                 valueName: "--key value"))
+    var arguments: [String] = []
+
+    /// `base` with these arguments applied (a configuration file's first, as `main` put them before the
+    /// command line's).
+    func apply(to base: TrainingConfiguration) throws -> TrainingConfiguration {
+        try base.applying(arguments, source: "command line", origin: ConfigurationFile.origin)
+    }
+
+    /// Whether `--name` was given.
+    func given(_ name: String) -> Bool { arguments.contains { $0 == "--\(name)" || $0.hasPrefix("--\(name)=") } }
+}
+
+/// Threads, shared by the commands that run tasks.
+struct ThreadOptions: ParsableArguments {
+    @Option(help: "Threads: tasks (episodes) run concurrently; a lone task splits its batch (default: all cores).")
+    var threads: Int?
+
+    var count: Int { threads ?? ProcessInfo.processInfo.activeProcessorCount }
+
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+    }
+}
+
+/// Options that locate a dataset, shared by the commands that train or evaluate on one.
+struct DatasetOptions: ParsableArguments {
+    @Option(help: "Dataset directory (omniglot: the one holding images_background and images_evaluation, folders or .zip; default: the path a checkpoint recorded).")
+    var data: String?
+    @Option(help: "Cache directory for the preprocessed dataset (default: $XDG_CACHE_HOME/metacore or ~/.cache/metacore).")
+    var cache: String?
+    @Flag(help: "Decode the dataset without reading or writing a cache.") var noCache = false
+
+    /// Where `config`'s task family finds its data: --data, else the path the configuration records. Says on
+    /// stderr how each dataset was read.
+    func source(for config: TrainingConfiguration? = nil) -> DataSource {
+        DataSource(path: data ?? config?.dataPath,
+                   cacheDirectory: noCache ? nil : cache.map { URL(fileURLWithPath: $0) } ?? Omniglot.defaultCacheDirectory,
+                   report: { FileHandle.standardError.write(Data(($0 + "\n").utf8)) })
+    }
+
+    /// --data as an absolute path, for the configuration to record.
+    var absolutePath: String? { data.map { URL(fileURLWithPath: $0).standardizedFileURL.path } }
+}
+
+/// How results are written, shared by the commands that report.
+struct OutputOptions: ParsableArguments {
+    @Flag(help: "Print the result as JSON.") var json = false
+    @Option(help: "Also write the result (JSON) to this file.") var output: String?
+
+    /// Prints `value` (a table by `table`, or JSON) and writes it to --output.
+    func report<T: Encodable>(_ value: T, table: () -> Void) throws {
+        if json { try printJSON(value) } else { table() }
+        if let output { try writeAtomically(try encodeJSON(value), to: URL(fileURLWithPath: output)) }
+    }
+}
+
+/// Progress that fits where it goes: a live line on a terminal, rewritten at most four times a second; a plain
+/// line every `interval` seconds when stderr is a file or a pipe.
+struct ProgressLine {
+    let isTerminal = isatty(STDERR_FILENO) != 0
+    let interval: Double
+    private let clock = ContinuousClock()
+    private var last: ContinuousClock.Instant?
+
+    init(interval: Double) { self.interval = interval }
+
+    /// Shows `line()` if it is time to (or `force`).
+    mutating func update(force: Bool = false, _ line: () -> String) {
+        let now = clock.now
+        if !force, let last, (now - last).seconds < (isTerminal ? 0.25 : interval) { return }
+        last = now
+        FileHandle.standardError.write(Data((isTerminal ? "\r\(line())\u{1B}[K" : line() + "\n").utf8))
+    }
+
+    /// Ends the live line.
+    func finish() { if isTerminal && last != nil { FileHandle.standardError.write(Data("\n".utf8)) } }
+}
