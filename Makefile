@@ -19,7 +19,9 @@ deps:
 build: deps
 	$(SWIFT) build -c release
 
+# Builds metactl first: the command-line tests run it.
 test: deps
+	$(SWIFT) build
 	$(SWIFT) test
 
 # Meta-trains MAML on sinusoids for about a minute (30,000 iterations), then evaluates it on 600 held-out tasks.

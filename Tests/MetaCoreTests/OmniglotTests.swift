@@ -228,6 +228,34 @@ struct OmniglotTests {
         try expectResumedRunContinuesExactly(config, data: DataSource([omniglot]))
     }
 
+    /// `--split lake` meta-trains on the background alphabets and tests on the evaluation ones; the split is
+    /// stored in the checkpoint, evaluation uses it, and refuses to evaluate on another.
+    @Test func theSplitIsChosenStoredAndHonoured() throws {
+        let data = try omniglot
+        let lake = try OmniglotTasks.Split.lake.characters(of: data), vinyals = try OmniglotTasks.Split.vinyals.characters(of: data)
+        let earlier = try data.split(seed: 0)
+        #expect(lake.train == data.characters(in: .background) && lake.test == data.characters(in: .evaluation))
+        #expect(vinyals.train == earlier.train && vinyals.test == earlier.test)
+
+        let config = try TrainingConfiguration().applying(["--algorithm", "protonet", "--task", "omniglot", "--ways", "3", "--shots", "1",
+                                                           "--queries", "2", "--meta-batch", "1", "--iterations", "2", "--split", "lake",
+                                                           "--channels", "8"])
+        let source = DataSource([data])
+        for (split, characters) in [(TrainingConfiguration.Split.train, lake.train), (.test, lake.test)] {
+            let tasks = try #require(try config.makeTasks(split, data: source) as? OmniglotTasks)
+            #expect(Set(tasks.classes.map(\.character)) == Set(characters))
+        }
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("split-\(UUID()).safetensors")
+        defer { try? FileManager.default.removeItem(at: url) }
+        var session = try TrainingSession(configuration: config, data: source, output: .init(checkpoint: url))
+        _ = try session.run()
+        let file = try SafeTensors.read(from: url)
+        #expect(try TrainingCheckpoint.configuration(of: file).options["split"] == .string("lake"))
+        _ = try Evaluation.run(checkpoint: file, data: source, taskCount: 2, steps: 0, seed: 1)
+        #expect { try Evaluation.run(checkpoint: file, configuration: TrainingCheckpoint.configuration(of: file).applying(["--split", "vinyals"]),
+                                     data: source, taskCount: 2, steps: 0, seed: 1) } throws: { "\($0)".contains("--split lake") }
+    }
+
     /// A few hundred 5-way 1-shot episodes of Prototypical Networks lift test accuracy far above chance (20%)
     /// and well above the untrained embedding.
     @Test func prototypicalNetworksLearn() throws {

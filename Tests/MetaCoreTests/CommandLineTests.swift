@@ -1,0 +1,96 @@
+import Foundation
+import Testing
+@testable import MetaCore
+
+/// The `metactl` that `make test` builds before the tests (`swift build`), beside this package's tests.
+let metactl = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../.build/debug/metactl").standardizedFileURL
+
+/// Runs metactl with `arguments` in `directory`; returns its exit status, stdout and stderr.
+func runMetactl(_ arguments: [String], in directory: URL) throws -> (status: Int32, out: String, err: String) {
+    let process = Process()
+    process.executableURL = metactl
+    process.arguments = arguments
+    process.currentDirectoryURL = directory
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out; process.standardError = err
+    try process.run()
+    let outData = out.fileHandleForReading.readDataToEndOfFile(), errData = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+}
+
+@Suite("metactl: configuration files, overrides, progress")
+struct CommandLineTests {
+    let directory: URL
+
+    init() throws {
+        #expect(FileManager.default.isExecutableFile(atPath: metactl.path), "build metactl first (make test does): \(metactl.path)")
+        directory = try temporaryDirectory()
+    }
+
+    func file(_ name: String) -> URL { directory.appendingPathComponent(name) }
+
+    /// `--print-config` fed back through `--config` is the same run, bit for bit: parameters, optimiser state and
+    /// the stored configuration.
+    @Test func printedConfigurationRepeatsTheRun() throws {
+        let flags = ["--algorithm", "metasgd", "--inner-steps", "2", "--shots", "4", "--queries", "6", "--meta-batch", "3",
+                     "--iterations", "12", "--hidden", "16,8", "--activation", "tanh", "--meta-lr", "0.003", "--seed", "7", "--threads", "1"]
+        let printed = try runMetactl(["train"] + flags + ["--print-config"], in: directory)
+        #expect(printed.status == 0, "\(printed.err)")
+        try printed.out.write(to: file("run.yaml"), atomically: true, encoding: .utf8)
+        #expect(try runMetactl(["train"] + flags + ["--checkpoint", "a.safetensors"], in: directory).status == 0)
+        let fromFile = try runMetactl(["train", "--config", "run.yaml", "--threads", "1", "--checkpoint", "b.safetensors"], in: directory)
+        #expect(fromFile.status == 0, "\(fromFile.err)")
+        let a = try SafeTensors.read(from: file("a.safetensors")), b = try SafeTensors.read(from: file("b.safetensors"))
+        #expect(a.tensors.count > 0 && a.tensors.map(\.name) == b.tensors.map(\.name) && a.tensors.map(\.tensor) == b.tensors.map(\.tensor))
+        #expect(try TrainingCheckpoint.configuration(of: a) == TrainingCheckpoint.configuration(of: b))
+        // Printing the file's run again gives the file.
+        #expect(try runMetactl(["train", "--config", "run.yaml", "--print-config"], in: directory).out == printed.out)
+    }
+
+    @Test func theCommandLineOverridesTheFile() throws {
+        try "algorithm: anil\nshots: 3\nhidden: [20, 20]\nbackbone: mlp\n".write(to: file("base.yaml"), atomically: true, encoding: .utf8)
+        let result = try runMetactl(["train", "--config", "base.yaml", "--shots", "5", "--print-config"], in: directory)
+        #expect(result.status == 0, "\(result.err)")
+        #expect(result.out.contains("algorithm: anil\n") && result.out.contains("shots: 5\n") && result.out.contains("hidden: 20,20\n"))
+    }
+
+    @Test(arguments: [("colour: blue\n", "--colour"), ("shots: five\n", "shots"), ("ways: [1, [2]]\n", "'ways'"),
+                      ("checkpoint-every: often\n", "--checkpoint-every"), ("- maml\n", "mapping")])
+    func aBadKeyOrValueNamesTheFile(_ text: String, _ named: String) throws {
+        try text.write(to: file("bad.yaml"), atomically: true, encoding: .utf8)
+        let result = try runMetactl(["train", "--config", "bad.yaml", "--iterations", "1"], in: directory)
+        #expect(result.status != 0)
+        #expect(result.err.contains("bad.yaml") && result.err.contains(named), "\(result.err)")
+    }
+
+    @Test func resumeRefusesAChangedRunButExtendsIt() throws {
+        let base = ["train", "--iterations", "4", "--meta-batch", "2", "--threads", "1", "--checkpoint", "r.safetensors"]
+        #expect(try runMetactl(base, in: directory).status == 0)
+        let changed = try runMetactl(base + ["--resume", "--meta-lr", "0.1"], in: directory)
+        #expect(changed.status != 0 && changed.err.contains("--meta-lr"), "\(changed.err)")
+        var longer = base
+        longer[2] = "6"
+        let extended = try runMetactl(longer + ["--resume"], in: directory)
+        #expect(extended.status == 0, "\(extended.err)")
+        #expect(try TrainingCheckpoint.restore(SafeTensors.read(from: file("r.safetensors"))).0.iteration == 6)
+    }
+
+    /// Written to a pipe, progress is plain lines, not a carriage-return line rewritten thousands of times.
+    @Test func progressToAPipeIsPlainLines() throws {
+        let result = try runMetactl(["train", "--iterations", "3000", "--meta-batch", "2", "--threads", "1", "--checkpoint", "p.safetensors"], in: directory)
+        #expect(result.status == 0)
+        #expect(!result.err.contains("\r") && result.err.contains("iter 3000/3000"), "\(result.err)")
+        #expect(result.err.split(separator: "\n").count <= 3, "\(result.err)")
+    }
+
+    @Test func helpListsTheRegisteredComponents() throws {
+        let help = try runMetactl(["train", "--help"], in: directory).out
+        // The built-in ones: this test process may have registered toy components that metactl does not know.
+        let components: [any Component] = Registry.builtInAlgorithms + Registry.builtInTaskFamilies + Registry.builtInBackbones
+        for entry in components {
+            #expect(help.contains("  \(entry.name): "), "\(entry.name)")
+            for option in entry.options { #expect(help.contains("--\(option.name) "), "\(option.name)") }
+        }
+    }
+}
