@@ -43,28 +43,27 @@ public struct InnerUpdate: Sendable {
         try apply(&theta, gradient: workspace.innerGradient, meta: meta)
     }
 
-    /// Reverse accumulation through inner steps taken from `points[k]` on `batches[k]`: `g` enters as the
+    /// Reverse accumulation through inner steps taken from `points[k]` on `batch(k)`: `g` enters as the
     /// derivative with respect to the parameters after the last step and leaves as the one with respect to
-    /// `points[0]`; with a per-parameter rate, the returned vector is ∂L/∂α (empty otherwise).
-    public func backpropagate(_ g: inout [Float], points: [[Float]], batches: [Batch], meta: [Float],
+    /// the first point; with a per-parameter rate, the returned vector is ∂L/∂α (empty otherwise).
+    public func backpropagate(_ g: inout [Float], points: ArraySlice<[Float]>, batch: (Int) -> Batch, meta: [Float],
                               workspace: Workspace) throws -> [Float] {
-        precondition(points.count == batches.count, "\(points.count) inner-step points for \(batches.count) batches")
         let count = g.count, range = adapted ?? 0 ..< count
         var rateGradient: [Float] = []
         // D g, where it is not g itself (zero outside the adapted parameters)
         var direction = adapted == nil ? [] : [Float](repeating: 0, count: count)
         if case .perParameter = rate { rateGradient = [Float](repeating: 0, count: count) }
-        for k in stride(from: points.count - 1, through: 0, by: -1) {
+        for k in points.indices.reversed() {
             switch rate {
             case .scalar(let alpha):
                 if adapted != nil { for i in range { direction[i] = g[i] } }
-                try workspace.hessianVectorProduct(at: points[k], on: batches[k], direction: adapted == nil ? g : direction,
+                try workspace.hessianVectorProduct(at: points[k], on: batch(k), direction: adapted == nil ? g : direction,
                                                    into: &workspace.hessianVector, gradient: &workspace.innerGradient)
                 g.add(workspace.hessianVector, scaledBy: -alpha)
             case .perParameter(let offset):
                 if direction.isEmpty { direction = [Float](repeating: 0, count: count) }
                 for i in range { direction[i] = meta[offset + i] * g[i] }
-                try workspace.hessianVectorProduct(at: points[k], on: batches[k], direction: direction,
+                try workspace.hessianVectorProduct(at: points[k], on: batch(k), direction: direction,
                                                    into: &workspace.hessianVector, gradient: &workspace.innerGradient)
                 let hv = workspace.hessianVector, supportGradient = workspace.innerGradient
                 for i in 0 ..< count {
@@ -90,15 +89,14 @@ extension InnerUpdateLearner {
     }
 
     /// The exact meta-gradient through every inner step: the query gradient at θ_K, carried back to the
-    /// meta-parameters by ``InnerUpdate/backpropagate(_:points:batches:meta:workspace:)`` (the learned rates'
+    /// meta-parameters by ``InnerUpdate/backpropagate(_:points:batch:meta:workspace:)`` (the learned rates'
     /// part appended).
     public func secondOrderMetaGradient(_ meta: [Float], task: Task, workspace: Workspace, into gradient: inout [Float]) throws -> LossValue {
         let update = try innerUpdate(for: workspace.model)
         let (trajectory, value) = try heldTrajectory(meta, task: task, workspace: workspace, queryGradient: &gradient)
-        let rateGradient = try update.backpropagate(&gradient, points: Array(trajectory.dropLast()),
-                                                    batches: Array(repeating: task.support, count: inner.steps),
+        let rateGradient = try update.backpropagate(&gradient, points: trajectory.dropLast(), batch: { _ in task.support },
                                                     meta: meta, workspace: workspace)
-        gradient += rateGradient
+        if !rateGradient.isEmpty { gradient += rateGradient }
         return value
     }
 

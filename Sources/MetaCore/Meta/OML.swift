@@ -100,7 +100,7 @@ public struct OML: MetaLearner {
         let value = order == .second ? try workspace.onQuerySet { try $0.gradient(at: theta, on: task.query, into: &gradient) }
                                      : try workspace.gradient(at: theta, on: task.query, into: &gradient)
         if order == .second {
-            _ = try update(for: workspace.model).backpropagate(&gradient, points: before, batches: steps, meta: meta, workspace: workspace)
+            _ = try update(for: workspace.model).backpropagate(&gradient, points: before[...], batch: { steps[$0] }, meta: meta, workspace: workspace)
         }
         for i in reset { gradient[i] = 0 }
         return value
