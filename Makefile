@@ -6,7 +6,7 @@ DEB_PACKAGES := libopenblas-dev liblapacke-dev libzip-dev libpng-dev zlib1g-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BENCH_DIR := bench-results
 
-.PHONY: deps build test run bench clean
+.PHONY: deps build test run bench docs clean
 
 # Installs the Debian packages the C targets link against (BLAS/LAPACK for the kernels; zip, PNG, zlib to read datasets); does nothing when they are already present.
 deps:
@@ -39,5 +39,12 @@ bench: build
 	.build/release/metactl bench --output $(BENCH_DIR)/bench.json
 	@echo "wrote $(BENCH_DIR)/bench.json and $(BENCH_DIR)/machine.txt"
 
+# DocC documentation of the MetaCore library (swift-docc-plugin): the API and the articles in
+# Sources/MetaCore/MetaCore.docc. Open docs/index.html through a web server, or read the archive in Xcode.
+docs:
+	$(SWIFT) package --allow-writing-to-directory docs generate-documentation --target MetaCore \
+	    --output-path docs --transform-for-static-hosting --hosting-base-path /
+	@echo "wrote docs/ (static site; docs/index.html)"
+
 clean:
-	rm -rf .build $(BENCH_DIR) runs
+	rm -rf .build $(BENCH_DIR) runs docs

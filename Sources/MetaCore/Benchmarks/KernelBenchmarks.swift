@@ -68,7 +68,7 @@ private final class PerThread<Value>: @unchecked Sendable {
 
 /// Kernel-level throughput figures.
 public enum KernelBenchmarks {
-    /// Single-precision GEMM C[m,n] = op(A) op(B) through ``mc_gemm`` (OpenBLAS above the tiny sizes): one
+    /// Single-precision GEMM C[m,n] = op(A) op(B) through `mc_gemm` (OpenBLAS above the tiny sizes): one
     /// call on BLAS's own threads, or with `threads`, one single-threaded call per thread at once (repeated
     /// to about 0.2 GFLOP per thread and repetition).
     public static func gemm(m: Int, n: Int, k: Int, transA: Bool = false, transB: Bool = false, label: String? = nil,

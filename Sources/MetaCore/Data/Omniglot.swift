@@ -13,7 +13,7 @@ import Foundation
 ///
 /// `load` reads the layout users download from github.com/brendenlake/omniglot: `images_background` and
 /// `images_evaluation`, each `ALPHABET/characterNN/*.png`, as folders or as the two zip files, and keeps a
-/// checksummed cache of the preprocessed pixels (see ``OmniglotCache``) so later runs start at once.
+/// checksummed cache of the preprocessed pixels (see `OmniglotCache`) so later runs start at once.
 public struct Omniglot: Sendable {
     /// The two parts of the download: 30 "background" alphabets (964 characters) and 20 "evaluation" alphabets (659).
     public enum Part: String, Sendable, CaseIterable, Codable {

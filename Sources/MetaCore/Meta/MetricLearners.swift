@@ -8,7 +8,7 @@ import CKernels
 /// the default transductive mode, as MAML's do (Snell et al. embed them jointly as well).
 public protocol MetricMetaLearner: MetaLearner {
     /// The episode loss over embeddings `z` `[support + query, dimension]` (support rows first) with `labels`
-    /// in `0 ..< ways`, given the learner's own meta-parameters `extra` (see ``extraMetaParameters(for:)``);
+    /// in `0 ..< ways`, given the learner's own meta-parameters `extra` (see ``MetaLearner/extraMetaParameters(for:)``);
     /// with `gradient`, also dL/dz, and dL/d`extra` into `extraGradient`. Sets `correct` to the number of
     /// correctly classified queries.
     func episodeLoss(support: Int, query: Int, dimension: Int, ways: Int, z: UnsafePointer<Float>,

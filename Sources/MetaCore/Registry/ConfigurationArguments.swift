@@ -48,7 +48,7 @@ extension TrainingConfiguration {
     ]
 
     /// The configuration as `(name, value)` pairs: every setting that has a value, then every component
-    /// option set in ``options``, by name. ``applying(_:source:)`` reads them back to an equal configuration.
+    /// option set in ``options``, by name. ``applying(_:source:origin:)`` reads them back to an equal configuration.
     public var arguments: [(name: String, value: String)] {
         Self.settings.compactMap { s in s.get(self).map { (s.name, $0) } }
             + options.sorted { $0.key < $1.key }.map { ($0.key, $0.value.description) }

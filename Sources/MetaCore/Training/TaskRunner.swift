@@ -9,7 +9,7 @@ import Synchronization
 /// than OpenBLAS's threads on the GEMMs of one convolution. BLAS runs single-threaded either way; the BLAS
 /// thread count is process-wide, so the runner sets it before each batch of work.
 ///
-/// The threads are kept between calls (``WorkerPool``, the caller's thread being one of them) and spin briefly
+/// The threads are kept between calls (`WorkerPool`, the caller's thread being one of them) and spin briefly
 /// before parking, so that a meta-step of small tasks (`sine`) does not pay for waking them each time.
 ///
 /// Which worker runs which task is up to the scheduler, so a task's result must not depend on it: a worker's
