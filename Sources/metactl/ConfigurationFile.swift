@@ -9,10 +9,10 @@ enum ConfigurationFile {
     /// The file each option came from, for error messages (set once, before parsing).
     nonisolated(unsafe) static var origin: [String: String] = [:]
 
-    /// `arguments` (after the program name) with the options of the `--config` file, if any, put right after the
-    /// subcommand's name.
+    /// `arguments` (after the program name) with the options of `metactl train`'s `--config` file, if any, put
+    /// right after the subcommand's name.
     static func expand(_ arguments: [String]) throws -> [String] {
-        guard let index = arguments.firstIndex(where: { $0 == "--config" || $0.hasPrefix("--config=") }) else { return arguments }
+        guard arguments.first == "train", let index = arguments.firstIndex(where: { $0 == "--config" || $0.hasPrefix("--config=") }) else { return arguments }
         let word = arguments[index]
         let path: String
         if word == "--config" {
@@ -23,8 +23,7 @@ enum ConfigurationFile {
         }
         let options = try read(path)
         for (key, _) in options { origin[key] = path }
-        let insertAt = arguments.first.map { $0.hasPrefix("-") ? 0 : 1 } ?? 0
-        return Array(arguments[..<insertAt]) + options.flatMap { key, value in tokens(key, value) } + Array(arguments[insertAt...])
+        return [arguments[0]] + options.flatMap { key, value in tokens(key, value) } + Array(arguments[1...])
     }
 
     /// The file's keys and values, in order; throws naming the file and the key for anything but `key: value`

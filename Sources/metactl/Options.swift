@@ -7,7 +7,7 @@ import MetaCore
 /// one table, so the command line and configuration files accept the same names and values.
 struct ConfigurationOptions: ParsableArguments {
     @Argument(parsing: .allUnrecognized,
-              help: ArgumentHelp("Configuration: --algorithm, --task, --backbone, --shots, … and the components' options (listed below).",
+              help: ArgumentHelp("Configuration settings (--algorithm, --task, --backbone, --shots, …) and the components' options (--channels, --split, …); `metactl train --help` lists them all.",
                                  valueName: "--key value"))
     var arguments: [String] = []
 
