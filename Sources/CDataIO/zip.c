@@ -60,7 +60,16 @@ int mc_zip_read(mc_zip *zip, int64_t index, uint8_t *buffer, int64_t size, char 
         }
         done += n;
     }
-    /* zip_fclose reports a CRC mismatch of the entry. */
+    /* libzip checks the entry's CRC only when a read reaches the end of the data: one more read, which
+     * must return 0 bytes, is what reports a mismatch (or data beyond the size the directory claims). */
+    uint8_t extra;
+    zip_int64_t tail = zip_fread(file, &extra, 1);
+    if (tail != 0) {
+        snprintf(error, error_size, "entry %lld is corrupt: %s", (long long)index,
+                 tail < 0 ? zip_file_strerror(file) : "more data than its recorded size");
+        zip_fclose(file);
+        return -1;
+    }
     int status = zip_fclose(file);
     if (status != 0) {
         zip_error_t reason;

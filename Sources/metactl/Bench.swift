@@ -9,11 +9,11 @@ struct Bench: ParsableCommand {
 
     @OptionGroup var threadOptions: ThreadOptions
     @Option(help: "What to run: kernels, \(Workload.names.joined(separator: ", ")), or all.") var workload = "all"
-    @Option(help: "Timed repetitions per figure (median reported, after a warm-up).") var repetitions = 5
+    @Option(parsing: .unconditional, help: "Timed repetitions per figure (median reported, after a warm-up).") var repetitions = 5
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
-        guard repetitions > 0 else { throw ValidationError("--repetitions must be positive, got \(repetitions)") }
+        guard (1 ... 1000).contains(repetitions) else { throw ValidationError("--repetitions must be between 1 and 1000, got \(repetitions)") }
         guard ["all", "kernels"].contains(workload) || Workload.names.contains(workload) else {
             throw ValidationError("unknown --workload '\(workload)'; choose kernels, \(Workload.names.joined(separator: ", ")) or all")
         }

@@ -37,21 +37,21 @@ struct Continual: ParsableCommand {
 
     @Option(help: "Checkpoint written by `metactl train` on continual-omniglot or incremental-sine.") var checkpoint: String
     @Option(help: "online | mer | iid.") var learner = "online"
-    @Option(help: "Learning rate (default: the checkpoint's inner learning rate).") var lr: Float?
+    @Option(parsing: .unconditional, help: "Learning rate (default: the checkpoint's inner learning rate).") var lr: Float?
     @Option(help: "Parameters the learner changes: head (the prediction network; the representation stays frozen) | all.") var adapt = "head"
     @Option(help: "continual-omniglot: numbers of classes to report, comma-separated (the stream has the largest).") var classes = "10,50,100,200"
-    @Option(help: "continual-omniglot: classes per stage (forgetting and the curve are measured per stage).") var stageSize = 10
-    @Option(help: "incremental-sine: training points per function (default: the checkpoint's shots).") var trainPoints: Int?
-    @Option(help: "incremental-sine: held-out points per function.") var testPoints = 100
-    @Option(help: "Samples per online step (default: the checkpoint's online batch).") var batch: Int?
-    @Option(help: "Runs, each with its own classes (functions) and order, seeds --seed, --seed+1, …") var runs = 1
-    @Option(help: "Seed of the first run's stream.") var seed: UInt64 = 0
-    @Option(help: "MER: replay memory size (samples).") var memory = 1000
-    @Option(help: "MER: batches per incoming sample.") var merBatches = 2
-    @Option(help: "MER: samples per batch (the new one and replayed ones).") var merBatchSize = 5
-    @Option(help: "MER: within-batch Reptile step β.") var merBeta: Float = 1
-    @Option(help: "MER: across-batch Reptile step γ.") var merGamma: Float = 0.3
-    @Option(help: "iid: epochs over everything seen.") var epochs = 5
+    @Option(parsing: .unconditional, help: "continual-omniglot: classes per stage (forgetting and the curve are measured per stage).") var stageSize = 10
+    @Option(parsing: .unconditional, help: "incremental-sine: training points per function (default: the checkpoint's shots).") var trainPoints: Int?
+    @Option(parsing: .unconditional, help: "incremental-sine: held-out points per function.") var testPoints = 100
+    @Option(parsing: .unconditional, help: "Samples per online step (default: the checkpoint's online batch).") var batch: Int?
+    @Option(parsing: .unconditional, help: "Runs, each with its own classes (functions) and order, seeds --seed, --seed+1, …") var runs = 1
+    @Option(parsing: .unconditional, help: "Seed of the first run's stream.") var seed: UInt64 = 0
+    @Option(parsing: .unconditional, help: "MER: replay memory size (samples).") var memory = 1000
+    @Option(parsing: .unconditional, help: "MER: batches per incoming sample.") var merBatches = 2
+    @Option(parsing: .unconditional, help: "MER: samples per batch (the new one and replayed ones).") var merBatchSize = 5
+    @Option(parsing: .unconditional, help: "MER: within-batch Reptile step β.") var merBeta: Float = 1
+    @Option(parsing: .unconditional, help: "MER: across-batch Reptile step γ.") var merGamma: Float = 0.3
+    @Option(parsing: .unconditional, help: "iid: epochs over everything seen.") var epochs = 5
     @Option(help: "Name of this run in the report and the plot (default: algorithm and learner).") var label: String?
     @Option(help: "Draw the accuracy-versus-classes curve to this SVG file.") var svg: String?
     @OptionGroup var dataset: DatasetOptions
@@ -60,7 +60,16 @@ struct Continual: ParsableCommand {
     func validate() throws {
         guard ["online", "mer", "iid"].contains(learner) else { throw ValidationError("--learner must be online, mer or iid, got '\(learner)'") }
         guard ["head", "all"].contains(adapt) else { throw ValidationError("--adapt must be head or all, got '\(adapt)'") }
-        guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
+        guard (1 ... 10_000).contains(runs) else { throw ValidationError("--runs must be between 1 and 10000, got \(runs)") }
+        guard (1 ... 10_000).contains(stageSize) else { throw ValidationError("--stage-size must be between 1 and 10000, got \(stageSize)") }
+        guard (1 ... 1_000_000).contains(testPoints), (trainPoints ?? 1) >= 1, (trainPoints ?? 1) <= 1_000_000 else {
+            throw ValidationError("--train-points and --test-points must be between 1 and 1000000")
+        }
+        if let batch, !(1 ... 1_000_000).contains(batch) { throw ValidationError("--batch must be between 1 and 1000000, got \(batch)") }
+        guard (1 ... 10_000).contains(epochs) else { throw ValidationError("--epochs must be between 1 and 10000, got \(epochs)") }
+        guard (1 ... 10_000_000).contains(memory), (1 ... 1000).contains(merBatches), (1 ... 10_000).contains(merBatchSize) else {
+            throw ValidationError("--memory (1 ... 10000000), --mer-batches (1 ... 1000) and --mer-batch-size (1 ... 10000) are out of range")
+        }
     }
 
     func run() throws {
@@ -79,7 +88,7 @@ struct Continual: ParsableCommand {
         for r in 0 ..< runs {
             var stream = try continual.stream(.init(configuration: config, options: options, data: data, classes: points.last!,
                                                     stageSize: stageSize, trainPoints: trainPoints, testPoints: testPoints,
-                                                    seed: seed + UInt64(r)))
+                                                    seed: seed &+ UInt64(r)))
             var (runModel, runTheta) = (model, theta)
             if adapt == "head" {
                 let (body, head) = try model.split(headLayers: options.int("head-layers") ?? 1)
@@ -89,7 +98,7 @@ struct Continual: ParsableCommand {
             var rule = try makeLearner(config, options: options, adapted: 0 ..< runModel.parameterCount)
             description = rule.description
             let result = try ContinualEvaluation.run(&rule, parameters: runTheta, stream: stream, workspace: Workspace(model: runModel),
-                                                     seed: seed + UInt64(r)) { stage, row in
+                                                     seed: seed &+ UInt64(r)) { stage, row in
                 let seen = stream.classesSeen?[stage] ?? stage + 1
                 progress.update(force: stage == stream.stages.count - 1) {
                     String(format: "run %d/%d: %d seen, %@ %.4f", r + 1, runs, seen,

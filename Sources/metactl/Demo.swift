@@ -7,14 +7,14 @@ struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Fit the MLP 1-40-40-1 to a synthetic sine curve by gradient descent (no dataset needed).")
 
-    @Option(help: "Gradient-descent steps.") var steps = 2000
-    @Option(help: "Learning rate.") var learningRate: Float = 0.02
-    @Option(help: "Training points, uniform in [-5, 5].") var points = 100
-    @Option(help: "Random seed for the curve, the points and the initialisation.") var seed: UInt64 = 0
+    @Option(parsing: .unconditional, help: "Gradient-descent steps.") var steps = 2000
+    @Option(parsing: .unconditional, help: "Learning rate.") var learningRate: Float = 0.02
+    @Option(parsing: .unconditional, help: "Training points, uniform in [-5, 5].") var points = 100
+    @Option(parsing: .unconditional, help: "Random seed for the curve, the points and the initialisation.") var seed: UInt64 = 0
 
     func validate() throws {
-        guard steps > 0 else { throw ValidationError("--steps must be positive, got \(steps)") }
-        guard points > 0 else { throw ValidationError("--points must be positive, got \(points)") }
+        guard (1 ... 100_000_000).contains(steps) else { throw ValidationError("--steps must be between 1 and 100000000, got \(steps)") }
+        guard (1 ... 10_000_000).contains(points) else { throw ValidationError("--points must be between 1 and 10000000, got \(points)") }
         guard learningRate > 0, learningRate.isFinite else { throw ValidationError("--learning-rate must be a positive number, got \(learningRate)") }
     }
 

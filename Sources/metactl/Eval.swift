@@ -11,13 +11,18 @@ struct Eval: ParsableCommand {
             + "(--queries: per task or class; default 100 for sine, 15 for omniglot). Metric learners may change --ways.")
 
     @Option(help: "Checkpoint written by `metactl train`.") var checkpoint: String
-    @Option(help: "Held-out tasks (episodes).") var tasks = 600
-    @Option(help: "Adaptation steps: losses are reported after 0 … this many (gradient-based learners).") var steps = 10
-    @Option(help: "Seed of the evaluation tasks (the same seed gives the same tasks for every model).") var evalSeed: UInt64 = 1_000_003
+    @Option(parsing: .unconditional, help: "Held-out tasks (episodes).") var tasks = 600
+    @Option(parsing: .unconditional, help: "Adaptation steps: losses are reported after 0 … this many (gradient-based learners).") var steps = 10
+    @Option(parsing: .unconditional, help: "Seed of the evaluation tasks (the same seed gives the same tasks for every model).") var evalSeed: UInt64 = 1_000_003
     @OptionGroup var overrides: ConfigurationOptions
     @OptionGroup var threads: ThreadOptions
     @OptionGroup var dataset: DatasetOptions
     @OptionGroup var output: OutputOptions
+
+    func validate() throws {
+        guard (1 ... 1_000_000).contains(tasks) else { throw ValidationError("--tasks must be between 1 and 1000000, got \(tasks)") }
+        guard (0 ... 10_000).contains(steps) else { throw ValidationError("--steps must be between 0 and 10000, got \(steps)") }
+    }
 
     func run() throws {
         let file = try SafeTensors.read(from: URL(fileURLWithPath: checkpoint))

@@ -11,6 +11,7 @@ struct MetaCtl: ParsableCommand {
     )
 
     static func main() {
+        signal(SIGPIPE, SIG_IGN)   // a closed pipe is a failed write, not a killed process
         do {
             let arguments = try ConfigurationFile.expand(Array(CommandLine.arguments.dropFirst()))
             var command = try parseAsRoot(arguments)
@@ -19,7 +20,7 @@ struct MetaCtl: ParsableCommand {
             // An error about an option a configuration file set says which file set it.
             let message = fullMessage(for: error)
             if let (key, file) = ConfigurationFile.origin.first(where: { message.contains("--\($0.key)") }), !message.contains(file) {
-                FileHandle.standardError.write(Data("\(message)\n(--\(key) is set in \(file))\n".utf8))
+                printError("\(message)\n(--\(key) is set in \(file))")
                 Foundation.exit(exitCode(for: error).rawValue)
             }
             exit(withError: error)

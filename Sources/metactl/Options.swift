@@ -23,13 +23,15 @@ struct ConfigurationOptions: ParsableArguments {
 
 /// Threads, shared by the commands that run tasks.
 struct ThreadOptions: ParsableArguments {
-    @Option(help: "Threads: tasks (episodes) run concurrently; a lone task splits its batch (default: all cores).")
+    @Option(parsing: .unconditional, help: "Threads: tasks (episodes) run concurrently; a lone task splits its batch (default: all cores).")
     var threads: Int?
 
     var count: Int { threads ?? ProcessInfo.processInfo.activeProcessorCount }
 
     func validate() throws {
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+        if let threads, !(1 ... TaskRunner.maximumThreads).contains(threads) {
+            throw ValidationError("--threads must be between 1 and \(TaskRunner.maximumThreads), got \(threads)")
+        }
     }
 }
 
@@ -46,7 +48,7 @@ struct DatasetOptions: ParsableArguments {
     func source(for config: TrainingConfiguration? = nil) -> DataSource {
         DataSource(path: data ?? config?.dataPath,
                    cacheDirectory: noCache ? nil : cache.map { URL(fileURLWithPath: $0) } ?? Omniglot.defaultCacheDirectory,
-                   report: { FileHandle.standardError.write(Data(($0 + "\n").utf8)) })
+                   report: { printError($0) })
     }
 
     /// --data as an absolute path, for the configuration to record.
@@ -80,9 +82,23 @@ struct ProgressLine {
         let now = clock.now
         if !force, let last, (now - last).seconds < (isTerminal ? 0.25 : interval) { return }
         last = now
-        FileHandle.standardError.write(Data((isTerminal ? "\r\(line())\u{1B}[K" : line() + "\n").utf8))
+        printError(isTerminal ? "\r\(line())\u{1B}[K" : line(), terminator: isTerminal ? "" : "\n")
     }
 
     /// Ends the live line.
-    func finish() { if isTerminal && last != nil { FileHandle.standardError.write(Data("\n".utf8)) } }
+    func finish() { if isTerminal && last != nil { printError("") } }
+}
+
+/// Writes `text` to standard error. A failed write (a closed pipe, a full disk) is not worth stopping a run for,
+/// and is ignored — FileHandle's `write(_:)` would crash the process instead.
+func printError(_ text: String, terminator: String = "\n") {
+    let bytes = Array((text + terminator).utf8)
+    bytes.withUnsafeBytes { buffer in
+        var offset = 0
+        while offset < buffer.count {
+            let written = write(STDERR_FILENO, buffer.baseAddress! + offset, buffer.count - offset)
+            guard written > 0 else { return }
+            offset += written
+        }
+    }
 }

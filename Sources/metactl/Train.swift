@@ -16,12 +16,12 @@ struct Train: ParsableCommand {
     @Option(help: "A run described in YAML: every option of this command a key (algorithm: maml, checkpoint: run.safetensors, …); the command line overrides it.")
     var config: String?
     @Option(help: "Checkpoint file (safetensors), written at intervals and at the end.") var checkpoint = "checkpoint.safetensors"
-    @Option(help: "Write the checkpoint every N iterations.") var checkpointEvery = 1000
-    @Option(help: "Also keep a copy of the checkpoint every N iterations, as NAME-ITERATION.safetensors (for learning curves).") var snapshotEvery: Int?
+    @Option(parsing: .unconditional, help: "Write the checkpoint every N iterations.") var checkpointEvery = 1000
+    @Option(parsing: .unconditional, help: "Also keep a copy of the checkpoint every N iterations, as NAME-ITERATION.safetensors (for learning curves).") var snapshotEvery: Int?
     @Option(help: "Metrics log (JSON lines), one line every --log-every iterations.") var log: String?
-    @Option(help: "Iterations between metrics lines.") var logEvery = 100
-    @Option(help: "Stop (with a checkpoint) after this many minutes of training in this run (a --resume run has its own limit), even before --iterations.") var timeLimit: Double?
-    @Option(help: "Seconds between progress lines when stderr is not a terminal (on a terminal the line updates live).") var progressEvery: Double = 30
+    @Option(parsing: .unconditional, help: "Iterations between metrics lines.") var logEvery = 100
+    @Option(parsing: .unconditional, help: "Stop (with a checkpoint) after this many minutes of training in this run (a --resume run has its own limit), even before --iterations.") var timeLimit: Double?
+    @Option(parsing: .unconditional, help: "Seconds between progress lines when stderr is not a terminal (on a terminal the line updates live).") var progressEvery: Double = 30
     @Flag(help: "Continue the run stored in --checkpoint instead of starting afresh (--iterations may extend it; nothing else may change).") var resume = false
     @Flag(help: "Print the resolved configuration as a --config file and exit without training.") var printConfig = false
 

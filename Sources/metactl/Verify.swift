@@ -13,9 +13,16 @@ struct Verify: ParsableCommand {
 
     @OptionGroup var settings: ConfigurationOptions
     @OptionGroup var dataset: DatasetOptions
-    @Option(help: "Random tasks to check.") var tasks = 3
+    @Option(parsing: .unconditional, help: "Random tasks to check.") var tasks = 3
     @Option(parsing: .upToNextOption, help: "Finite-difference steps along a unit direction; the best agreement is reported.")
     var steps: [Double] = [1e-2, 3e-3, 1e-3, 3e-4]
+
+    func validate() throws {
+        guard (1 ... 10_000).contains(tasks) else { throw ValidationError("--tasks must be between 1 and 10000, got \(tasks)") }
+        guard !steps.isEmpty, steps.allSatisfy({ $0 > 0 && $0.isFinite }) else {
+            throw ValidationError("--steps must be positive numbers, got \(steps.map { "\($0)" }.joined(separator: " "))")
+        }
+    }
 
     func run() throws {
         var config = try settings.apply(to: TrainingConfiguration())

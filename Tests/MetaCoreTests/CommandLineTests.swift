@@ -84,6 +84,65 @@ struct CommandLineTests {
         #expect(result.err.split(separator: "\n").count <= 3, "\(result.err)")
     }
 
+    /// Flags that crashed metactl, or that it silently ignored, now get an error that names the problem.
+    @Test(arguments: [
+        (["train", "--inner-lr", "-1"], "inner-lr must be a positive number"),
+        (["train", "--threads", "-1"], "--threads must be between 1 and"),
+        (["train", "--threads", "100000"], "--threads must be between 1 and"),
+        (["train", "--time-limit", "-5"], "time limit must be a positive"),
+        (["train", "--shots", "1000000000000"], "shots must be between"),
+        (["train", "--meta-batch", "4611686018427387904"], "meta-batch must be between"),
+        (["train", "--task", "incremental-sine", "--ways", "9223372036854775807"], "ways must be between"),
+        (["train", "--ways", "5"], "sine tasks have no ways"),
+        (["train", "--checkpoint", "/nonexistent/dir/c.safetensors"], "does not exist"),
+        (["eval", "--checkpoint", "FIXTURE", "--steps", "100000000"], "--steps must be between 0 and 10000"),
+        (["verify", "--steps", "0"], "--steps must be positive"),
+        (["verify", "--steps", "nan"], "--steps must be positive"),
+        (["continual", "--checkpoint", "FIXTURE-OML", "--stage-size", "0"], "--stage-size must be between"),
+        (["bench", "--repetitions", "0"], "--repetitions must be between"),
+    ])
+    func badFlagsAreExplained(_ arguments: [String], _ expected: String) throws {
+        let resolved = arguments.map { $0 == "FIXTURE" ? fixtures[0].url.path : $0 == "FIXTURE-OML" ? fixtures[3].url.path : $0 }
+        let result = try runMetactl(resolved + ["--iterations", "1"].filter { _ in arguments[0] == "train" }, in: directory)
+        #expect(result.status != 0 && result.err.contains(expected), "\(resolved): \(result.err)")
+    }
+
+    @Test func resumeCannotEndARunBeforeWhereItIs() throws {
+        let base = ["train", "--meta-batch", "2", "--threads", "1", "--checkpoint", "early.safetensors"]
+        #expect(try runMetactl(base + ["--iterations", "4"], in: directory).status == 0)
+        let result = try runMetactl(base + ["--iterations", "2", "--resume"], in: directory)
+        #expect(result.status != 0 && result.err.contains("at iteration 4 already"), "\(result.err)")
+        #expect(try TrainingCheckpoint.configuration(of: SafeTensors.read(from: file("early.safetensors"))).iterations == 4)
+    }
+
+    @Test func aContinualSeedAtTheTopOfItsRangeRuns() throws {
+        let result = try runMetactl(["continual", "--checkpoint", fixtures[3].url.path, "--seed", "18446744073709551615", "--runs", "2",
+                                     "--test-points", "5"], in: directory)
+        #expect(result.status == 0, "\(result.err)")
+    }
+
+    @Test func plotRefusesValuesBeyondItsRange() throws {
+        let report = #"{"label":"x","checkpoint":"c","algorithm":"oml","task":"incremental-sine","iteration":1,"learner":"l","metric":"mse","runs":1,"points":[{"seen":1,"mean":1e308,"sd":0},{"seen":2,"mean":-1e308,"sd":0}],"forgetting":null,"backwardTransfer":null,"matrices":[],"seconds":1}"#
+        try report.write(to: file("report.json"), atomically: true, encoding: .utf8)
+        let result = try runMetactl(["plot", "report.json", "--output", "plot.svg"], in: directory)
+        #expect(result.status == 1 && result.err.contains("1e300"), "\(result.err)")
+    }
+
+    /// A full disk for the log is an error; for stderr it is ignored (progress is not worth a failed run).
+    @Test func failedWritesAreErrorsNotCrashes() throws {
+        let logged = try runMetactl(["train", "--iterations", "200", "--meta-batch", "2", "--threads", "1", "--log", "/dev/full",
+                                     "--log-every", "1", "--checkpoint", "full.safetensors"], in: directory)
+        #expect(logged.status == 1 && logged.err.contains("cannot write the log /dev/full"), "\(logged.err)")
+        let process = Process()
+        process.executableURL = metactl
+        process.arguments = ["train", "--iterations", "50", "--meta-batch", "2", "--threads", "1", "--checkpoint", file("quiet.safetensors").path]
+        process.standardError = FileHandle(forWritingAtPath: "/dev/full")
+        process.standardOutput = FileHandle(forWritingAtPath: "/dev/full")
+        try process.run()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0 && process.terminationReason == .exit)
+    }
+
     @Test func helpListsTheRegisteredComponents() throws {
         let help = try runMetactl(["train", "--help"], in: directory).out
         // The built-in ones: this test process may have registered toy components that metactl does not know.

@@ -129,7 +129,7 @@ struct OmniglotTests {
                 guard picks.contains(where: { data.characters[$0].part == part && data.characters[$0].alphabet == parts[1] && data.characters[$0].name == parts[2] }) else { continue }
                 let folder = root.appendingPathComponent("\(zipName)/\(parts[1])/\(parts[2])")
                 try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-                try Data(archive.read(index)).write(to: folder.appendingPathComponent(parts[3]))
+                try Data(archive.read(index, maximumSize: 1 << 20)).write(to: folder.appendingPathComponent(parts[3]))
             }
         }
         return (root, picks)

@@ -27,6 +27,8 @@ const char *mc_zip_name(const mc_zip *zip, int64_t index);
 /* Uncompressed size of entry `index` in bytes, or -1. */
 int64_t mc_zip_size(const mc_zip *zip, int64_t index);
 /* Decompresses entry `index` into `buffer` (exactly `size` bytes, its uncompressed size). */
+/* Reads entry `index`, exactly `size` bytes (its recorded size), into `buffer` and checks its CRC-32;
+ * 0 on success, -1 with a message naming the problem. */
 int mc_zip_read(mc_zip *zip, int64_t index, uint8_t *buffer, int64_t size, char *error, size_t error_size);
 /* Closes the archive (NULL is ignored). */
 void mc_zip_close(mc_zip *zip);

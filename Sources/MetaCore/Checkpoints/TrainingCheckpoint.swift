@@ -20,7 +20,9 @@ public enum TrainingCheckpoint {
         for (name, vector) in state.vectors.sorted(by: { $0.key < $1.key }) {
             file.tensors.append(("optimizer.\(name)", try Tensor(shape: [vector.count], scalars: vector)))
         }
-        let config = String(decoding: try JSONEncoder().encode(configuration), as: UTF8.self)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]   // the same run writes the same bytes
+        let config = String(decoding: try encoder.encode(configuration), as: UTF8.self)
         file.metadata = ["format": format, "configuration": config, "iteration": String(trainer.iteration),
                          "optimizer.step": String(state.step), "training.seconds": String(trainingSeconds)]
         return file
@@ -40,9 +42,14 @@ public enum TrainingCheckpoint {
         guard file.metadata["format"] == format, let json = file.metadata["configuration"] else {
             throw MetaCoreError(.corruptData, "not a MetaCore training checkpoint (metadata 'format' is \(file.metadata["format"] ?? "missing"), expected \(format))")
         }
-        do { return try JSONDecoder().decode(TrainingConfiguration.self, from: Data(json.utf8)) } catch {
+        let configuration: TrainingConfiguration
+        do { configuration = try JSONDecoder().decode(TrainingConfiguration.self, from: Data(json.utf8)) } catch {
             throw MetaCoreError(.corruptData, "the checkpoint's configuration is unreadable: \(error)")
         }
+        do { try configuration.validate(source: "the checkpoint's configuration") } catch let error as MetaCoreError {
+            throw MetaCoreError(.corruptData, error.message)
+        }
+        return configuration
     }
 
     /// The trainer as it was when the checkpoint was written, ready to continue on `threads` threads (its
@@ -64,7 +71,7 @@ public enum TrainingCheckpoint {
         }
         guard meta.allSatisfy(\.isFinite) else { throw MetaCoreError(.corruptData, "checkpoint parameters contain NaN or infinity") }
         trainer.metaParameters = meta
-        guard let iteration = Int(file.metadata["iteration"] ?? ""), iteration >= 0,
+        guard let iteration = Int(file.metadata["iteration"] ?? ""), (0 ... maximumOptimizerSteps).contains(iteration),
               let step = Int(file.metadata["optimizer.step"] ?? ""), step >= 0 else {
             throw MetaCoreError(.corruptData, "checkpoint metadata lacks a valid 'iteration' or 'optimizer.step'")
         }

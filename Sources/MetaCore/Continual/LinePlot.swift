@@ -29,6 +29,11 @@ public struct LinePlot: Sendable {
         guard !all.isEmpty, all.allSatisfy({ $0.x.isFinite && $0.y.isFinite }) else {
             throw MetaCoreError.argument("a plot needs at least one finite point")
         }
+        // The axes' spans must be finite too (±1e308 points overflow them).
+        let limit = 1e300
+        guard all.allSatisfy({ abs($0.x) <= limit && abs($0.y) <= limit }), (yRange.map { abs($0.lowerBound) <= limit && abs($0.upperBound) <= limit } ?? true) else {
+            throw MetaCoreError.argument("a plot's values must lie within ±1e300")
+        }
         let longest = series.map(\.label.count).max() ?? 0
         let left = 64.0, right = 50 + 7 * Double(longest), top = 40.0, bottom = 52.0
         let width = left + plotWidth + right, height = top + plotHeight + bottom

@@ -3,6 +3,7 @@ import Foundation
 /// Writes `data` to `url` atomically: to a temporary file beside it, flushed to disk, then renamed over it, so
 /// an interrupted write never leaves a truncated file behind (checkpoints, dataset caches).
 public func writeAtomically(_ data: Data, to url: URL) throws {
+    removeStaleTemporaries(of: url)
     let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier).tmp")
     do {
         guard FileManager.default.createFile(atPath: temporary.path, contents: nil) else {
@@ -20,6 +21,50 @@ public func writeAtomically(_ data: Data, to url: URL) throws {
         throw error
     } catch {
         try? FileManager.default.removeItem(at: temporary)
-        throw MetaCoreError(.io, "cannot write \(url.path): \(error.localizedDescription)")
+        throw MetaCoreError(.io, "cannot write \(url.path): \(describe(error))")
+    }
+}
+
+/// The temporary files of writes to `url` whose process is gone (killed during the write): removed, so that
+/// interrupted writes do not pile up beside a checkpoint or a cache.
+func removeStaleTemporaries(of url: URL) {
+    let directory = url.deletingLastPathComponent(), prefix = ".\(url.lastPathComponent)."
+    guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory.path) else { return }
+    for name in names where name.hasPrefix(prefix) && name.hasSuffix(".tmp") {
+        guard let pid = Int32(name.dropFirst(prefix.count).dropLast(4)), pid != getpid() else { continue }
+        if kill(pid, 0) != 0 && errno == ESRCH { try? FileManager.default.removeItem(at: directory.appendingPathComponent(name)) }
+    }
+}
+
+/// Throws unless a file can be written at `url`: its directory exists and is writable (and `url`, if it
+/// exists, is a writable file) — checked before a run starts rather than at its first checkpoint.
+public func checkWritable(_ url: URL, _ what: String) throws {
+    let directory = url.deletingLastPathComponent().path
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+        throw MetaCoreError(.io, "cannot write the \(what) \(url.path): the directory \(directory) does not exist")
+    }
+    guard access(directory, W_OK) == 0 else {
+        throw MetaCoreError(.io, "cannot write the \(what) \(url.path): the directory \(directory) is not writable (\(String(cString: strerror(errno))))")
+    }
+    if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) {
+        guard !isDirectory.boolValue else { throw MetaCoreError(.io, "cannot write the \(what) \(url.path): it is a directory") }
+    }
+}
+
+/// A Foundation or POSIX error as a sentence (not "The operation could not be completed (NSCocoaErrorDomain 516)").
+func describe(_ error: any Error) -> String {
+    if let error = error as? MetaCoreError { return error.message }
+    let ns = error as NSError
+    if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+        return String(cString: strerror(Int32(underlying.code)))
+    }
+    if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
+    switch ns.code {
+    case NSFileNoSuchFileError, NSFileReadNoSuchFileError: return "no such file or directory"
+    case NSFileWriteFileExistsError: return "a file is in the way"
+    case NSFileWriteNoPermissionError, NSFileReadNoPermissionError: return "permission denied"
+    case NSFileWriteOutOfSpaceError: return "no space left on the device"
+    default: return ns.localizedDescription
     }
 }

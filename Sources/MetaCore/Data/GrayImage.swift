@@ -3,12 +3,16 @@ import Foundation
 
 /// 8-bit grayscale image operations for dataset loading (libpng and the area filter, through CDataIO).
 enum GrayImage {
-    /// Decodes PNG bytes to gray pixels, row-major; returns the pixels and the image's height and width.
-    static func decodePNG(_ bytes: [UInt8]) throws -> (pixels: [UInt8], height: Int, width: Int) {
+    /// Decodes PNG bytes to gray pixels, row-major; returns the pixels and the image's height and width. An
+    /// image whose header claims more than `maximumPixels` is refused before anything is allocated.
+    static func decodePNG(_ bytes: [UInt8], maximumPixels: Int) throws -> (pixels: [UInt8], height: Int, width: Int) {
         var error = [CChar](repeating: 0, count: 512)
         var width: Int32 = 0, height: Int32 = 0
         guard mc_png_size(bytes, bytes.count, &width, &height, &error, error.count) == 0 else {
             throw MetaCoreError(.corruptData, errorText(error))
+        }
+        guard width > 0, height > 0, Int(width) * Int(height) <= maximumPixels else {
+            throw MetaCoreError(.corruptData, "the PNG header claims \(width)x\(height) pixels, more than the \(maximumPixels) an image of this dataset has")
         }
         var pixels = [UInt8](repeating: 0, count: Int(width) * Int(height))
         let status = pixels.withUnsafeMutableBufferPointer {

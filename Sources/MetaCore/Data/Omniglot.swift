@@ -32,6 +32,9 @@ public struct Omniglot: Sendable {
     }
 
     public static let drawingsPerCharacter = 20
+    /// Bounds on one drawing's file: Omniglot's are 105x105 PNGs of a few hundred bytes, so anything past these
+    /// is corrupt or hostile and is refused before it is allocated.
+    static let maximumPixels = 1024 * 1024, maximumFileBytes = 4 << 20
 
     /// Side of the square images after resizing.
     public let side: Int
@@ -98,8 +101,14 @@ extension Omniglot {
         case .failure(let problem): reason = problem.message
         }
         let dataset = try decode(sources, side: side)
-        try FileManager.default.createDirectory(at: cacheDirectory, withIntermediateDirectories: true)
-        try cache.write(dataset, fingerprint: fingerprint)
+        do {
+            try FileManager.default.createDirectory(at: cacheDirectory, withIntermediateDirectories: true)
+            try cache.write(dataset, fingerprint: fingerprint)
+        } catch {
+            // The data decoded fine: a cache that cannot be written (a file in the way, a read-only or full
+            // disk) costs the next run its head start, not this run its data.
+            return (dataset, .unwritable(cache.url, reason: describe(error)))
+        }
         return (dataset, .rebuilt(cache.url, reason: reason))
     }
 
@@ -115,7 +124,7 @@ extension Omniglot {
                 pixels.append(contentsOf: repeatElement(0, count: drawings.count * size))
                 for (d, drawing) in drawings.enumerated() {
                     let png: (pixels: [UInt8], height: Int, width: Int)
-                    do { png = try GrayImage.decodePNG(source.read(drawing)) } catch let error as MetaCoreError {
+                    do { png = try GrayImage.decodePNG(source.read(drawing), maximumPixels: Self.maximumPixels) } catch let error as MetaCoreError {
                         throw MetaCoreError(error.kind, "\(source.describe(drawing)): \(error.message)")
                     }
                     guard png.height >= side, png.width >= side else {
@@ -214,9 +223,13 @@ extension Omniglot {
         func read(_ drawing: Drawing) throws -> [UInt8] {
             switch (drawing, storage) {
             case (.file(let url), _):
+                let size = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? NSNumber)?.intValue ?? 0
+                guard size <= Omniglot.maximumFileBytes else {
+                    throw MetaCoreError(.corruptData, "\(url.path) is \(size) bytes, more than the \(Omniglot.maximumFileBytes) an Omniglot drawing can be")
+                }
                 guard let data = FileManager.default.contents(atPath: url.path) else { throw MetaCoreError(.io, "cannot read \(url.path)") }
                 return [UInt8](data)
-            case (.entry(let index, _), .zip(let archive)): return try archive.read(index)
+            case (.entry(let index, _), .zip(let archive)): return try archive.read(index, maximumSize: Omniglot.maximumFileBytes)
             case (.entry, .folder): preconditionFailure("a zip entry of a folder source")
             }
         }

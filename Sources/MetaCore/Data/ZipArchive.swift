@@ -19,10 +19,14 @@ final class ZipArchive {
         (0 ..< mc_zip_count(handle)).map { mc_zip_name(handle, $0).map { String(cString: $0) } ?? "" }
     }
 
-    /// The uncompressed bytes of entry `index` (the entry's CRC is checked by libzip).
-    func read(_ index: Int) throws -> [UInt8] {
+    /// The uncompressed bytes of entry `index`, its CRC checked; throws before allocating if the archive says
+    /// the entry is larger than `maximumSize` (a zip bomb, or a corrupt directory).
+    func read(_ index: Int, maximumSize: Int) throws -> [UInt8] {
         let size = mc_zip_size(handle, Int64(index))
         guard size >= 0 else { throw MetaCoreError(.corruptData, "\(path): entry \(index) has no readable size") }
+        guard size <= maximumSize else {
+            throw MetaCoreError(.corruptData, "\(path): entry \(index) claims \(size) bytes, more than the \(maximumSize) such an entry can hold")
+        }
         var bytes = [UInt8](repeating: 0, count: Int(size))
         var error = [CChar](repeating: 0, count: 512)
         let status = bytes.withUnsafeMutableBufferPointer { mc_zip_read(handle, Int64(index), $0.baseAddress, size, &error, error.count) }

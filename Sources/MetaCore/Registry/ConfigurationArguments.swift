@@ -9,7 +9,15 @@ extension TrainingConfiguration {
         public let help: String
         let get: @Sendable (TrainingConfiguration) -> String?
         let set: @Sendable (inout TrainingConfiguration, String) throws -> Void
+        /// What is wrong with the value, if anything.
+        let problem: @Sendable (TrainingConfiguration) -> String?
     }
+
+    /// A whole number's bounds: sizes beyond them would not fit in memory or would overflow the arithmetic.
+    private static func within<T: Comparable & Sendable>(_ range: ClosedRange<T>) -> @Sendable (T) -> String? {
+        { range.contains($0) ? nil : "must be between \(range.lowerBound) and \(range.upperBound)" }
+    }
+    private static let positive: @Sendable (Float) -> String? = { $0 > 0 && $0.isFinite ? nil : "must be a positive number" }
 
     private static func parse<T: LosslessStringConvertible>(_ text: String, _ name: String, _ what: String) throws -> T {
         guard let value = T(text.trimmingCharacters(in: .whitespaces)) else {
@@ -19,14 +27,17 @@ extension TrainingConfiguration {
     }
 
     private static func setting<T: LosslessStringConvertible & Sendable>(
-        _ name: String, _ path: WritableKeyPath<TrainingConfiguration, T> & Sendable, _ what: String, _ help: String) -> Setting {
-        Setting(name: name, help: help, get: { String($0[keyPath: path]) }, set: { $0[keyPath: path] = try parse($1, name, what) })
+        _ name: String, _ path: WritableKeyPath<TrainingConfiguration, T> & Sendable, _ what: String, _ help: String,
+        _ check: @escaping @Sendable (T) -> String? = { _ in nil }) -> Setting {
+        Setting(name: name, help: help, get: { String($0[keyPath: path]) }, set: { $0[keyPath: path] = try parse($1, name, what) },
+                problem: { check($0[keyPath: path]) })
     }
 
     private static func setting<T: LosslessStringConvertible & Sendable>(
-        _ name: String, _ path: WritableKeyPath<TrainingConfiguration, T?> & Sendable, _ what: String, _ help: String) -> Setting {
+        _ name: String, _ path: WritableKeyPath<TrainingConfiguration, T?> & Sendable, _ what: String, _ help: String,
+        _ check: @escaping @Sendable (T) -> String? = { _ in nil }) -> Setting {
         Setting(name: name, help: help, get: { $0[keyPath: path].map(String.init) },
-                set: { $0[keyPath: path] = try parse($1, name, what) as T })
+                set: { $0[keyPath: path] = try parse($1, name, what) as T }, problem: { $0[keyPath: path].flatMap(check) })
     }
 
     /// The settings every run has, in the order help and `--print-config` list them.
@@ -34,16 +45,18 @@ extension TrainingConfiguration {
         setting("algorithm", \.algorithm, "a name", "the meta-learning algorithm (see below)"),
         setting("task", \.task, "a name", "the task family (see below)"),
         setting("backbone", \.backbone, "a name", "the network (default: the task family's)"),
-        setting("ways", \.ways, "an integer", "classes per episode (omniglot); classes per trajectory; functions (incremental-sine)"),
-        setting("shots", \.shots, "an integer", "support examples per task (per class for classification)"),
-        setting("queries", \.queries, "an integer", "query examples per task (per class for classification)"),
-        setting("inner-steps", \.innerSteps, "an integer", "inner SGD steps during meta-training"),
-        setting("inner-lr", \.innerLearningRate, "a number", "inner learning rate (OML: the online SGD step on the prediction network)"),
+        setting("ways", \.ways, "an integer", "classes per episode (omniglot); classes per trajectory; functions (incremental-sine)",
+                within(1 ... 100_000)),
+        setting("shots", \.shots, "an integer", "support examples per task (per class for classification)", within(1 ... 100_000)),
+        setting("queries", \.queries, "an integer", "query examples per task (per class for classification)", within(0 ... 100_000)),
+        setting("inner-steps", \.innerSteps, "an integer", "inner SGD steps during meta-training", within(0 ... 10_000)),
+        setting("inner-lr", \.innerLearningRate, "a number", "inner learning rate (OML: the online SGD step on the prediction network)",
+                positive),
         setting("meta-optimizer", \.metaOptimizer, "a name", "the meta-optimiser (see below)"),
-        setting("meta-lr", \.metaLearningRate, "a number", "meta learning rate"),
-        setting("meta-batch", \.metaBatch, "an integer", "tasks per meta-batch"),
-        setting("clip", \.clip, "a number", "clip the meta-gradient to this norm"),
-        setting("iterations", \.iterations, "an integer", "meta-iterations in total"),
+        setting("meta-lr", \.metaLearningRate, "a number", "meta learning rate", positive),
+        setting("meta-batch", \.metaBatch, "an integer", "tasks per meta-batch", within(1 ... 100_000)),
+        setting("clip", \.clip, "a number", "clip the meta-gradient to this norm", positive),
+        setting("iterations", \.iterations, "an integer", "meta-iterations in total", within(0 ... 1_000_000_000_000)),
         setting("seed", \.seed, "a non-negative integer", "random seed (initialisation and tasks)"),
     ]
 
@@ -110,8 +123,22 @@ extension TrainingConfiguration {
                 throw MetaCoreError(.unknownName, "\(from): unknown option --\(name); the configuration takes \(Self.settings.map { "--\($0.name)" }.joined(separator: ", ")) and the components' options \(components.keys.sorted().map { "--\($0)" }.joined(separator: ", "))")
             }
         }
-        _ = try config.resolvedOptions()   // every option given applies to the components named
+        try config.validate(source: source)
         return config
+    }
+
+    /// Throws naming the first setting out of its bounds, or an option that does not apply or is out of range:
+    /// what a configuration from the command line, a file or a checkpoint must pass before it is used.
+    public func validate(source: String = "configuration") throws {
+        for setting in Self.settings {
+            if let problem = setting.problem(self) {
+                throw MetaCoreError.argument("\(source): \(setting.name) \(problem), got \(setting.get(self) ?? "nothing")")
+            }
+        }
+        if ways != nil, try !components().taskFamily.takesWays {
+            throw MetaCoreError.argument("\(source): \(task) tasks have no ways (classes per episode); leave --ways out")
+        }
+        _ = try resolvedOptions()
     }
 
     /// Help on the configuration: the settings, then every registered component with its options.

@@ -21,6 +21,8 @@ public enum CacheStatus: Sendable, Equatable {
     case loaded(URL)
     /// Decoded from the source files and written to the cache, for the reason given (no cache yet, stale, corrupt).
     case rebuilt(URL, reason: String)
+    /// Decoded from the source files; the cache could not be written, for the reason given.
+    case unwritable(URL, reason: String)
 }
 
 /// Where task families get their data: a path (`--data`), a cache directory, and the datasets loaded so far
@@ -59,6 +61,7 @@ public final class DataSource: Sendable {
                 case .disabled: how = "decoded (no cache)"
                 case .loaded(let url): how = "read from cache \(url.path)"
                 case .rebuilt(let url, let reason): how = "decoded and cached at \(url.path) (\(reason))"
+                case .unwritable(let url, let reason): how = "decoded; warning: the cache \(url.path) could not be written (\(reason)), so the next run decodes again"
                 }
                 let seconds = (clock.now - start).seconds
                 report("\(D.name): \(how) in \(String(format: "%.2f", seconds)) s")

@@ -89,14 +89,17 @@ public struct TaskFamilyEntry: Component {
     public let evaluationQueries: Int?
     /// Set for continual-learning families (`metactl continual`).
     public let continual: ContinualSupport?
+    /// Whether `ways` means something to this family (a `--ways` it would ignore is refused).
+    public let takesWays: Bool
     public let make: @Sendable (TaskRequest) throws -> any TaskDistribution
 
     public init(name: String, summary: String, options: [OptionSpec] = [], dataset: (any Dataset.Type)? = nil,
                 defaultBackbone: String, optionDefaults: [String: OptionValue] = [:], evaluationQueries: Int? = nil,
-                continual: ContinualSupport? = nil, make: @escaping @Sendable (TaskRequest) throws -> any TaskDistribution) {
+                continual: ContinualSupport? = nil, takesWays: Bool = true,
+                make: @escaping @Sendable (TaskRequest) throws -> any TaskDistribution) {
         self.name = name; self.summary = summary; self.options = options; self.dataset = dataset
         self.defaultBackbone = defaultBackbone; self.optionDefaults = optionDefaults
-        self.evaluationQueries = evaluationQueries; self.continual = continual; self.make = make
+        self.evaluationQueries = evaluationQueries; self.continual = continual; self.takesWays = takesWays; self.make = make
     }
 }
 

@@ -96,7 +96,9 @@ public struct IncrementalSineTasks: TaskDistribution {
     public let domain: ClosedRange<Float> = -5 ... 5
 
     public init(functions: Int = 10, shots: Int, queries: Int) throws {
-        guard functions >= 1 else { throw MetaCoreError.argument("incremental sines need at least 1 function, got \(functions)") }
+        guard (1 ... 1000).contains(functions) else {
+            throw MetaCoreError.argument("incremental sines need between 1 and 1000 functions (each adds an input), got \(functions)")
+        }
         guard shots >= 1, queries >= 1 else {
             throw MetaCoreError.argument("incremental sines need at least 1 trajectory and 1 meta-loss point per function, got \(shots) and \(queries)")
         }

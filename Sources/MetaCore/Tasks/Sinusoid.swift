@@ -37,7 +37,7 @@ import Glibc
 extension SinusoidTasks {
     static let registrations = [
         TaskFamilyEntry(name: "sine", summary: "sinusoid regression, y = A sin(x - phase) (Finn et al. 2017)",
-                        defaultBackbone: "mlp", evaluationQueries: 100) { request in
+                        defaultBackbone: "mlp", evaluationQueries: 100, takesWays: false) { request in
             try SinusoidTasks(shots: request.configuration.shots, queries: request.configuration.queries)
         },
     ]

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Meta-training: each iteration samples a meta-batch of tasks, averages the learner's meta-gradients,
 /// optionally clips their norm, and takes one meta-optimiser step.
 ///
@@ -25,6 +27,12 @@ public struct MetaTrainer {
         guard metaBatch > 0 else { throw MetaCoreError.argument("meta-batch must be at least 1 task, got \(metaBatch)") }
         if let clip, !(clip > 0) { throw MetaCoreError.argument("gradient clipping norm must be positive, got \(clip)") }
         try learner.check(model: model, tasks: tasks)
+        let width = learner.initialMetaParameters(for: model, seed: seed).count
+        let (slotBytes, overflow) = metaBatch.multipliedReportingOverflow(by: width * 4)
+        let memory = ProcessInfo.processInfo.physicalMemory / 2
+        guard !overflow, UInt64(slotBytes) <= memory else {
+            throw MetaCoreError.argument("a meta-batch of \(metaBatch) tasks needs \(overflow ? "more than an Int of" : "\(slotBytes / 1_000_000) MB of") memory for their meta-gradients (\(width) each); this machine has \(memory * 2 / 1_000_000) MB")
+        }
         self.learner = learner; self.tasks = tasks; self.optimizer = optimizer
         self.metaBatch = metaBatch; self.clip = clip; self.seed = seed
         self.metaParameters = learner.initialMetaParameters(for: model, seed: seed)

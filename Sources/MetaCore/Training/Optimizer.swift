@@ -29,7 +29,10 @@ public struct SGD: Optimizer {
     }
 
     public var state: (step: Int, vectors: [String: [Float]]) { (steps, [:]) }
-    public mutating func restore(step: Int, vectors: [String: [Float]], parameterCount: Int) throws { steps = step }
+    public mutating func restore(step: Int, vectors: [String: [Float]], parameterCount: Int) throws {
+        try checkStep(step)
+        steps = step
+    }
 }
 
 /// Adam (Kingma & Ba 2015) with bias correction, as `torch.optim.Adam` and `optax.adam` define it.
@@ -77,7 +80,21 @@ public struct Adam: Optimizer {
         guard let m = vectors["m"], let v = vectors["v"], m.count == parameterCount, v.count == parameterCount else {
             throw MetaCoreError(.corruptData, "Adam state needs moment vectors 'm' and 'v' of \(parameterCount) entries each")
         }
+        try checkStep(step)
+        guard m.allSatisfy(\.isFinite) else { throw MetaCoreError(.corruptData, "Adam's first moments 'm' contain NaN or infinity") }
+        guard v.allSatisfy({ $0.isFinite && $0 >= 0 }) else {
+            throw MetaCoreError(.corruptData, "Adam's second moments 'v' must be finite and non-negative")
+        }
         self.steps = step; self.m = m; self.v = v
+    }
+}
+
+/// The most optimiser steps a checkpoint may claim (far beyond any run; it keeps `step + 1` from overflowing).
+public let maximumOptimizerSteps = 1 << 50
+
+func checkStep(_ step: Int) throws {
+    guard (0 ... maximumOptimizerSteps).contains(step) else {
+        throw MetaCoreError(.corruptData, "optimizer step \(step) is not between 0 and \(maximumOptimizerSteps)")
     }
 }
 

@@ -23,6 +23,9 @@ public final class TaskRunner: @unchecked Sendable {
         init(model: Model) { workspace = Workspace(model: model) }
     }
 
+    /// More threads than any machine MetaCore runs on has cores (each thread holds a workspace).
+    public static let maximumThreads = 1024
+
     public let model: Model
     /// Threads (cores) the runner may use.
     public let threads: Int
@@ -30,7 +33,9 @@ public final class TaskRunner: @unchecked Sendable {
     private let pool: WorkerPool
 
     public init(model: Model, threads: Int = 1) throws {
-        guard threads >= 1 else { throw MetaCoreError.argument("threads must be at least 1, got \(threads)") }
+        guard (1 ... Self.maximumThreads).contains(threads) else {
+            throw MetaCoreError.argument("threads must be between 1 and \(Self.maximumThreads), got \(threads)")
+        }
         self.model = model
         self.threads = threads
         self.workers = (0 ..< threads).map { _ in Worker(model: model) }

@@ -124,7 +124,7 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     /// A trainer at iteration 0 for this configuration, running tasks on `threads` threads (the results do not
     /// depend on it, so it is not part of the configuration).
     public func makeTrainer(data: DataSource = DataSource(), threads: Int = 1) throws -> MetaTrainer {
-        guard iterations >= 0 else { throw MetaCoreError.argument("iterations must be >= 0, got \(iterations)") }
+        try validate()
         let learner = try makeLearner(), tasks = try makeTasks(.train, data: data)
         return try MetaTrainer(learner: learner, model: makeModel(for: tasks), tasks: tasks, optimizer: makeOptimizer(),
                                metaBatch: metaBatch, clip: clip, seed: seed, threads: threads)

@@ -74,8 +74,11 @@ public struct TrainingSession {
         (trainer, configuration) = try TrainingCheckpoint.restore(file, data: data(stored), threads: threads)
         earlierSeconds = try TrainingCheckpoint.trainingSeconds(of: file)
         if let iterations {
-            guard iterations >= 0 else { throw MetaCoreError.argument("iterations must be >= 0, got \(iterations)") }
+            guard iterations >= trainer.iteration else {
+                throw MetaCoreError.argument("the run in \(output.checkpoint.path) is at iteration \(trainer.iteration) already; --iterations \(iterations) would end it before it resumes")
+            }
             configuration.iterations = iterations
+            try configuration.validate()
         }
         self.output = output
         resumed = true
@@ -90,13 +93,15 @@ public struct TrainingSession {
 
     /// Trains to the configuration's total (or the time limit), calling `progress` after every iteration.
     public mutating func run(progress: (Progress) -> Void = { _ in }) throws -> Summary {
+        try checkWritable(output.checkpoint, "checkpoint")
         let logHandle = try output.log.map { url -> FileHandle in
-            if !resumed || !FileManager.default.fileExists(atPath: url.path) {
-                _ = FileManager.default.createFile(atPath: url.path, contents: nil)
+            try checkWritable(url, "log")
+            // A new run starts its log afresh; a resumed one appends to it.
+            let descriptor = open(url.path, O_WRONLY | O_CREAT | (resumed ? O_APPEND : O_TRUNC), 0o644)
+            guard descriptor >= 0 else {
+                throw MetaCoreError(.io, "cannot open the log \(url.path): \(String(cString: strerror(errno)))")
             }
-            let handle = try FileHandle(forWritingTo: url)
-            try handle.seekToEnd()
-            return handle
+            return FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
         }
         defer { try? logHandle?.close() }
         let clock = ContinuousClock(), start = clock.now, first = trainer.iteration
@@ -115,7 +120,10 @@ public struct TrainingSession {
                 if let logHandle {
                     var record: [String: Any] = ["iteration": done, "loss": loss, "seconds": trainedSeconds, "gradient_norm": result.gradientNorm]
                     if let accuracy { record["accuracy"] = accuracy }
-                    logHandle.write(try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]) + Data("\n".utf8))
+                    let line = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]) + Data("\n".utf8)
+                    do { try logHandle.write(contentsOf: line) } catch {
+                        throw MetaCoreError(.io, "cannot write the log \(output.log!.path): \(describe(error))")
+                    }
                 }
                 recent = 0; recentAccuracy = 0; recentCount = 0
             }

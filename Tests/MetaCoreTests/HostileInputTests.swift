@@ -1,0 +1,208 @@
+import CDataIO
+import Foundation
+import Testing
+@testable import MetaCore
+
+/// A safetensors file from a header given as text and `payload` bytes of data.
+func safetensorsBytes(header: String, payload: Int) -> Data {
+    var json = Array(header.utf8)
+    json += [UInt8](repeating: 0x20, count: (8 - json.count % 8) % 8)
+    var data = Data()
+    withUnsafeBytes(of: UInt64(json.count).littleEndian) { data.append(contentsOf: $0) }
+    data.append(contentsOf: json)
+    data.append(contentsOf: [UInt8](repeating: 0, count: payload))
+    return data
+}
+
+func expectCorrupt(_ data: Data, _ reason: String, sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(sourceLocation: sourceLocation) { _ = try SafeTensors(decoding: data, source: "x.safetensors") } throws: { error in
+        (error as? MetaCoreError)?.kind == .corruptData && "\(error)".contains(reason)
+    }
+}
+
+/// A PNG's signature and IHDR chunk claiming `width` x `height` gray pixels, an empty IDAT and IEND.
+func pngHeader(width: UInt32, height: UInt32) -> [UInt8] {
+    func chunk(_ type: String, _ body: [UInt8]) -> [UInt8] {
+        let typed = Array(type.utf8) + body
+        let crc = typed.withUnsafeBufferPointer { mc_crc32(0, $0.baseAddress, $0.count) }
+        return withUnsafeBytes(of: UInt32(body.count).bigEndian, Array.init) + typed + withUnsafeBytes(of: crc.bigEndian, Array.init)
+    }
+    let ihdr = withUnsafeBytes(of: width.bigEndian, Array.init) + withUnsafeBytes(of: height.bigEndian, Array.init) + [8, 0, 0, 0, 0]
+    return [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] + chunk("IHDR", ihdr) + chunk("IDAT", [0x78, 0x9C, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]) + chunk("IEND", [])
+}
+
+/// A zip archive of one stored (uncompressed) entry whose directory records `crc` and `size`.
+func storedZip(name: String, contents: [UInt8], crc: UInt32, size: UInt32? = nil) -> [UInt8] {
+    func le16(_ v: Int) -> [UInt8] { [UInt8(v & 0xFF), UInt8(v >> 8 & 0xFF)] }
+    func le32(_ v: UInt32) -> [UInt8] { withUnsafeBytes(of: v.littleEndian, Array.init) }
+    let nameBytes = Array(name.utf8), recorded = size ?? UInt32(contents.count)
+    let common = le16(20) + le16(0) + le16(0) + le16(0) + le16(0) + le32(crc) + le32(UInt32(contents.count)) + le32(recorded)
+        + le16(nameBytes.count) + le16(0)
+    let local = le32(0x04034b50) + common + nameBytes + contents
+    let central = le32(0x02014b50) + le16(20) + common + le16(0) + le16(0) + le16(0) + le32(0) + le32(0) + nameBytes
+    let end = le32(0x06054b50) + le16(0) + le16(0) + le16(1) + le16(1) + le32(UInt32(central.count)) + le32(UInt32(local.count)) + le16(0)
+    return local + central + end
+}
+
+@Suite("Hostile input: checkpoints, configurations, images, archives, files")
+struct HostileInputTests {
+    @Test func safetensorsSizesAreCheckedForOverflow() {
+        for shape in ["[4611686018427387904, 4]", "[3037000500, 3037000500]", "[2305843009213693952]", "[-1]", "[1.5]", "[\"2\"]"] {
+            expectCorrupt(safetensorsBytes(header: #"{"a":{"dtype":"F32","shape":\#(shape),"data_offsets":[0,4]}}"#, payload: 4), "tensor 'a'")
+        }
+        for offsets in ["[1, -9223372036854775808]", "[-4, 0]", "[0, 9223372036854775807]", "[0, 18446744073709551616]", "[4, 0]"] {
+            expectCorrupt(safetensorsBytes(header: #"{"a":{"dtype":"F32","shape":[1],"data_offsets":\#(offsets)}}"#, payload: 4), "tensor 'a'")
+        }
+    }
+
+    @Test func safetensorsRangesMustTileTheDataExactly() {
+        let overlap = #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#
+        expectCorrupt(safetensorsBytes(header: overlap, payload: 8), "overlaps")
+        let alias = #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#
+        expectCorrupt(safetensorsBytes(header: alias, payload: 4), "overlaps")
+        let gap = #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}"#
+        expectCorrupt(safetensorsBytes(header: gap, payload: 12), "bytes 4 ..< 8 belong to no tensor")
+        expectCorrupt(safetensorsBytes(header: #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, payload: 9), "after the last tensor")
+        // What tiles is accepted, zero-sized tensors included.
+        let good = #"{"e":{"dtype":"F32","shape":[0],"data_offsets":[4,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#
+        #expect(throws: Never.self) { _ = try SafeTensors(decoding: safetensorsBytes(header: good, payload: 12), source: "x") }
+    }
+
+    @Test func safetensorsHeadersAreStrictJSON() {
+        let twice = #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#
+        expectCorrupt(safetensorsBytes(header: twice, payload: 4), "appears twice")
+        let metadataTwice = #"{"__metadata__":{"iteration":"9"},"__metadata__":{"iteration":"0"}}"#
+        expectCorrupt(safetensorsBytes(header: metadataTwice, payload: 0), "appears twice")
+        let extra = #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"more":1}}"#
+        expectCorrupt(safetensorsBytes(header: extra, payload: 4), "exactly dtype, shape and data_offsets")
+        expectCorrupt(safetensorsBytes(header: #"{"__metadata__":{"k":3}}"#, payload: 0), "not a string")
+        // UTF-32 text is not UTF-8.
+        var utf32 = Data()
+        for scalar in #"{"__metadata__":{}}"#.unicodeScalars { withUnsafeBytes(of: scalar.value.littleEndian) { utf32.append(contentsOf: $0) } }
+        var file = Data()
+        withUnsafeBytes(of: UInt64(utf32.count).littleEndian) { file.append(contentsOf: $0) }
+        expectCorrupt(file + utf32, "header")
+        expectCorrupt(safetensorsBytes(header: String(repeating: "[", count: 100), payload: 0), "nesting")
+        expectCorrupt(safetensorsBytes(header: #"{"a":1} x"#, payload: 0), "after the JSON value")
+        #expect(throws: Never.self) {
+            _ = try StrictJSON.parse(Array(#"{"k":"\u00e9\ud83d\ude00\n","n":[-1.5e3,0,true,false,null]}"#.utf8))
+        }
+    }
+
+    /// A checkpoint whose stored configuration or optimiser state is out of bounds is refused with a reason,
+    /// before anything is allocated from it.
+    @Test func checkpointContentsAreValidated() throws {
+        let fixture = try SafeTensors.read(from: fixtures[0].url)
+        let stored = try TrainingCheckpoint.configuration(of: fixture)
+        let values: [(String, Any)] = [("metaBatch", 1_000_000_000_000), ("metaBatch", Int.max), ("shots", 1_000_000_000_000),
+                                       ("innerSteps", -1), ("innerLearningRate", -1.0), ("iterations", -5), ("ways", 3)]
+        for (key, value) in values {
+            var json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(stored)) as! [String: Any]
+            json[key] = value
+            var file = fixture
+            file.metadata["configuration"] = String(decoding: try JSONSerialization.data(withJSONObject: json), as: UTF8.self)
+            #expect(throws: MetaCoreError.self, "\(key) = \(value)") { try TrainingCheckpoint.restore(file) }
+        }
+        var isine = try TrainingCheckpoint.configuration(of: SafeTensors.read(from: fixtures[3].url))
+        isine.ways = 1_000_000
+        #expect(throws: MetaCoreError.self) { try isine.makeTrainer() }
+        for (name, value) in [("optimizer.step", String(Int.max)), ("optimizer.step", "-1"), ("iteration", String(Int.max))] {
+            var file = fixture
+            file.metadata[name] = value
+            #expect(throws: MetaCoreError.self, "\(name) = \(value)") { try TrainingCheckpoint.restore(file) }
+        }
+        for bad: Float in [.nan, -1, .infinity] {
+            var file = fixture
+            let index = file.tensors.firstIndex { $0.name == "optimizer.v" }!
+            var scalars = file.tensors[index].tensor.scalars
+            scalars[3] = bad
+            file.tensors[index].tensor = try Tensor(shape: [scalars.count], scalars: scalars)
+            #expect(throws: MetaCoreError.self, "optimizer.v with \(bad)") { try TrainingCheckpoint.restore(file) }
+        }
+        #expect(throws: Never.self) { try TrainingCheckpoint.restore(fixture) }
+    }
+
+    @Test func imagesAndArchivesAreBoundedBeforeAllocation() throws {
+        for (width, height) in [(1_000_000, 1_000_000), (20_000, 20_000), (2000, 1000)] {
+            #expect { try GrayImage.decodePNG(pngHeader(width: UInt32(width), height: UInt32(height)), maximumPixels: 1 << 20) } throws: {
+                "\($0)".contains("\(width)x\(height)")
+            }
+        }
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let contents = Array("hello, omniglot".utf8)
+        let crc = contents.withUnsafeBufferPointer { mc_crc32(0, $0.baseAddress, $0.count) }
+        func archive(_ bytes: [UInt8]) throws -> ZipArchive {
+            let url = directory.appendingPathComponent("\(UUID()).zip")
+            try Data(bytes).write(to: url)
+            return try ZipArchive(path: url.path)
+        }
+        #expect(try archive(storedZip(name: "a.png", contents: contents, crc: crc)).read(0, maximumSize: 100) == contents)
+        #expect { try archive(storedZip(name: "a.png", contents: contents, crc: crc ^ 1)).read(0, maximumSize: 100) } throws: {
+            "\($0)".contains("entry 0 is corrupt") && "\($0)".contains("CRC")
+        }
+        #expect { try archive(storedZip(name: "a.png", contents: contents, crc: crc)).read(0, maximumSize: 8) } throws: {
+            "\($0)".contains("claims 15 bytes")
+        }
+    }
+
+    @Test func everyValueOfAConfigurationIsBounded() {
+        let base = TrainingConfiguration()
+        for arguments in [["--shots", "1000000000000"], ["--queries", "1000000000000"], ["--meta-batch", "4611686018427387904"],
+                          ["--inner-lr", "-1"], ["--meta-lr", "nan"], ["--clip", "0"], ["--iterations", "-3"],
+                          ["--ways", "5"], ["--task", "incremental-sine", "--ways", "9223372036854775807"]] {
+            #expect(throws: MetaCoreError.self, "\(arguments)") { _ = try base.applying(arguments).makeTrainer() }
+        }
+    }
+
+    @Test func staleTemporaryFilesOfKilledWritesAreRemoved() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: "/bin/true")
+        try child.run()
+        child.waitUntilExit()   // a process that is gone, as a killed writer is
+        let stale = directory.appendingPathComponent(".c.safetensors.\(child.processIdentifier).tmp")
+        let alive = directory.appendingPathComponent(".c.safetensors.1.tmp")   // init: never stale
+        let other = directory.appendingPathComponent(".d.safetensors.\(child.processIdentifier).tmp")
+        for url in [stale, alive, other] { try Data([1, 2, 3]).write(to: url) }
+        try SafeTensors(tensors: [("a", Tensor(shape: [1], scalars: [1]))]).write(to: directory.appendingPathComponent("c.safetensors"))
+        let left = try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted()
+        #expect(left == [alive.lastPathComponent, other.lastPathComponent, "c.safetensors"].sorted())
+    }
+
+    /// A destination that cannot be written is found before any training is done.
+    @Test func destinationsAreCheckedBeforeTraining() throws {
+        var config = TrainingConfiguration()
+        config.iterations = 5; config.metaBatch = 2
+        let missing = URL(fileURLWithPath: "/nonexistent-\(UUID())/run.safetensors")
+        var session = try TrainingSession(configuration: config, output: .init(checkpoint: missing))
+        #expect { try session.run() } throws: { "\($0)".contains("does not exist") }
+        #expect(session.trainer.iteration == 0)
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var logged = try TrainingSession(configuration: config, output: .init(checkpoint: directory.appendingPathComponent("c.safetensors"),
+                                                                            log: directory))
+        #expect { try logged.run() } throws: { "\($0)".contains("is a directory") }
+        #expect(logged.trainer.iteration == 0)
+    }
+
+    /// The same run writes the same checkpoint bytes but for the recorded training time.
+    @Test func identicalRunsWriteIdenticalCheckpoints() throws {
+        var config = TrainingConfiguration()
+        config.iterations = 4; config.metaBatch = 2
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var files: [SafeTensors] = []
+        for name in ["a", "b"] {
+            let url = directory.appendingPathComponent("\(name).safetensors")
+            var session = try TrainingSession(configuration: config, output: .init(checkpoint: url))
+            _ = try session.run()
+            var file = try SafeTensors.read(from: url)
+            file.metadata["training.seconds"] = "0"
+            files.append(file)
+        }
+        #expect(try files[0].encoded() == files[1].encoded())
+        #expect(files[0].metadata["configuration"]!.hasPrefix(#"{"algorithm":"maml","backbone":"mlp","inner"#))
+    }
+}
