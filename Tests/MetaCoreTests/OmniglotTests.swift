@@ -147,6 +147,55 @@ struct OmniglotTests {
         }
     }
 
+    /// The folder layout's fingerprint covers every drawing: one rewritten in place is decoded again, not
+    /// served from the cache; links to folders are followed; odd trees are explained.
+    @Test func folderTreesAreFingerprintedAndChecked() throws {
+        let (root, _) = try smallFolderDataset()
+        let cache = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: root); try? FileManager.default.removeItem(at: cache) }
+        _ = try Omniglot.load(from: root.path, cacheDirectory: cache)
+        let alphabet = try #require(try FileManager.default.contentsOfDirectory(atPath: root.path + "/images_background").sorted().first)
+        let character = root.appendingPathComponent("images_background/\(alphabet)")
+            .appendingPathComponent(try #require(try FileManager.default.contentsOfDirectory(atPath: root.path + "/images_background/\(alphabet)").sorted().first))
+        let drawing = character.appendingPathComponent(try #require(try FileManager.default.contentsOfDirectory(atPath: character.path).sorted().first))
+        let other = character.appendingPathComponent(try FileManager.default.contentsOfDirectory(atPath: character.path).sorted()[1])
+        let characterModified = try FileManager.default.attributesOfItem(atPath: character.path)[.modificationDate] as! Date
+        try Data(contentsOf: other).write(to: drawing)   // rewritten in place: the folder's own time may not change
+        try FileManager.default.setAttributes([.modificationDate: characterModified], ofItemAtPath: character.path)
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: 5)], ofItemAtPath: drawing.path)
+        let (reloaded, status) = try Omniglot.load(from: root.path, cacheDirectory: cache)
+        guard case .rebuilt = status else { Issue.record("a rewritten drawing must not be served from the cache: \(status)"); return }
+        #expect(reloaded.image(character: 0, drawing: 0) == reloaded.image(character: 0, drawing: 1))
+
+        // A linked character folder is read as the folder it points at.
+        let linkedRoot = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: linkedRoot) }
+        try FileManager.default.copyItem(at: root.appendingPathComponent("images_evaluation"), to: linkedRoot.appendingPathComponent("images_evaluation"))
+        try FileManager.default.createDirectory(at: linkedRoot.appendingPathComponent("images_background/\(alphabet)"), withIntermediateDirectories: true)
+        for name in try FileManager.default.contentsOfDirectory(atPath: root.path + "/images_background/\(alphabet)") {
+            try FileManager.default.createSymbolicLink(at: linkedRoot.appendingPathComponent("images_background/\(alphabet)/\(name)"),
+                                                       withDestinationURL: root.appendingPathComponent("images_background/\(alphabet)/\(name)"))
+        }
+        #expect(try Omniglot.load(from: linkedRoot.path, cacheDirectory: nil).0.pixels == Omniglot.load(from: root.path, cacheDirectory: nil).0.pixels)
+
+        try FileManager.default.createDirectory(at: linkedRoot.appendingPathComponent("images_background/Empty_Alphabet"), withIntermediateDirectories: true)
+        #expect { try Omniglot.load(from: linkedRoot.path, cacheDirectory: nil) } throws: { "\($0)".contains("Empty_Alphabet holds no character folders") }
+        try FileManager.default.removeItem(at: linkedRoot.appendingPathComponent("images_background/Empty_Alphabet"))
+        try FileManager.default.createDirectory(at: linkedRoot.appendingPathComponent("images_background/\(alphabet)/char\nacter99"), withIntermediateDirectories: true)
+        #expect { try Omniglot.load(from: linkedRoot.path, cacheDirectory: nil) } throws: { "\($0)".contains("control character") }
+    }
+
+    /// A cache that cannot be written (here --cache names a file) costs the cache, not the data.
+    @Test func anUnwritableCacheIsAWarning() throws {
+        let (root, _) = try smallFolderDataset()
+        let blocker = try temporaryDirectory().appendingPathComponent("a-file")
+        defer { try? FileManager.default.removeItem(at: root); try? FileManager.default.removeItem(at: blocker.deletingLastPathComponent()) }
+        try Data("in the way".utf8).write(to: blocker)
+        let (data, status) = try Omniglot.load(from: root.path, cacheDirectory: blocker)
+        guard case .unwritable = status else { Issue.record("expected an unwritable cache, got \(status)"); return }
+        #expect(data.characters.count == 3)
+    }
+
     @Test func aCorruptOrStaleCacheIsRebuilt() throws {
         let (root, _) = try smallFolderDataset()
         let cache = try temporaryDirectory()

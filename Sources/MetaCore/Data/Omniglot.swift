@@ -173,12 +173,17 @@ extension Omniglot {
                 let modified = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
                 return "\(archive.path) zip \(size) bytes, modified \(modified)"
             case .folder(let folder):
-                // A character folder's modification time changes when a drawing is added, removed or renamed.
+                // Every drawing's name, size and modification time: a file added, removed, renamed or rewritten
+                // in place changes the fingerprint.
                 var lines = ["\(folder.path) folder"]
                 for alphabet in try subfolders(folder) {
                     for character in try subfolders(alphabet) {
-                        let modified = (try FileManager.default.attributesOfItem(atPath: character.path)[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
-                        lines.append("\(alphabet.lastPathComponent)/\(character.lastPathComponent) \(modified)")
+                        for file in try drawingFiles(character) {
+                            let attributes = try FileManager.default.attributesOfItem(atPath: character.appendingPathComponent(file).path)
+                            let size = (attributes[.size] as? NSNumber)?.int64Value ?? -1
+                            let modified = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+                            lines.append("\(alphabet.lastPathComponent)/\(character.lastPathComponent)/\(file) \(size) \(modified)")
+                        }
                     }
                 }
                 return lines.joined(separator: "\n")
@@ -192,8 +197,12 @@ extension Omniglot {
             switch storage {
             case .folder(let folder):
                 for alphabet in try subfolders(folder) {
-                    for character in try subfolders(alphabet) {
-                        let files = try FileManager.default.contentsOfDirectory(atPath: character.path).filter { $0.hasSuffix(".png") }
+                    let characters = try subfolders(alphabet)
+                    guard !characters.isEmpty else {
+                        throw MetaCoreError(.corruptData, "\(alphabet.path) holds no character folders: every Omniglot alphabet has some")
+                    }
+                    for character in characters {
+                        let files = try drawingFiles(character)
                         found[alphabet.lastPathComponent, default: [:]][character.lastPathComponent, default: []] +=
                             files.map { ($0, .file(character.appendingPathComponent($0))) }
                     }
@@ -202,6 +211,7 @@ extension Omniglot {
                 for (index, name) in archive.names.enumerated() where name.hasSuffix(".png") {
                     let components = name.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
                     guard components.count == 4, components[0] == part.directoryName else { continue }
+                    for name in components[1 ... 3] { try Self.checkName(name, in: URL(fileURLWithPath: archive.path)) }
                     found[components[1], default: [:]][components[2], default: []].append((components[3], .entry(index, name)))
                 }
             }
@@ -248,10 +258,39 @@ extension Omniglot {
             }
         }
 
+        /// The folders in `url` (hidden ones aside), in name order; a link to a folder counts as the folder.
+        /// A name with a control character (a newline, say) is refused: the cache stores names one per line.
         private func subfolders(_ url: URL) throws -> [URL] {
-            try FileManager.default.contentsOfDirectory(at: url, includingPropertiesForKeys: [.isDirectoryKey])
-                .filter { !$0.lastPathComponent.hasPrefix(".") && ((try? $0.resourceValues(forKeys: [.isDirectoryKey]).isDirectory) ?? false) == true }
-                .sorted { $0.lastPathComponent < $1.lastPathComponent }
+            let names: [String]
+            do { names = try FileManager.default.contentsOfDirectory(atPath: url.path) } catch {
+                throw MetaCoreError(.io, "cannot list \(url.path): \(MetaCore.describe(error))")
+            }
+            var folders: [URL] = []
+            for name in names.sorted() where !name.hasPrefix(".") {
+                let child = url.appendingPathComponent(name)
+                var isDirectory: ObjCBool = false
+                guard FileManager.default.fileExists(atPath: child.path, isDirectory: &isDirectory), isDirectory.boolValue else { continue }
+                try Self.checkName(name, in: url)
+                folders.append(child)
+            }
+            return folders
+        }
+
+        /// The PNG files in a character folder, in name order.
+        private func drawingFiles(_ character: URL) throws -> [String] {
+            let names: [String]
+            do { names = try FileManager.default.contentsOfDirectory(atPath: character.path) } catch {
+                throw MetaCoreError(.io, "cannot list \(character.path): \(MetaCore.describe(error))")
+            }
+            let files = names.filter { $0.hasSuffix(".png") }.sorted()
+            for name in files { try Self.checkName(name, in: character) }
+            return files
+        }
+
+        static func checkName(_ name: String, in folder: URL) throws {
+            guard !name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+                throw MetaCoreError(.corruptData, "\(folder.path) holds \(name.debugDescription), a name with a control character; rename it")
+            }
         }
     }
 }
