@@ -6,7 +6,7 @@ DEB_PACKAGES := libopenblas-dev liblapacke-dev libzip-dev libpng-dev zlib1g-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BENCH_DIR := bench-results
 
-.PHONY: deps build test run bench docs clean
+.PHONY: deps build test sanitize fuzz run bench docs clean
 
 # Installs the Debian packages the C targets link against (BLAS/LAPACK for the kernels; zip, PNG, zlib to read datasets); does nothing when they are already present.
 deps:
@@ -23,6 +23,37 @@ build: deps
 test: deps
 	$(SWIFT) build
 	$(SWIFT) test
+
+# The test suite under a sanitizer, in a build folder of its own: SANITIZER=address (the default; CI runs it),
+# thread or undefined. The kernels' AVX clones are left out (MC_NO_CLONES): their ifunc resolvers run before
+# ThreadSanitizer has started. Leak checking is off: it reports the tests' lazily built globals (the Omniglot
+# fixture) at exit.
+SANITIZER ?= address
+sanitize: deps
+	$(SWIFT) build --build-tests --scratch-path .build-$(SANITIZER) --sanitize=$(SANITIZER) -Xcc -DMC_NO_CLONES
+	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	    $(SWIFT) test --scratch-path .build-$(SANITIZER) --sanitize=$(SANITIZER) -Xcc -DMC_NO_CLONES
+
+# libFuzzer on every parser of outside bytes (UntrustedInput: safetensors, checkpoint restore, Omniglot cache,
+# PNG, zip), each for FUZZ_RUNS inputs or FUZZ_SECONDS, whichever ends first, two at a time; starts from
+# Fuzz/corpus and keeps what it learns in .build-fuzz/corpus. A crash stops with the input in
+# .build-fuzz/findings/TARGET/: add it to Fuzz/corpus/TARGET, where the test suite replays it.
+FUZZ_RUNS ?= 1000000
+FUZZ_SECONDS ?= 900
+FUZZ_TARGETS := safetensors checkpoint cache png zip
+FUZZ_LIB = $(firstword $(wildcard $(dir $(realpath $(shell command -v $(SWIFT))))../lib/clang/*/lib/linux/libclang_rt.fuzzer_no_main-x86_64.a))
+FUZZ_FLAGS := -Xswiftc -sanitize=address -Xswiftc -sanitize-coverage=edge,trace-cmp,inline-8bit-counters,pc-table -Xswiftc -DFUZZING \
+    -Xcc -fsanitize=fuzzer-no-link,address -Xcc -DMC_NO_CLONES -Xlinker $(FUZZ_LIB) -Xlinker -lstdc++
+fuzz: deps
+	$(SWIFT) build --scratch-path .build-fuzz --product metacore-fuzz $(FUZZ_FLAGS)
+	@printf '%s\n' $(FUZZ_TARGETS) | xargs -P 2 -I{} sh -c '\
+	    mkdir -p .build-fuzz/corpus/{} .build-fuzz/findings/{} && cp -n Fuzz/corpus/{}/* .build-fuzz/corpus/{}/ && \
+	    METACORE_FUZZ_TARGET={} ASAN_OPTIONS=detect_leaks=0 .build-fuzz/debug/metacore-fuzz -runs=$(FUZZ_RUNS) \
+	        -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+	        -artifact_prefix=.build-fuzz/findings/{}/ .build-fuzz/corpus/{} > .build-fuzz/{}.log 2>&1; \
+	    status=$$?; printf "%-12s exit %s, %s executions, %s crashes\n" {} $$status \
+	        "$$(grep -o "stat::number_of_executed_units: [0-9]*" .build-fuzz/{}.log | grep -o "[0-9]*$$")" \
+	        "$$(ls .build-fuzz/findings/{} | wc -l)"; exit $$status'
 
 # Meta-trains MAML on sinusoids for about a minute (30,000 iterations), then evaluates it on 600 held-out tasks.
 run: build
@@ -47,4 +78,4 @@ docs:
 	@echo "wrote docs/ (static site; docs/index.html)"
 
 clean:
-	rm -rf .build $(BENCH_DIR) runs docs
+	rm -rf .build .build-address .build-thread .build-undefined .build-fuzz $(BENCH_DIR) runs docs

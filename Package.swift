@@ -6,6 +6,7 @@ let package = Package(
     products: [
         .library(name: "MetaCore", targets: ["MetaCore"]),
         .executable(name: "metactl", targets: ["metactl"]),
+        .executable(name: "metacore-fuzz", targets: ["MetaCoreFuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -33,6 +34,10 @@ let package = Package(
                            .product(name: "Yams", package: "Yams")]
         ),
         // Fixtures: checkpoints written by earlier versions, which must still load, evaluate and resume.
+        // Fuzz targets for every parser of outside bytes: a replay tool in normal builds, libFuzzer binaries
+        // with -DFUZZING -sanitize=fuzzer (make fuzz).
+        .target(name: "CFuzzDriver"),
+        .executableTarget(name: "MetaCoreFuzz", dependencies: ["MetaCore", "CFuzzDriver"]),
         .testTarget(name: "MetaCoreTests", dependencies: ["MetaCore", "CKernels", "CDataIO"], resources: [.copy("Fixtures")]),
     ]
 )

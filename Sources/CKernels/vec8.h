@@ -12,7 +12,13 @@ typedef float v8 __attribute__((vector_size(32)));
 /* A kernel compiled for AVX + FMA as well as the baseline; the loader picks the clone the CPU supports.
  * A clone must not pass or return a v8 in a call of its own (the helpers' baseline calling convention
  * differs from its): it calls always-inline functions that do. */
+#ifdef MC_NO_CLONES
+/* Sanitizer builds (make sanitize): the clones' ifunc resolvers run before ThreadSanitizer starts and crash
+ * it, so such builds keep the baseline only. */
+#define MC_CLONES
+#else
 #define MC_CLONES __attribute__((target_clones("fma", "default")))
+#endif
 
 /* Unaligned load and store. */
 MC_INLINE v8 load8(const float *p) { v8 v; memcpy(&v, p, sizeof v); return v; }

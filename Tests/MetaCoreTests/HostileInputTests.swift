@@ -206,3 +206,42 @@ struct HostileInputTests {
         #expect(files[0].metadata["configuration"]!.hasPrefix(#"{"algorithm":"maml","backbone":"mlp","inner"#))
     }
 }
+
+/// The fuzz targets' seed corpus, and every input a fuzzer found (`Fuzz/corpus/TARGET`), replayed through the
+/// parsers: the seeds must be accepted — they are what lets a fuzzer reach past the first checks — and a
+/// finding kept there must be refused with a MetaCoreError, never crash.
+@Suite("Fuzz corpus")
+struct FuzzCorpusTests {
+    static let corpus = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Fuzz/corpus").standardizedFileURL
+
+    func inputs(_ target: String) throws -> [(name: String, bytes: [UInt8])] {
+        let folder = Self.corpus.appendingPathComponent(target)
+        return try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted().map {
+            ($0, [UInt8](try Data(contentsOf: folder.appendingPathComponent($0))))
+        }
+    }
+
+    @Test(arguments: ["safetensors", "checkpoint", "cache", "png", "zip"])
+    func theCorpusReplays(_ target: String) throws {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("fuzz-\(UUID()).zip")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let all = try inputs(target)
+        #expect(all.filter { !$0.name.hasPrefix("crash-") && !$0.name.hasPrefix("finding-") }.count >= 1)
+        for (name, bytes) in all {
+            let run = {
+                switch target {
+                case "safetensors": try UntrustedInput.safetensors(Data(bytes))
+                case "checkpoint": try UntrustedInput.checkpoint(Data(bytes))
+                case "cache": try UntrustedInput.omniglotCache(bytes, fixChecksum: false)
+                case "png": try UntrustedInput.png(bytes)
+                default: try UntrustedInput.zip(bytes, scratch: scratch)
+                }
+            }
+            if name.hasPrefix("crash-") || name.hasPrefix("finding-") {
+                #expect(throws: MetaCoreError.self, "\(target)/\(name)") { try run() }
+            } else {
+                #expect(throws: Never.self, "\(target)/\(name)") { try run() }
+            }
+        }
+    }
+}

@@ -1,4 +1,5 @@
 import Foundation
+import CKernels
 import Testing
 @testable import MetaCore
 
@@ -176,8 +177,9 @@ struct RegistryTests {
 // MARK: - Checkpoints written before registries, options and backbones
 
 /// Checkpoints written by MetaCore at efe72e6 (before this configuration format), with what that version
-/// computed from them: `metactl eval --tasks 20 --threads 1` (losses after 0 … steps) and, after `metactl train
-/// --resume --iterations 40`, the FNV-1a hash of the meta-parameters' bytes.
+/// computed from them on a CPU with FMA: `metactl eval --tasks 20 --threads 1` (losses after 0 … steps) and,
+/// after `metactl train --resume --iterations 40`, the FNV-1a hash of the meta-parameters' bytes. A build or a
+/// CPU without the FMA clones of the kernels rounds differently, and is held to 1e-6 instead.
 struct Fixture: Sendable, CustomStringConvertible {
     let name: String, steps: Int, loss: [Double], resumedHash: UInt64
     var description: String { name }
@@ -198,7 +200,9 @@ struct EarlierCheckpointTests {
     func theyLoadEvaluateAndResumeAsBefore(_ fixture: Fixture) throws {
         let file = try SafeTensors.read(from: fixture.url)
         let (evaluation, _) = try Evaluation.run(checkpoint: file, taskCount: 20, steps: fixture.steps, seed: 1_000_003)
-        #expect(evaluation.loss.map(\.mean) == fixture.loss)
+        let exact = mc_fma_clones() == 1
+        if exact { #expect(evaluation.loss.map(\.mean) == fixture.loss) }
+        else { #expect(zip(evaluation.loss.map(\.mean), fixture.loss).allSatisfy { abs($0 - $1) <= 1e-6 * abs($1) }) }
 
         let copy = temporaryFile("\(fixture.name).safetensors")
         defer { try? FileManager.default.removeItem(at: copy) }
@@ -209,7 +213,7 @@ struct EarlierCheckpointTests {
         for (name, tensor) in try SafeTensors.read(from: copy).tensors where !name.hasPrefix("optimizer.") {
             for x in tensor.scalars { withUnsafeBytes(of: x.bitPattern.littleEndian) { for byte in $0 { hash = (hash ^ UInt64(byte)) &* 0x100000001b3 } } }
         }
-        #expect(hash == fixture.resumedHash)
+        if exact { #expect(hash == fixture.resumedHash) }
     }
 
     /// An Omniglot configuration as that version stored it reads as the Vinyals split on Conv-4 64.

@@ -334,4 +334,9 @@ void mc_adam_step(size_t count, float *p, float *m, float *v, const float *g,
 #ifdef __cplusplus
 }
 #endif
+/* 1 if the kernels compiled as AVX + FMA clones run their FMA versions in this process (the CPU has FMA and
+ * the build did not define MC_NO_CLONES), else 0. Fused multiply-adds round differently: results that are
+ * bit-identical across machines with the same answer here may differ in the last bits from those without. */
+int mc_fma_clones(void);
+
 #endif

@@ -68,6 +68,11 @@ struct OmniglotCache {
     }
 
     func write(_ dataset: Omniglot, fingerprint: String) throws {
+        try writeAtomically(Data(encode(dataset, fingerprint: fingerprint)), to: url)
+    }
+
+    /// The cache file's bytes.
+    func encode(_ dataset: Omniglot, fingerprint: String) -> [UInt8] {
         var bytes = Self.magic
         func append(_ value: UInt32) { withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) } }
         let fingerprintBytes = Array(fingerprint.utf8)
@@ -79,7 +84,7 @@ struct OmniglotCache {
         bytes += names
         bytes += dataset.pixels
         append(GrayImage.crc32(bytes))
-        try writeAtomically(Data(bytes), to: url)
+        return bytes
     }
 }
 
