@@ -28,11 +28,20 @@ test: deps
 # thread or undefined. The kernels' AVX clones are left out (MC_NO_CLONES): their ifunc resolvers run before
 # ThreadSanitizer has started. Leak checking is off: it reports the tests' lazily built globals (the Omniglot
 # fixture) at exit.
+# Swift has no undefined-behaviour sanitizer: SANITIZER=undefined checks the C targets (clang's UBSan, every
+# finding fatal).
 SANITIZER ?= address
+CLANG_RUNTIME = $(firstword $(wildcard $(dir $(realpath $(shell command -v $(SWIFT))))../lib/clang/*/lib/linux))
+ifeq ($(SANITIZER),undefined)
+SANITIZE_FLAGS = -Xcc -fsanitize=undefined -Xcc -fno-sanitize-recover=undefined -Xcc -DMC_NO_CLONES \
+    -Xlinker $(CLANG_RUNTIME)/libclang_rt.ubsan_standalone-x86_64.a -Xlinker -lstdc++
+else
+SANITIZE_FLAGS = --sanitize=$(SANITIZER) -Xcc -DMC_NO_CLONES
+endif
 sanitize: deps
-	$(SWIFT) build --build-tests --scratch-path .build-$(SANITIZER) --sanitize=$(SANITIZER) -Xcc -DMC_NO_CLONES
+	$(SWIFT) build --build-tests --scratch-path .build-$(SANITIZER) $(SANITIZE_FLAGS)
 	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	    $(SWIFT) test --scratch-path .build-$(SANITIZER) --sanitize=$(SANITIZER) -Xcc -DMC_NO_CLONES
+	    $(SWIFT) test --scratch-path .build-$(SANITIZER) $(SANITIZE_FLAGS)
 
 # libFuzzer on every parser of outside bytes (UntrustedInput: safetensors, checkpoint restore, Omniglot cache,
 # PNG, zip), each for FUZZ_RUNS inputs or FUZZ_SECONDS, whichever ends first, two at a time; starts from
@@ -41,7 +50,7 @@ sanitize: deps
 FUZZ_RUNS ?= 1000000
 FUZZ_SECONDS ?= 900
 FUZZ_TARGETS := safetensors checkpoint cache png zip
-FUZZ_LIB = $(firstword $(wildcard $(dir $(realpath $(shell command -v $(SWIFT))))../lib/clang/*/lib/linux/libclang_rt.fuzzer_no_main-x86_64.a))
+FUZZ_LIB = $(CLANG_RUNTIME)/libclang_rt.fuzzer_no_main-x86_64.a
 FUZZ_FLAGS := -Xswiftc -sanitize=address -Xswiftc -sanitize-coverage=edge,trace-cmp,inline-8bit-counters,pc-table -Xswiftc -DFUZZING \
     -Xcc -fsanitize=fuzzer-no-link,address -Xcc -DMC_NO_CLONES -Xlinker $(FUZZ_LIB) -Xlinker -lstdc++
 fuzz: deps

@@ -200,8 +200,12 @@ struct Plot: ParsableCommand {
 
     func run() throws {
         let decoded = try reports.map { path -> ContinualReport in
-            do { return try JSONDecoder().decode(ContinualReport.self, from: Data(contentsOf: URL(fileURLWithPath: path))) } catch {
-                throw ValidationError("\(path) is not a `metactl continual` report: \(error.localizedDescription)")
+            let data: Data
+            do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+                throw ValidationError("cannot read \(path): \(MetaCoreError.message(for: error))")
+            }
+            do { return try JSONDecoder().decode(ContinualReport.self, from: data) } catch {
+                throw ValidationError("\(path) is not a `metactl continual` report: \(error)")
             }
         }
         try draw(decoded, to: output, title: title)

@@ -28,13 +28,12 @@ struct Eval: ParsableCommand {
         let file = try SafeTensors.read(from: URL(fileURLWithPath: checkpoint))
         let stored = try TrainingCheckpoint.configuration(of: file)
         let config = try overrides.apply(to: stored)
+        let queries = overrides.given("queries") ? config.queries : try config.components().taskFamily.evaluationQueries ?? stored.queries
         let clock = ContinuousClock(), start = clock.now
         let (result, trainer) = try Evaluation.run(checkpoint: file, configuration: config, data: dataset.source(for: stored),
-                                                   taskCount: tasks, steps: steps,
-                                                   queryCount: overrides.given("queries") ? config.queries : nil,
+                                                   taskCount: tasks, steps: steps, queryCount: queries,
                                                    seed: evalSeed, threads: threads.count)
         try output.report(result) {
-            let queries = overrides.given("queries") ? config.queries : (try? config.components().taskFamily.evaluationQueries) ?? nil ?? config.queries
             let shape = config.ways.map { "\($0)-way \(config.shots)-shot, \(queries) queries per class" } ?? "\(config.shots) shots, \(queries) query points"
             print("\(config.algorithm) on \(config.task), \(trainer.iteration) iterations; \(tasks) tasks, \(shape)" + (trainer.learner is any GradientMetaLearner ? ", inner lr \(config.innerLearningRate)" : ""))
             print("steps   loss (95% CI)" + (result.accuracy != nil ? "        accuracy (95% CI)" : ""))

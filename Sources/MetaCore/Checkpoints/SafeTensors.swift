@@ -128,7 +128,7 @@ public struct SafeTensors: Sendable {
         }
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
-            throw MetaCoreError(.io, "cannot read \(url.path): \(error.localizedDescription)")
+            throw MetaCoreError(.io, "cannot read \(url.path): \(describe(error))")
         }
         return try SafeTensors(decoding: data, source: url.path)
     }

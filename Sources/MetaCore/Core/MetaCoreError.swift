@@ -22,3 +22,9 @@ public struct MetaCoreError: Error, CustomStringConvertible, Equatable, Sendable
 
 /// `[1, 28, 28]` as "1x28x28" for error messages.
 func describe(_ shape: [Int]) -> String { shape.isEmpty ? "scalar" : shape.map(String.init).joined(separator: "x") }
+
+extension MetaCoreError {
+    /// Any error as a sentence for a user: a MetaCoreError's message, a POSIX or Foundation file error in plain
+    /// words ("no such file or directory", not "NSCocoaErrorDomain 4").
+    public static func message(for error: any Error) -> String { describe(error) }
+}

@@ -87,9 +87,6 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
         return copy
     }
 
-    /// The family's continual-learning support, if it is a continual task family.
-    public var isContinual: Bool { ((try? Registry.taskFamily(task))?.continual) != nil }
-
     // MARK: Building the run
 
     /// The inner loop of the gradient-based learners.
