@@ -149,10 +149,16 @@ extension Model {
     /// features. With ReLU the pooling comes first in each block: the same function and derivatives, with the
     /// ReLU on a quarter of the values (the layer indices of the parameters, and so checkpoints, are unchanged).
     ///
-    /// - Parameter classes: outputs of the linear head; `0` leaves the head off (an embedding network, as
-    ///   Prototypical and Matching Networks use).
-    /// - Parameter initialization: of the convolutions and the head (PyTorch's default, or Kaiming-normal for
-    ///   a network without batch-norm).
+    /// - Parameters:
+    ///   - classes: outputs of the linear head; `0` leaves the head off (an embedding network, as
+    ///     Prototypical and Matching Networks use).
+    ///   - inputShape: per-image `[channels, height, width]`.
+    ///   - channels: filters of every convolution.
+    ///   - blocks: convolution blocks; each halves the image side.
+    ///   - batchNorm: batch normalisation after each convolution.
+    ///   - activation: the nonlinearity of each block.
+    ///   - initialization: of the convolutions and the head (PyTorch's default, or Kaiming-normal for a network
+    ///     without batch-norm).
     public static func conv4(classes: Int, inputShape: [Int] = [1, 28, 28], channels: Int = 64, blocks: Int = 4,
                              batchNorm: Bool = true, activation: Activation = .relu,
                              initialization: Initialization = .pytorch) throws -> Model {

@@ -20,8 +20,11 @@ public struct OmniglotTasks: TaskDistribution {
     public let queries: Int
 
     /// - Parameters:
+    ///   - dataset: the loaded Omniglot images.
     ///   - characters: indices into `dataset.characters` (e.g. one side of ``Omniglot/split(trainCount:seed:)``).
     ///   - rotations: quarter turns applied to every character, each a class of its own.
+    ///   - ways: classes per episode.
+    ///   - shots: support drawings per class.
     ///   - queries: query drawings per class (`shots + queries` must not exceed 20).
     public init(_ dataset: Omniglot, characters: [Int], rotations: [Int] = [0], ways: Int, shots: Int, queries: Int) throws {
         guard ways >= 2 else { throw MetaCoreError.argument("an episode needs at least 2 ways (classes), got \(ways)") }
