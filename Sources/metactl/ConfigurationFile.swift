@@ -29,6 +29,8 @@ enum ConfigurationFile {
     /// The file's keys and values, in order; throws naming the file and the key for anything but `key: value`
     /// (a list of numbers is taken as a comma-separated value).
     static func read(_ path: String) throws -> [(key: String, value: String)] {
+        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue ?? 0
+        guard size <= 1 << 20 else { throw MetaCoreError(.corruptData, "\(path) is \(size) bytes; a configuration file is at most 1 MiB") }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw MetaCoreError(.missingData, "cannot read the configuration file \(path)")
         }
@@ -37,7 +39,8 @@ enum ConfigurationFile {
         }
         let node: Node?
         do { node = try Yams.compose(yaml: text) } catch {
-            throw MetaCoreError(.corruptData, "\(path) is not valid YAML: \(error)")
+            let reason = "\(error)"   // libyaml quotes the offending line, which may be long
+            throw MetaCoreError(.corruptData, "\(path) is not valid YAML: \(reason.count > 300 ? reason.prefix(300) + "…" : reason)")
         }
         guard let node else { return [] }
         guard let mapping = node.mapping else {

@@ -22,7 +22,12 @@ func runMetactl(_ arguments: [String], in directory: URL) throws -> (status: Int
     let out = Pipe(), err = Pipe()
     process.standardOutput = out; process.standardError = err
     try process.run()
-    let outData = out.fileHandleForReading.readDataToEndOfFile(), errData = err.fileHandleForReading.readDataToEndOfFile()
+    // Both pipes drain at once: a child that fills one while this reads the other would wait forever.
+    nonisolated(unsafe) var errData = Data()
+    let drained = DispatchSemaphore(value: 0)
+    DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); drained.signal() }
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    drained.wait()
     process.waitUntilExit()
     return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
 }
@@ -63,7 +68,8 @@ struct CommandLineTests {
         #expect(result.out.contains("algorithm: anil\n") && result.out.contains("shots: 5\n") && result.out.contains("hidden: 20,20\n"))
     }
 
-    @Test(arguments: [("colour: blue\n", "--colour"), ("shots: five\n", "shots"), ("ways: [1, [2]]\n", "'ways'"),
+    @Test(arguments: [("colour: blue\n", "--colour"), ("a: " + String(repeating: "[", count: 100_000) + "\n", "not valid YAML"),
+                      ("a0: &a [1, 2, 3]\na1: [*a, *a, *a]\n", "'a1'"), (String(repeating: "# padding\n", count: 120_000), "at most 1 MiB"), ("shots: five\n", "shots"), ("ways: [1, [2]]\n", "'ways'"),
                       ("checkpoint-every: often\n", "--checkpoint-every"), ("- maml\n", "mapping")])
     func aBadKeyOrValueNamesTheFile(_ text: String, _ named: String) throws {
         try text.write(to: file("bad.yaml"), atomically: true, encoding: .utf8)
