@@ -55,7 +55,7 @@ struct Train: ParsableCommand {
         }
         var progress = ProgressLine(interval: progressEvery)
         let summary = try session.run { state in
-            progress.update(force: state.iteration == state.total) { state.line }
+            progress.update(force: state.isLast) { state.line }
         }
         progress.finish()
         if summary.stoppedAtTimeLimit { print("stopped at the time limit of \(timeLimit!) minutes") }

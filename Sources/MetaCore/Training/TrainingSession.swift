@@ -40,6 +40,8 @@ public struct TrainingSession {
         public let rate: Double
         /// Mean loss (and accuracy) over the last completed log interval.
         public let loss: Double, accuracy: Double?
+        /// The run's last iteration: its total, or the time limit.
+        public let isLast: Bool
 
         public var line: String {
             let accuracy = accuracy.map { String(format: "  accuracy %.1f%%", 100 * $0) } ?? ""
@@ -129,7 +131,7 @@ public struct TrainingSession {
             }
             if shown.loss.isNaN { shown = (result.loss, result.accuracy) }
             progress(Progress(iteration: done, total: configuration.iterations, rate: Double(done - first) / seconds,
-                              loss: shown.loss, accuracy: shown.accuracy))
+                              loss: shown.loss, accuracy: shown.accuracy, isLast: done == configuration.iterations || outOfTime))
             let checkpointNow = done % output.checkpointEvery == 0 || done == configuration.iterations || outOfTime
             let snapshotNow = output.snapshotEvery.map { done % $0 == 0 } ?? false
             if checkpointNow || snapshotNow {
