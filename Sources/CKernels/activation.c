@@ -25,3 +25,26 @@ void mc_tanh_rbackward(size_t count, const float *y, const float *Ry, const floa
     for (size_t i = 0; i < count; i++)
         Rdx[i] = Rdy[i] * (1.0f - y[i] * y[i]) - 2.0f * y[i] * Ry[i] * dy[i];
 }
+
+void mc_leaky_relu_forward(size_t count, float slope, const float *restrict x, float *restrict y) {
+    for (size_t i = 0; i < count; i++) { const float v = x[i]; y[i] = v > 0.0f ? v : slope * v; }
+}
+
+void mc_leaky_relu_backward(size_t count, float slope, const float *restrict y, const float *restrict dy,
+                            float *restrict dx) {
+    for (size_t i = 0; i < count; i++) { const float d = dy[i]; dx[i] = y[i] > 0.0f ? d : slope * d; }
+}
+
+void mc_sigmoid_forward(size_t count, const float *x, float *y) {
+    for (size_t i = 0; i < count; i++) y[i] = 1.0f / (1.0f + expf(-x[i]));
+}
+
+void mc_sigmoid_backward(size_t count, const float *y, const float *dy, float *dx) {
+    for (size_t i = 0; i < count; i++) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
+}
+
+void mc_sigmoid_rbackward(size_t count, const float *y, const float *Ry, const float *dy, const float *Rdy,
+                          float *Rdx) {
+    for (size_t i = 0; i < count; i++)
+        Rdx[i] = Rdy[i] * y[i] * (1.0f - y[i]) + dy[i] * (1.0f - 2.0f * y[i]) * Ry[i];
+}

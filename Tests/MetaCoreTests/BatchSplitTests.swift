@@ -21,7 +21,7 @@ struct BatchSplitTests {
         #expect(BatchSplit(batch: 10, outputCount: 40, threads: 4).parts == 1)
     }
 
-    /// Every layer type that splits its samples (Conv2d by im2col and by Winograd, strided Conv2d, ReLU, Tanh,
+    /// Every layer type that splits its samples (Conv2d by im2col and by Winograd, strided Conv2d, ReLU, LeakyReLU, Tanh, Sigmoid,
     /// MaxPool, Linear), BatchNorm splitting its channels, and passes too small to split (Flatten, a small last
     /// Linear).
     static let models: [(name: String, make: @Sendable () throws -> Model)] = [
@@ -33,6 +33,10 @@ struct BatchSplitTests {
         ("strided Conv2d and Tanh", {
             try Model(inputShape: [2, 12, 12], layers: [
                 Conv2d(2, 8, kernel: 3, stride: 2, padding: 1), Tanh(), Flatten(), Linear(288, 240), Tanh(), Linear(240, 5)])
+        }),
+        ("LeakyReLU and Sigmoid", {
+            try Model(inputShape: [2, 12, 12], layers: [
+                Conv2d(2, 8, kernel: 3, padding: 1), LeakyReLU(slope: 0.1), Flatten(), Linear(1152, 240), Sigmoid(), Linear(240, 5)])
         }),
     ]
 

@@ -13,8 +13,8 @@ struct DerivativeCase: CustomTestStringConvertible, Sendable {
     var step = 1e-3
     var testDescription: String { name }
 
-    /// No ReLU or max-pooling: the loss is smooth, so float finite differences of gradients are meaningful.
-    func isSmooth() throws -> Bool { try make().layers.allSatisfy { !($0 is ReLU) && !($0 is MaxPool) } }
+    /// No ReLU, LeakyReLU or max-pooling: the loss is smooth, so float finite differences of gradients are meaningful.
+    func isSmooth() throws -> Bool { try make().layers.allSatisfy { !($0 is ReLU) && !($0 is LeakyReLU) && !($0 is MaxPool) } }
 }
 
 /// Every layer type alone (parameter-free ones between two parametrised layers, so that their input
@@ -52,6 +52,15 @@ let derivativeCases: [DerivativeCase] = [
     }),
     DerivativeCase(name: "ReLU between layers", make: {
         try Model(inputShape: [4], layers: [Linear(4, 6), ReLU(), Linear(6, 3)])
+    }),
+    DerivativeCase(name: "LeakyReLU between layers", make: {
+        try Model(inputShape: [4], layers: [Linear(4, 6), LeakyReLU(slope: 0.1), Linear(6, 3)])
+    }),
+    DerivativeCase(name: "Sigmoid between layers", make: {
+        try Model(inputShape: [4], layers: [Linear(4, 6), Sigmoid(), Linear(6, 3)])
+    }),
+    DerivativeCase(name: "Conv-4 of LeakyReLU blocks, batch-norm", make: {
+        try Model.conv4(classes: 3, inputShape: [1, 8, 8], channels: 3, blocks: 2, activation: .leakyRelu)
     }),
     DerivativeCase(name: "Tanh between layers", make: {
         try Model(inputShape: [4], layers: [Linear(4, 6), Tanh(), Linear(6, 3)])

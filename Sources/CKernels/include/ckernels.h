@@ -215,6 +215,19 @@ static inline void mc_tanh_rforward(size_t count, const float *y, const float *R
 void mc_tanh_rbackward(size_t count, const float *y, const float *Ry, const float *dy, const float *Rdy,
                        float *Rdx);
 
+/* LeakyReLU with negative-side slope `slope` > 0: y = x for x > 0, slope * x otherwise. Backward, R-forward
+ * and R-backward apply the same mask to dy, Rx and Rdy (its second derivative is zero almost everywhere);
+ * y > 0 exactly where x > 0, so the mask is read from y. */
+void mc_leaky_relu_forward(size_t count, float slope, const float *x, float *y);
+void mc_leaky_relu_backward(size_t count, float slope, const float *y, const float *dy, float *dx);
+
+/* The logistic sigmoid, y = 1 / (1 + exp(-x)). dx = dy * y (1 - y); also the R-forward, Ry = Rx * y (1 - y).
+ * Rdx = Rdy * y (1 - y) + dy * (1 - 2y) * Ry. */
+void mc_sigmoid_forward(size_t count, const float *x, float *y);
+void mc_sigmoid_backward(size_t count, const float *y, const float *dy, float *dx);
+void mc_sigmoid_rbackward(size_t count, const float *y, const float *Ry, const float *dy, const float *Rdy,
+                          float *Rdx);
+
 /* ---------------------------------------------------------------------------------------------------------
  * Batch normalisation (batchnorm.c) over x viewed as [N, C, S]: S = H*W for images, S = 1 for features.
  * Per channel c, over the N*S values:

@@ -127,8 +127,17 @@ public struct Model: Sendable {
 extension Model {
     /// Elementwise nonlinearity for the builders.
     public enum Activation: String, Sendable, CaseIterable {
-        case relu, tanh
-        func layer() -> any Layer { self == .relu ? ReLU() : Tanh() }
+        case relu, tanh, sigmoid
+        /// LeakyReLU with slope 0.1 (ResNet-12's).
+        case leakyRelu = "leaky-relu"
+        func layer() -> any Layer {
+            switch self {
+            case .relu: return ReLU()
+            case .tanh: return Tanh()
+            case .sigmoid: return Sigmoid()
+            case .leakyRelu: return try! LeakyReLU(slope: 0.1)
+            }
+        }
     }
 
     /// A fully connected network: `sizes = [1, 40, 40, 1]` is the MLP of MAML's sinusoid experiments
@@ -180,7 +189,8 @@ extension Model {
                 layers.append(try MaxPool(2))
                 layers.append(activation.layer())
             } else {
-                layers.append(activation.layer())   // tanh may round distinct inputs to one value: pool after it
+                // tanh, sigmoid and LeakyReLU's slope may round distinct inputs to one value: pool after them
+                layers.append(activation.layer())
                 layers.append(try MaxPool(2))
             }
             inChannels = channels

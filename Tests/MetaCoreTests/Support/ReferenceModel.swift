@@ -93,6 +93,10 @@ struct ReferenceModel {
             return x.map { $0.a > 0 ? $0 : .zero }
         case is Tanh:
             return x.map(\.tanh)
+        case let leaky as LeakyReLU:
+            return x.map { $0.a > 0 ? $0 : $0 * Double(leaky.slope) }
+        case is Sigmoid:
+            return x.map { (HyperDual(1) + (-$0).exp).reciprocal }
         case let pool as MaxPool:
             let (c, h, w) = (input[0], input[1], input[2]), (oh, ow) = (output[1], output[2]), k = pool.size
             var y = [HyperDual](repeating: .zero, count: n * c * oh * ow)
