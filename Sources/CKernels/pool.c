@@ -56,3 +56,18 @@ void mc_maxpool_rforward(int n, int c, int h, int w, int k, const int32_t *argma
         for (size_t j = 0; j < out_plane; j++)
             Ry[p * out_plane + j] = Rx[p * in_plane + argmax[p * out_plane + j]];
 }
+
+void mc_global_pool_forward(int planes, int size, float scale, const float *x, float *y) {
+    for (int p = 0; p < planes; p++) {
+        double s = 0;
+        for (int i = 0; i < size; i++) s += x[(size_t)p * size + i];
+        y[p] = (float)(s * scale);
+    }
+}
+
+void mc_global_pool_backward(int planes, int size, float scale, const float *dy, float *dx) {
+    for (int p = 0; p < planes; p++) {
+        const float d = dy[p] * scale;
+        for (int i = 0; i < size; i++) dx[(size_t)p * size + i] = d;
+    }
+}

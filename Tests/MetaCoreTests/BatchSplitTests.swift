@@ -21,7 +21,7 @@ struct BatchSplitTests {
         #expect(BatchSplit(batch: 10, outputCount: 40, threads: 4).parts == 1)
     }
 
-    /// Every layer type that splits its samples (Conv2d by im2col and by Winograd, strided Conv2d, ReLU, LeakyReLU, Tanh, Sigmoid,
+    /// Every layer type that splits its samples (Conv2d by im2col and by Winograd, strided Conv2d, ReLU, LeakyReLU, Tanh, Sigmoid, Softmax, L2Normalize, GlobalPool,
     /// MaxPool, Linear), BatchNorm splitting its channels, and passes too small to split (Flatten, a small last
     /// Linear).
     static let models: [(name: String, make: @Sendable () throws -> Model)] = [
@@ -37,6 +37,10 @@ struct BatchSplitTests {
         ("LeakyReLU and Sigmoid", {
             try Model(inputShape: [2, 12, 12], layers: [
                 Conv2d(2, 8, kernel: 3, padding: 1), LeakyReLU(slope: 0.1), Flatten(), Linear(1152, 240), Sigmoid(), Linear(240, 5)])
+        }),
+        ("Softmax, L2Normalize and GlobalPool", {
+            try Model(inputShape: [2, 12, 12], layers: [
+                Conv2d(2, 240, kernel: 3, padding: 1), GlobalPool(.mean), L2Normalize(), Linear(240, 240), Softmax(), Linear(240, 5)])
         }),
     ]
 

@@ -62,6 +62,22 @@ let derivativeCases: [DerivativeCase] = [
     DerivativeCase(name: "Conv-4 of LeakyReLU blocks, batch-norm", make: {
         try Model.conv4(classes: 3, inputShape: [1, 8, 8], channels: 3, blocks: 2, activation: .leakyRelu)
     }),
+    DerivativeCase(name: "Softmax between layers", make: {
+        try Model(inputShape: [4], layers: [Linear(4, 6), Softmax(), Linear(6, 3)])
+    }),
+    DerivativeCase(name: "L2Normalize between layers (cosine features)", make: {
+        try Model(inputShape: [4], layers: [Linear(4, 6), L2Normalize(), Linear(6, 3)])
+    }),
+    DerivativeCase(name: "L2Normalize of the input", make: {
+        try Model(inputShape: [4], layers: [L2Normalize(), Linear(4, 3)])
+    }),
+    DerivativeCase(name: "GlobalPool mean and sum after convolutions", make: {
+        try Model(inputShape: [2, 5, 6], layers: [Conv2d(2, 3, kernel: 3, padding: 1), Tanh(), GlobalPool(.mean),
+                                                  Linear(3, 4), Tanh(), Flatten(), Linear(4, 3)])
+    }),
+    DerivativeCase(name: "GlobalPool sum", make: {
+        try Model(inputShape: [2, 3, 3], layers: [Conv2d(2, 3, kernel: 3, padding: 1), BatchNorm(3), Tanh(), GlobalPool(.sum), Linear(3, 3)])
+    }),
     DerivativeCase(name: "Tanh between layers", make: {
         try Model(inputShape: [4], layers: [Linear(4, 6), Tanh(), Linear(6, 3)])
     }),

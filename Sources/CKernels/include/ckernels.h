@@ -229,6 +229,30 @@ void mc_sigmoid_rbackward(size_t count, const float *y, const float *Ry, const f
                           float *Rdx);
 
 /* ---------------------------------------------------------------------------------------------------------
+ * Row-wise normalisations (rowwise.c) of x [rows, n], one feature vector per row.
+ * Softmax: y = exp(x) / sum exp(x). dx = y (dy - y.dy); R-forward the same with Rx for dy;
+ *   Rdx = Ry (dy - y.dy) + y (Rdy - Ry.dy - y.Rdy).
+ * L2 normalisation: y = x / ||x||, ||x|| = sqrt(sum x^2 + MC_L2_EPSILON). dx = (dy - y (y.dy)) / ||x||, and the
+ *   R-forward the same with Rx (the Jacobian is symmetric); Rdx = (Rdy - Ry (y.dy) - y (Ry.dy + y.Rdy)) / ||x||
+ *   - dx (y.Rx) / ||x||, with Rx NULL for a model's input (then y.Rx = 0). */
+#define MC_L2_EPSILON 1e-12
+void mc_softmax_forward(int rows, int n, const float *x, float *y);
+void mc_softmax_backward(int rows, int n, const float *y, const float *dy, float *dx);
+void mc_softmax_rbackward(int rows, int n, const float *y, const float *Ry, const float *dy, const float *Rdy,
+                          float *Rdx);
+void mc_l2normalize_forward(int rows, int n, const float *x, float *y);
+void mc_l2normalize_backward(int rows, int n, const float *x, const float *y, const float *dy, float *dx);
+void mc_l2normalize_rforward(int rows, int n, const float *x, const float *y, const float *Rx, float *Ry);
+void mc_l2normalize_rbackward(int rows, int n, const float *x, const float *y, const float *Rx, const float *Ry,
+                              const float *dy, const float *Rdy, float *Rdx);
+
+/* Global pooling (pool.c) of `planes` planes of `size` values each: y[p] = scale * sum of plane p (scale 1/size:
+ * the mean; 1: the sum). Linear, so the R-forward is the forward of Rx and the R-backward the backward of Rdy:
+ * dx = scale * dy[p] over plane p. */
+void mc_global_pool_forward(int planes, int size, float scale, const float *x, float *y);
+void mc_global_pool_backward(int planes, int size, float scale, const float *dy, float *dx);
+
+/* ---------------------------------------------------------------------------------------------------------
  * Batch normalisation (batchnorm.c) over x viewed as [N, C, S]: S = H*W for images, S = 1 for features.
  * Per channel c, over the N*S values:
  *   training ("transductive", as MAML uses it): mu, var = batch mean and biased variance,

@@ -111,6 +111,26 @@ struct ReferenceModel {
             return y
         case is Flatten:
             return x
+        case is Softmax:
+            let f = input[0]
+            return (0 ..< n).flatMap { r -> [HyperDual] in
+                let row = x[r * f ..< (r + 1) * f], e = row.map { $0.exp }
+                let total = e.reduce(HyperDual.zero, +)
+                return e.map { $0 / total }
+            }
+        case is L2Normalize:
+            let f = input[0]
+            return (0 ..< n).flatMap { r -> [HyperDual] in
+                let row = x[r * f ..< (r + 1) * f]
+                let length = (row.reduce(HyperDual(1e-12)) { $0 + $1 * $1 }).squareRoot
+                return row.map { $0 / length }
+            }
+        case let pool as GlobalPool:
+            let size = input[1] * input[2]
+            return (0 ..< n * input[0]).map { plane in
+                let total = x[plane * size ..< (plane + 1) * size].reduce(HyperDual.zero, +)
+                return pool.reduction == .mean ? total / Double(size) : total
+            }
         default:
             fatalError("no reference for layer \(type(of: layer))")
         }
