@@ -35,7 +35,8 @@ struct Train: ParsableCommand {
                                                 logEvery: logEvery, timeLimit: timeLimit)
         var session: TrainingSession
         if resume {
-            let stored = try TrainingCheckpoint.configuration(of: SafeTensors.read(from: output.checkpoint))
+            let file = try SafeTensors.read(from: output.checkpoint)
+            let stored = try TrainingCheckpoint.configuration(of: file)
             let asked = try settings.apply(to: stored)
             var unchanged = asked
             unchanged.iterations = stored.iterations
@@ -44,7 +45,7 @@ struct Train: ParsableCommand {
                 throw ValidationError("--resume continues the run stored in \(checkpoint) as it was; it differs in \(changed.map { "--\($0)" }.joined(separator: ", ")) (only --iterations may change; start a new run to change the others)")
             }
             if printConfig { return print(ConfigurationFile.render(try asked.resolved(), extra: dataArgument(asked)), terminator: "") }
-            session = try TrainingSession(resuming: output, data: { dataset.source(for: $0) },
+            session = try TrainingSession(resuming: output, file: file, data: { dataset.source(for: $0) },
                                           iterations: settings.given("iterations") ? asked.iterations : nil, threads: threads.count)
             print("resuming \(session.configuration.algorithm) on \(session.configuration.task) at iteration \(session.trainer.iteration) of \(session.configuration.iterations)")
         } else {

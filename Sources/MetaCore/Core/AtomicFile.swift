@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Writes `data` to `url` atomically: to a temporary file beside it, flushed to disk, then renamed over it, so
 /// an interrupted write never leaves a truncated file behind (checkpoints, dataset caches).
@@ -25,9 +26,14 @@ public func writeAtomically(_ data: Data, to url: URL) throws {
     }
 }
 
+/// The destinations whose stale temporary files this process has removed: once each is enough (a run that
+/// checkpoints every iteration would otherwise list its directory every iteration).
+private let cleaned = Mutex<Set<String>>([])
+
 /// The temporary files of writes to `url` whose process is gone (killed during the write): removed, so that
-/// interrupted writes do not pile up beside a checkpoint or a cache.
+/// interrupted writes do not pile up beside a checkpoint or a cache. Done at the first write to `url`.
 func removeStaleTemporaries(of url: URL) {
+    guard cleaned.withLock({ $0.insert(url.standardizedFileURL.path).inserted }) else { return }
     let directory = url.deletingLastPathComponent(), prefix = ".\(url.lastPathComponent)."
     guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory.path) else { return }
     for name in names where name.hasPrefix(prefix) && name.hasSuffix(".tmp") {

@@ -27,7 +27,7 @@ public struct MetaTrainer {
         guard metaBatch > 0 else { throw MetaCoreError.argument("meta-batch must be at least 1 task, got \(metaBatch)") }
         if let clip, !(clip > 0) { throw MetaCoreError.argument("gradient clipping norm must be positive, got \(clip)") }
         try learner.check(model: model, tasks: tasks)
-        let width = learner.initialMetaParameters(for: model, seed: seed).count
+        let initial = learner.initialMetaParameters(for: model, seed: seed), width = initial.count
         let (slotBytes, overflow) = metaBatch.multipliedReportingOverflow(by: width * 4)
         let memory = ProcessInfo.processInfo.physicalMemory / 2
         guard !overflow, UInt64(slotBytes) <= memory else {
@@ -35,7 +35,7 @@ public struct MetaTrainer {
         }
         self.learner = learner; self.tasks = tasks; self.optimizer = optimizer
         self.metaBatch = metaBatch; self.clip = clip; self.seed = seed
-        self.metaParameters = learner.initialMetaParameters(for: model, seed: seed)
+        self.metaParameters = initial
         self.runner = try TaskRunner(model: model, threads: threads)
         self.slots = TaskSlots(tasks: metaBatch, width: metaParameters.count)
     }

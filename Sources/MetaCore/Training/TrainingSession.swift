@@ -67,11 +67,12 @@ public struct TrainingSession {
         resumed = false
     }
 
-    /// The run stored in `output.checkpoint`, continued; `iterations` (if given) replaces its total.
-    /// `data` gets the stored configuration, so that it can default to the dataset path the run recorded.
-    public init(resuming output: Output, data: (TrainingConfiguration) throws -> DataSource, iterations: Int? = nil,
-                threads: Int = 1) throws {
-        let file = try SafeTensors.read(from: output.checkpoint)
+    /// The run stored in `output.checkpoint` (already read: `file`, else read here), continued; `iterations` (if
+    /// given) replaces its total. `data` gets the stored configuration, so that it can default to the dataset path
+    /// the run recorded.
+    public init(resuming output: Output, file: SafeTensors? = nil, data: (TrainingConfiguration) throws -> DataSource,
+                iterations: Int? = nil, threads: Int = 1) throws {
+        let file = try file ?? SafeTensors.read(from: output.checkpoint)
         let stored = try TrainingCheckpoint.configuration(of: file)
         (trainer, configuration) = try TrainingCheckpoint.restore(file, data: data(stored), threads: threads)
         earlierSeconds = try TrainingCheckpoint.trainingSeconds(of: file)
