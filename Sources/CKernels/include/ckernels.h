@@ -246,6 +246,40 @@ void mc_l2normalize_rforward(int rows, int n, const float *x, const float *y, co
 void mc_l2normalize_rbackward(int rows, int n, const float *x, const float *y, const float *Rx, const float *Ry,
                               const float *dy, const float *Rdy, float *Rdx);
 
+/* ---------------------------------------------------------------------------------------------------------
+ * Operations of several activations (elementwise.c, matmul.c): the multi-input nodes of a model graph
+ * ------------------------------------------------------------------------------------------------------- */
+
+/* y[n] = sum_k c[k] x[k]; a NULL x[k] is a zero tensor. Its backward is dx_k = c_k dy (mc_scale), its R-form the
+ * same sum over the Rx_k. */
+void mc_weighted_sum(size_t n, int count, const float *const *x, const float *c, float *y);
+/* y[n] = c x. */
+void mc_scale(size_t n, float c, const float *x, float *y);
+/* y = a * b elementwise. da = dy b, db = dy a (either may be NULL); Ry = Ra b + a Rb (Ra, Rb may be NULL);
+ * Rda = Rdy b + dy Rb, Rdb = Rdy a + dy Ra. */
+void mc_multiply_forward(size_t n, const float *a, const float *b, float *y);
+void mc_multiply_backward(size_t n, const float *a, const float *b, const float *dy, float *da, float *db);
+void mc_multiply_rforward(size_t n, const float *a, const float *Ra, const float *b, const float *Rb, float *Ry);
+void mc_multiply_rbackward(size_t n, const float *a, const float *Ra, const float *b, const float *Rb,
+                           const float *dy, const float *Rdy, float *Rda, float *Rdb);
+/* Copies `rows` blocks of n floats from src (row stride src_stride) to dst (row stride dst_stride): a slice or
+ * one part of a concatenation along the leading axis of each sample, and their backward and R passes. */
+void mc_copy_blocks(int rows, int n, const float *src, ptrdiff_t src_stride, float *dst, ptrdiff_t dst_stride);
+
+/* The product of two activations per sample, C = op(A) op(B), op(A) [m,k], op(B) [k,n], C [m,n]; ta/tb = 1
+ * means the operand is stored transposed (A [k,m], B [n,k]). Samples are contiguous: A is [batch, m*k], etc.
+ * Backward: d op(A) = dC op(B)^T, d op(B) = op(A)^T dC (dA, dB may be NULL). R-forward: RC = op(RA) op(B) +
+ * op(A) op(RB) (RA, RB may be NULL). R-backward: RdA from RdC op(B)^T + dC op(RB)^T, RdB from
+ * op(A)^T RdC + op(RA)^T dC. */
+void mc_matmul_forward(int batch, int ta, int tb, int m, int n, int k, const float *A, const float *B, float *C);
+void mc_matmul_backward(int batch, int ta, int tb, int m, int n, int k, const float *A, const float *B,
+                        const float *dC, float *dA, float *dB);
+void mc_matmul_rforward(int batch, int ta, int tb, int m, int n, int k, const float *A, const float *RA,
+                        const float *B, const float *RB, float *RC);
+void mc_matmul_rbackward(int batch, int ta, int tb, int m, int n, int k, const float *A, const float *RA,
+                         const float *B, const float *RB, const float *dC, const float *RdC, float *RdA,
+                         float *RdB);
+
 /* Global pooling (pool.c) of `planes` planes of `size` values each: y[p] = scale * sum of plane p (scale 1/size:
  * the mean; 1: the sum). Linear, so the R-forward is the forward of Rx and the R-backward the backward of Rdy:
  * dx = scale * dy[p] over plane p. */

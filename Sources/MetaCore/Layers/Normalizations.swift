@@ -1,48 +1,56 @@
 import CKernels
 
-/// Checks that a row-wise layer gets feature vectors.
-private func vectorShape(_ input: [Int], _ layer: String) throws -> [Int] {
-    guard input.count == 1 else { throw MetaCoreError.shape("\(layer) takes feature vectors (Flatten first), got \(describe(input))") }
+/// Checks that a row-wise layer gets a per-sample shape with a last axis to work along.
+private func rowShape(_ input: [Int], _ layer: String) throws -> [Int] {
+    guard !input.isEmpty else { throw MetaCoreError.shape("\(layer) needs an axis to work along, got \(describe(input))") }
     return input
 }
 
-/// Softmax over each sample's features: attention weights, class probabilities inside a model.
+extension LayerPass {
+    /// The rows of a row-wise layer (along the last axis of each sample) and their length.
+    fileprivate var rows: Int32 { Int32(batch * inputCount / inputShape[inputShape.count - 1]) }
+    fileprivate var rowLength: Int32 { Int32(inputShape[inputShape.count - 1]) }
+}
+
+/// Softmax along the last axis of each sample (over its features, or over each row of a matrix of scores):
+/// attention weights, class probabilities inside a model.
 public struct Softmax: Layer {
     public init() {}
-    public func outputShape(for input: [Int]) throws -> [Int] { try vectorShape(input, "Softmax") }
+    public func outputShape(for input: [Int]) throws -> [Int] { try rowShape(input, "Softmax") }
 
-    public func forward(_ p: LayerPass) { p.forEachPart { q in mc_softmax_forward(Int32(q.batch), Int32(q.inputCount), q.x, q.y) } }
+    public func forward(_ p: LayerPass) { p.forEachPart { q in mc_softmax_forward(q.rows, q.rowLength, q.x, q.y) } }
     public func backward(_ p: LayerPass) {
         guard p.dx != nil else { return }
-        p.forEachPart { q in mc_softmax_backward(Int32(q.batch), Int32(q.inputCount), q.y, q.dy, q.dx) }
+        p.forEachPart { q in mc_softmax_backward(q.rows, q.rowLength, q.y, q.dy, q.dx) }
     }
     public func rForward(_ p: LayerPass) {
         guard p.Rx != nil else { return zero(p.Ry, p.batch * p.inputCount) }
-        p.forEachPart { q in mc_softmax_backward(Int32(q.batch), Int32(q.inputCount), q.y, q.Rx, q.Ry) }
+        p.forEachPart { q in mc_softmax_backward(q.rows, q.rowLength, q.y, q.Rx, q.Ry) }
     }
     public func rBackward(_ p: LayerPass) {
         guard p.Rdx != nil else { return }
-        p.forEachPart { q in mc_softmax_rbackward(Int32(q.batch), Int32(q.inputCount), q.y, q.Ry, q.dy, q.Rdy, q.Rdx) }
+        p.forEachPart { q in mc_softmax_rbackward(q.rows, q.rowLength, q.y, q.Ry, q.dy, q.Rdy, q.Rdx) }
     }
 }
 
-/// Each sample's features scaled to unit L2 norm (√(Σx² + 1e-12)): the normalisation behind cosine similarity.
+/// Unit L2 norm (√(Σx² + 1e-12)) along the last axis of each sample — its feature vector, or each row of a
+/// memory matrix: the normalisation behind cosine similarity.
 public struct L2Normalize: Layer {
     public init() {}
-    public func outputShape(for input: [Int]) throws -> [Int] { try vectorShape(input, "L2Normalize") }
+    public func outputShape(for input: [Int]) throws -> [Int] { try rowShape(input, "L2Normalize") }
 
-    public func forward(_ p: LayerPass) { p.forEachPart { q in mc_l2normalize_forward(Int32(q.batch), Int32(q.inputCount), q.x, q.y) } }
+    public func forward(_ p: LayerPass) { p.forEachPart { q in mc_l2normalize_forward(q.rows, q.rowLength, q.x, q.y) } }
     public func backward(_ p: LayerPass) {
         guard p.dx != nil else { return }
-        p.forEachPart { q in mc_l2normalize_backward(Int32(q.batch), Int32(q.inputCount), q.x, q.y, q.dy, q.dx) }
+        p.forEachPart { q in mc_l2normalize_backward(q.rows, q.rowLength, q.x, q.y, q.dy, q.dx) }
     }
     public func rForward(_ p: LayerPass) {
         guard p.Rx != nil else { return zero(p.Ry, p.batch * p.inputCount) }
-        p.forEachPart { q in mc_l2normalize_rforward(Int32(q.batch), Int32(q.inputCount), q.x, q.y, q.Rx, q.Ry) }
+        p.forEachPart { q in mc_l2normalize_rforward(q.rows, q.rowLength, q.x, q.y, q.Rx, q.Ry) }
     }
     public func rBackward(_ p: LayerPass) {
         guard p.Rdx != nil else { return }
-        p.forEachPart { q in mc_l2normalize_rbackward(Int32(q.batch), Int32(q.inputCount), q.x, q.y, q.Rx, q.Ry, q.dy, q.Rdy, q.Rdx) }
+        p.forEachPart { q in mc_l2normalize_rbackward(q.rows, q.rowLength, q.x, q.y, q.Rx, q.Ry, q.dy, q.Rdy, q.Rdx) }
     }
 }
 

@@ -1,9 +1,10 @@
-/// A sequential network whose parameters live in one flat `[Float]` vector.
+/// A network whose parameters live in one flat `[Float]` vector: a chain of layers, or a graph of layers and
+/// operations (``Graph``).
 ///
-/// A `Model` is an immutable description: its layers, the per-sample shape flowing between them, and the
-/// ``ParameterLayout`` giving each named tensor's place in the flat parameter vector (and a second layout
-/// for non-trainable state such as BatchNorm's running statistics). It holds no parameters itself — meta-
-/// learning evaluates one architecture at many parameter vectors — and no buffers: passes run in a
+/// A `Model` is an immutable description: its nodes, the per-sample shape of every value flowing between them,
+/// and the ``ParameterLayout`` giving each named tensor's place in the flat parameter vector (and a second
+/// layout for non-trainable state such as BatchNorm's running statistics). It holds no parameters itself —
+/// meta-learning evaluates one architecture at many parameter vectors — and no buffers: passes run in a
 /// ``Workspace``.
 ///
 /// ```swift
@@ -13,24 +14,80 @@
 /// var gradient = [Float](repeating: 0, count: model.parameterCount)
 /// let loss = try workspace.gradient(at: theta, on: batch, into: &gradient)
 /// ```
+///
+/// Values are numbered: the model's inputs first, then each node's output in node order, so that in a chain
+/// of layers value `l` is layer `l`'s input and value `l + 1` its output.
 public struct Model: Sendable {
-    public let layers: [any Layer]
-    /// Per-sample shape of the model's input, e.g. `[1, 28, 28]` or `[1]`.
+    /// What a node computes: a ``Layer`` of one value, or an ``Operation`` of several.
+    public enum Step: Sendable {
+        case layer(any Layer)
+        case operation(any Operation)
+
+        /// The layer or operation's type, for messages and summaries.
+        public var type: Any.Type {
+            switch self { case .layer(let l): Swift.type(of: l); case .operation(let o): Swift.type(of: o) }
+        }
+        public var parameterShapes: [(name: String, shape: [Int])] {
+            switch self { case .layer(let l): l.parameterShapes; case .operation(let o): o.parameterShapes }
+        }
+        public var stateShapes: [(name: String, shape: [Int], initial: Float)] {
+            switch self { case .layer(let l): l.stateShapes; case .operation(let o): o.stateShapes }
+        }
+        func outputShape(for inputs: [[Int]]) throws -> [Int] {
+            switch self {
+            case .layer(let l):
+                guard inputs.count == 1 else { throw MetaCoreError.shape("a layer reads one value, got \(inputs.count)") }
+                return try l.outputShape(for: inputs[0])
+            case .operation(let o): return try o.outputShape(for: inputs)
+            }
+        }
+        func initialize(_ parameters: UnsafeMutableBufferPointer<Float>, using random: inout RandomSource) {
+            switch self {
+            case .layer(let l): l.initialize(parameters, using: &random)
+            case .operation(let o): o.initialize(parameters, using: &random)
+            }
+        }
+        func memory(batch: Int, inputs: [[Int]], threads: Int) -> LayerMemory {
+            switch self {
+            case .layer(let l): l.memory(batch: batch, input: inputs[0], threads: threads)
+            case .operation(let o): o.memory(batch: batch, inputs: inputs, threads: threads)
+            }
+        }
+    }
+
+    /// One node of the model.
+    public struct Node: Sendable {
+        public let name: String
+        public let step: Step
+        /// The values it reads (see ``Model``'s numbering).
+        public let inputs: [Int]
+        /// The node whose parameters (and state) it uses: itself, or the node it is tied to.
+        public let owner: Int
+
+        /// The node's layer, if it is one.
+        public var layer: (any Layer)? { if case .layer(let l) = step { l } else { nil } }
+    }
+
+    public let nodes: [Node]
+    /// Per-sample shapes of the model's inputs.
+    public let inputShapes: [[Int]]
+    /// Per-sample shape of what the model takes: its input's shape, or `[total]` for a model of several
+    /// inputs, which takes them packed per sample (input 0's values, then input 1's, ...).
     public let inputShape: [Int]
-    /// Per-sample shape before each layer and after the last: `shapes[0] == inputShape`.
+    /// Per-sample shape of every value: `shapes[0] == inputShape` for a one-input model.
     public let shapes: [[Int]]
+    /// The value the model outputs.
+    public let output: Int
     /// Where each parameter tensor sits in the flat parameter vector.
     public let layout: ParameterLayout
     /// Where each state tensor (BatchNorm running statistics) sits in the flat state vector.
     public let stateLayout: ParameterLayout
 
-    /// Composes `layers`, checking that each accepts the previous one's output; throws naming the first
-    /// layer that does not fit.
+    /// Composes `layers` into a chain, checking that each accepts the previous one's output; throws naming the
+    /// first layer that does not fit.
     public init(inputShape: [Int], layers: [any Layer]) throws {
         guard !layers.isEmpty else { throw MetaCoreError.argument("a model needs at least one layer") }
-        guard !inputShape.isEmpty, inputShape.allSatisfy({ $0 > 0 }) else {
-            throw MetaCoreError.shape("model input shape must have positive dimensions, got \(inputShape)")
-        }
+        try Self.checkInput(inputShape, "model input")
         var shapes = [inputShape]
         for (index, layer) in layers.enumerated() {
             do {
@@ -39,28 +96,138 @@ public struct Model: Sendable {
                 throw MetaCoreError(error.kind, "layer \(index) (\(type(of: layer))): \(error.message)")
             }
         }
-        self.layers = layers
-        self.inputShape = inputShape
-        self.shapes = shapes
-        self.layout = ParameterLayout(layers: layers.map(\.parameterShapes))
-        self.stateLayout = ParameterLayout(layers: layers.map { $0.stateShapes.map { ($0.name, $0.shape) } })
+        let nodes = layers.enumerated().map { Node(name: "\(type(of: $1))#\($0)", step: .layer($1), inputs: [$0], owner: $0) }
+        self.init(inputShapes: [inputShape], nodes: nodes, shapes: shapes, output: layers.count)
     }
 
+    /// The model of `graph` whose output is `output`. Throws, naming the nodes involved, if a node reads a
+    /// value the graph does not have, the nodes form a cycle, a node's inputs do not fit it, an input or a
+    /// node's output is never used, or a tied node's parameters differ from its owner's.
+    ///
+    /// Nodes run in the order they were declared where their inputs allow; parameter names are
+    /// `"<node index>.<tensor>"` in that order, as for a chain of layers.
+    public init(_ graph: Graph, output: Graph.Value) throws {
+        let declarations = graph.declarations, inputs = graph.inputs
+        guard !declarations.isEmpty else { throw MetaCoreError.argument("a model needs at least one node") }
+        guard !inputs.isEmpty else { throw MetaCoreError.argument("the graph has no input") }
+        var index: [String: Int] = [:]   // inputs -1 - i, declarations i
+        for (i, input) in inputs.enumerated() {
+            guard index.updateValue(-1 - i, forKey: input.name) == nil else { throw MetaCoreError.argument("two inputs are named '\(input.name)'") }
+            try Self.checkInput(input.shape, "input '\(input.name)'")
+        }
+        func named(_ d: Graph.Declaration) -> String { "node '\(d.name)' (\(d.step.type))" }
+        for (i, d) in declarations.enumerated() {
+            guard index.updateValue(i, forKey: d.name) == nil else {
+                throw MetaCoreError.argument("two nodes or inputs are named '\(d.name)'")
+            }
+        }
+        for d in declarations {
+            for name in d.inputs + (d.tiedTo.map { [$0] } ?? []) where index[name] == nil {
+                throw MetaCoreError.argument("\(named(d)) reads '\(name)', which is neither an input nor a node of the graph")
+            }
+            if let tied = d.tiedTo, index[tied]! < 0 {
+                throw MetaCoreError.argument("\(named(d)) is tied to '\(tied)', an input; a node can only be tied to a node")
+            }
+        }
+        guard let outputIndex = index[output.name], outputIndex >= 0 else {
+            throw MetaCoreError.argument("the output '\(output.name)' is not a node of the graph")
+        }
+
+        // Order the nodes: each after the nodes it reads, otherwise in declaration order.
+        let dependencies = declarations.map { $0.inputs.compactMap { index[$0]! >= 0 ? index[$0]! : nil } }
+        var order: [Int] = [], placed = [Bool](repeating: false, count: declarations.count)
+        while order.count < declarations.count {
+            guard let next = declarations.indices.first(where: { !placed[$0] && dependencies[$0].allSatisfy { placed[$0] } }) else {
+                // Every unplaced node waits for another unplaced one: walk back until a node repeats.
+                var path = [declarations.indices.first { !placed[$0] }!]
+                while true {
+                    let waiting = dependencies[path.last!].first { !placed[$0] }!
+                    if let start = path.firstIndex(of: waiting) {
+                        let cycle = (path[start...] + [waiting]).map { "'\(declarations[$0].name)'" }
+                        throw MetaCoreError.argument("the graph has a cycle: \(cycle.reversed().joined(separator: " -> ")) (each node reads the one before it)")
+                    }
+                    path.append(waiting)
+                }
+            }
+            placed[next] = true
+            order.append(next)
+        }
+        var position = [Int](repeating: 0, count: declarations.count)
+        for (p, d) in order.enumerated() { position[d] = p }
+        func value(_ name: String) -> Int { let i = index[name]!; return i < 0 ? -1 - i : inputs.count + position[i] }
+
+        var shapes = inputs.map(\.shape), nodes: [Node] = []
+        for d in order.map({ declarations[$0] }) {
+            let reads = d.inputs.map(value)
+            let owner = d.tiedTo.map { nodes[value($0) - inputs.count].owner } ?? nodes.count
+            if owner != nodes.count {
+                let ownerStep = nodes[owner].step
+                guard ownerStep.parameterShapes.map(\.shape) == d.step.parameterShapes.map(\.shape)
+                        && ownerStep.parameterShapes.map(\.name) == d.step.parameterShapes.map(\.name),
+                      ownerStep.stateShapes.map(\.shape) == d.step.stateShapes.map(\.shape) else {
+                    func tensors(_ step: Step) -> String {
+                        step.parameterShapes.isEmpty ? "none" : step.parameterShapes.map { "\($0.name) \(describe($0.shape))" }.joined(separator: ", ")
+                    }
+                    throw MetaCoreError.shape("\(named(d)) is tied to node '\(nodes[owner].name)' (\(ownerStep.type)), but its parameters are \(tensors(d.step)) and that node's are \(tensors(ownerStep))")
+                }
+            }
+            do {
+                shapes.append(try d.step.outputShape(for: reads.map { shapes[$0] }))
+            } catch let error as MetaCoreError {
+                let given = zip(d.inputs, reads).map { "'\($0)' \(describe(shapes[$1]))" }.joined(separator: ", ")
+                throw MetaCoreError(error.kind, "\(named(d)) on \(given.isEmpty ? "no inputs" : given): \(error.message)")
+            }
+            nodes.append(Node(name: d.name, step: d.step, inputs: reads, owner: owner))
+        }
+        var uses = [Int](repeating: 0, count: shapes.count)
+        for node in nodes { for v in node.inputs { uses[v] += 1 } }
+        let outputValue = value(output.name)
+        if let unused = inputs.indices.first(where: { uses[$0] == 0 }) {
+            throw MetaCoreError.argument("input '\(inputs[unused].name)' is never used")
+        }
+        if let unused = nodes.indices.first(where: { uses[inputs.count + $0] == 0 && inputs.count + $0 != outputValue }) {
+            throw MetaCoreError.argument("the output of node '\(nodes[unused].name)' (\(nodes[unused].step.type)) is never used; the model's output is '\(output.name)'")
+        }
+        self.init(inputShapes: inputs.map(\.shape), nodes: nodes, shapes: shapes, output: outputValue)
+    }
+
+    /// The model of checked nodes (in an order where each reads only earlier values).
+    private init(inputShapes: [[Int]], nodes: [Node], shapes: [[Int]], output: Int) {
+        self.nodes = nodes
+        self.inputShapes = inputShapes
+        self.inputShape = inputShapes.count == 1 ? inputShapes[0] : [inputShapes.map { $0.reduce(1, *) }.reduce(0, +)]
+        self.shapes = shapes
+        self.output = output
+        self.layout = ParameterLayout(layers: nodes.indices.map { nodes[$0].owner == $0 ? nodes[$0].step.parameterShapes : [] })
+        self.stateLayout = ParameterLayout(layers: nodes.indices.map {
+            nodes[$0].owner == $0 ? nodes[$0].step.stateShapes.map { ($0.name, $0.shape) } : []
+        })
+    }
+
+    private static func checkInput(_ shape: [Int], _ what: String) throws {
+        guard !shape.isEmpty, shape.allSatisfy({ $0 > 0 }) else {
+            throw MetaCoreError.shape("\(what) shape must have positive dimensions, got \(describe(shape))")
+        }
+    }
+
+    /// The layers of the model's nodes, in order: for a chain of layers, the chain.
+    public var layers: [any Layer] { nodes.compactMap(\.layer) }
     /// Per-sample shape of the output (e.g. `[classes]`).
-    public var outputShape: [Int] { shapes[layers.count] }
+    public var outputShape: [Int] { shapes[output] }
     /// Length of the flat parameter vector.
     public var parameterCount: Int { layout.count }
+    /// The value node `index` produces.
+    public func value(ofNode index: Int) -> Int { inputShapes.count + index }
 
     /// A deterministic initialisation: the same seed gives the same vector on every machine.
-    /// Each layer draws from its own stream, so adding a layer does not change the others' values.
+    /// Each node draws from its own stream, so adding a node does not change the others' values.
     public func initialParameters(seed: UInt64) -> [Float] {
         var parameters = [Float](repeating: 0, count: layout.count)
         let root = RandomSource(seed: seed)
         parameters.withUnsafeMutableBufferPointer { all in
-            for (index, layer) in layers.enumerated() {
-                let range = parameterRange(ofLayer: index)
+            for (index, node) in nodes.enumerated() where node.owner == index {
                 var random = root.fork(UInt64(index))
-                layer.initialize(UnsafeMutableBufferPointer(rebasing: all[range]), using: &random)
+                node.step.initialize(UnsafeMutableBufferPointer(rebasing: all[parameterRange(ofLayer: index)]), using: &random)
             }
         }
         return parameters
@@ -68,29 +235,38 @@ public struct Model: Sendable {
 
     /// The initial non-trainable state (running mean 0 and variance 1 for BatchNorm).
     public func initialState() -> [Float] {
-        layers.flatMap { layer in
-            layer.stateShapes.flatMap { [Float](repeating: $0.initial, count: $0.shape.reduce(1, *)) }
+        nodes.indices.flatMap { index in
+            nodes[index].owner != index ? [] : nodes[index].step.stateShapes.flatMap { [Float](repeating: $0.initial, count: $0.shape.reduce(1, *)) }
         }
     }
 
-    /// The slice of the flat parameter vector that belongs to layer `index`.
+    /// The slice of the flat parameter vector that belongs to node (layer) `index`; a tied node's is empty (it
+    /// uses its owner's).
     public func parameterRange(ofLayer index: Int) -> Range<Int> { layout.layerRanges[index] }
 
-    /// The slice of the flat state vector that belongs to layer `index`.
+    /// The slice of the flat state vector that belongs to node (layer) `index`.
     public func stateRange(ofLayer index: Int) -> Range<Int> { stateLayout.layerRanges[index] }
 
-    /// Where the head of `layers` layers with parameters starts: the index of its first layer. The head is the
-    /// last `layers` layers that have parameters (and every parameter-free layer between them); the body before
-    /// it must keep at least one layer with parameters, so that there is a representation to meta-learn.
+    /// Where the head of `layers` layers with parameters starts: the index of its first node. The head is the
+    /// last `layers` nodes with parameters (and every parameter-free node between them), a chain of layers
+    /// after one value of the body; the body before it must keep at least one node with parameters, so that
+    /// there is a representation to meta-learn.
     func headStart(layers: Int) throws -> Int {
-        let parametrised = self.layers.indices.filter { !parameterRange(ofLayer: $0).isEmpty }
+        let parametrised = nodes.indices.filter { !parameterRange(ofLayer: $0).isEmpty }
         guard layers >= 1, layers <= parametrised.count else {
             throw MetaCoreError.argument("a head of \(layers) layers with parameters needs \(layers) such layers; the model has \(parametrised.count)")
         }
         guard layers < parametrised.count else {
             throw MetaCoreError.argument("a head of \(layers) layers with parameters would leave no representation to meta-learn; the model has \(parametrised.count) layers with parameters")
         }
-        return parametrised[parametrised.count - layers]
+        let cut = parametrised[parametrised.count - layers]
+        let chain = (cut ..< nodes.count).allSatisfy { j in
+            nodes[j].layer != nil && nodes[j].inputs == [value(ofNode: j - 1)] && nodes[j].owner >= cut
+        } && !nodes[..<cut].contains { $0.inputs.contains(value(ofNode: cut - 1)) } && output == value(ofNode: nodes.count - 1)
+        guard chain else {
+            throw MetaCoreError.argument("the last \(layers) layers with parameters (from node '\(nodes[cut].name)') are not a chain of layers after one value of the model, so they cannot be split off as a head")
+        }
+        return cut
     }
 
     /// The parameters of the head of `layers` layers with parameters (see ``split(headLayers:)``): what ANIL
@@ -106,16 +282,22 @@ public struct Model: Sendable {
     /// precomputed features.
     public func split(headLayers: Int) throws -> (body: Model, head: Model) {
         let cut = try headStart(layers: headLayers)
-        let body = try Model(inputShape: inputShape, layers: Array(layers[..<cut]))
-        return (body, try Model(inputShape: body.outputShape, layers: Array(layers[cut...])))
+        let body = Model(inputShapes: inputShapes, nodes: Array(nodes[..<cut]), shapes: Array(shapes[...value(ofNode: cut - 1)]),
+                         output: value(ofNode: cut - 1))
+        return (body, try Model(inputShape: body.outputShape, layers: nodes[cut...].map { $0.layer! }))
     }
 
-    /// One line per layer: its type, output shape and parameter count.
+    /// One line per node: its name and type, what it reads (for a graph), its output shape and parameter count.
     public var summary: String {
-        var lines = ["input \(describe(inputShape))"]
-        for (index, layer) in layers.enumerated() {
+        let chain = inputShapes.count == 1 && nodes.indices.allSatisfy { nodes[$0].inputs == [$0] && nodes[$0].owner == $0 }
+        func valueName(_ v: Int) -> String { v < inputShapes.count ? "input\(v == 0 ? "" : "\(v)")" : nodes[v - inputShapes.count].name }
+        var lines = inputShapes.indices.map { "\(valueName($0)) \(describe(inputShapes[$0]))" }
+        for (index, node) in nodes.enumerated() {
             let count = parameterRange(ofLayer: index).count
-            lines.append("\(index): \(type(of: layer)) -> \(describe(shapes[index + 1]))" + (count > 0 ? "  (\(count) parameters)" : ""))
+            let reads = chain ? "" : " '\(node.name)'(\(node.inputs.map { "'\(valueName($0))'" }.joined(separator: ", ")))"
+            let tied = node.owner == index ? "" : "  (tied to '\(nodes[node.owner].name)')"
+            lines.append("\(index): \(node.step.type)\(reads) -> \(describe(shapes[value(ofNode: index)]))"
+                         + (count > 0 ? "  (\(count) parameters)" : "") + tied)
         }
         lines.append("total \(parameterCount) parameters")
         return lines.joined(separator: "\n")

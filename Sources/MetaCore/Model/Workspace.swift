@@ -23,14 +23,23 @@ public final class Workspace {
     public var threads = 1
 
     /// Buffers laid out for `batch` samples. Allocated lazily by need: a forward-only evaluation never pays
-    /// for gradient or R-operator memory.
+    /// for gradient or R-operator memory. Offsets are per value (activations and their gradients and
+    /// R-derivatives; -1 for a model input, which needs no gradient or R-derivative) or per node.
     private struct Layout {
         var batch = 0, threads = 1
         var forward = 0, backward = 0, rOperator = 0, ints = 0
+        /// A one-input model reads its input in place (value 0); several inputs are copied out of the batch.
         var activation: [Int] = [], saved: [Int] = [], probs = 0, scratch = 0
         var gradient: [Int] = []
         var rActivation: [Int] = [], rGradient: [Int] = [], rSaved: [Int] = []
         var savedInts: [Int] = []
+        /// Where each node writes the gradient (R-derivative of the gradient) for each of its inputs: the
+        /// value's own buffer for its last reader, a buffer of the edge's own for the others, whose contents
+        /// (`extra`) are added to the value's before its producer's backward pass (-1: a model input).
+        var edge: [[Int]] = [], rEdge: [[Int]] = []
+        var extra: [[Int]] = [], rExtra: [[Int]] = []
+        /// Where a tied node that is not its parameters' last user writes their gradient (H·v), to be added in.
+        var tiedGradient = 0, tiedHV = 0
     }
 
     /// Parameter-sized vectors the learners reuse between calls (an inner step's gradient, H·v), so that a
@@ -66,9 +75,16 @@ public final class Workspace {
     /// Stands in for buffers a pass does not use (never read or written).
     private let placeholder = UnsafeMutablePointer<Float>.allocate(capacity: 1)
 
+    /// For each node, whether its backward passes write its parameters' slice of the gradient (and of H·v)
+    /// directly: true but for the tied uses of a tensor other than its last one, which run first in reverse.
+    private let writesParameters: [Bool]
+
     public init(model: Model) {
         self.model = model
         self.state = model.initialState()
+        var lastUse: [Int: Int] = [:]
+        for (index, node) in model.nodes.enumerated() { lastUse[node.owner] = index }
+        writesParameters = model.nodes.indices.map { lastUse[model.nodes[$0].owner] == $0 }
         _ = Self.singleThreadedBLAS
     }
 
@@ -150,7 +166,7 @@ public final class Workspace {
             }
         }
         let count = n * model.outputShape.reduce(1, *)
-        let output = Array(UnsafeBufferPointer(start: live.forward.base + layout.activation[model.layers.count], count: count))
+        let output = Array(UnsafeBufferPointer(start: live.forward.base + layout.activation[model.output], count: count))
         return try Tensor(shape: [n] + model.outputShape, scalars: output)
     }
 
@@ -178,7 +194,7 @@ public final class Workspace {
                                _ loss: OutputLoss) throws -> LossValue {
         let n = try check(inputs: inputs, parameters: parameters)
         reserve(batch: n, stage: gradient == nil ? .forward : .backward)
-        let count = n * model.outputShape.reduce(1, *), last = model.layers.count
+        let count = n * model.outputShape.reduce(1, *), last = model.output
         return try parameters.withUnsafeBufferPointer { p in
             try inputs.scalars.withUnsafeBufferPointer { x in
                 let theta = p.baseAddress ?? UnsafePointer(placeholder)
@@ -282,7 +298,7 @@ public final class Workspace {
 
     /// The loss of the last activation against the batch's targets; with `gradient`, also dL/dz.
     private func lossForward(_ batch: Batch, gradient: Bool) -> LossValue {
-        let n = batch.count, last = model.layers.count, outputs = n * model.outputShape.reduce(1, *)
+        let n = batch.count, last = model.output, outputs = n * model.outputShape.reduce(1, *)
         let z = live.forward.base + layout.activation[last], probs = live.forward.base + layout.probs
         let dz = live.backward.base + layout.gradient[last]
         switch batch.targets {
@@ -304,7 +320,7 @@ public final class Workspace {
 
     /// The R-derivative of dL/dz: the loss's Hessian with respect to its input applied to Rz.
     private func lossRBackward(_ batch: Batch) {
-        let n = batch.count, last = model.layers.count, outputs = n * model.outputShape.reduce(1, *)
+        let n = batch.count, last = model.output, outputs = n * model.outputShape.reduce(1, *)
         let Rz = rArena.base + layout.rActivation[last], Rdz = rArena.base + layout.rGradient[last]
         switch batch.targets {
         case .labels:
@@ -320,50 +336,138 @@ public final class Workspace {
 
     private enum Direction { case forward, backward, rForward, rBackward }
 
-    /// One pass of every layer, in order (forward, R-forward) or in reverse (backward, R-backward).
+    /// One pass of every node, in order (forward, R-forward) or in reverse (backward, R-backward).
     private func sweep(_ direction: Direction, batch n: Int, input: UnsafePointer<Float>, theta: UnsafePointer<Float>,
                        v: UnsafePointer<Float>?, gradient: UnsafeMutablePointer<Float>?, hv: UnsafeMutablePointer<Float>?) {
         // Split passes call BLAS from several threads at once: single-threaded BLAS keeps them deterministic.
         if layout.threads > 1 && BLAS.threads != 1 { BLAS.threads = 1 }
+        if direction == .forward && model.inputShapes.count > 1 { unpackInputs(input, batch: n) }
         state.withUnsafeMutableBufferPointer { s in
-            let reverse = direction == .backward || direction == .rBackward, last = model.layers.count - 1
+            let reverse = direction == .backward || direction == .rBackward, last = model.nodes.count - 1
             for step in 0 ... last {
                 let l = reverse ? last - step : step
-                let p = pass(l, batch: n, input: input, theta: theta, state: s.baseAddress, v: v, gradient: gradient, hv: hv)
-                switch direction {
-                case .forward: model.layers[l].forward(p)
-                case .backward: model.layers[l].backward(p)
-                case .rForward: model.layers[l].rForward(p)
-                case .rBackward: model.layers[l].rBackward(p)
+                let node = model.nodes[l], output = model.value(ofNode: l)
+                // A value read by several nodes: every reader's gradient is in, add them up.
+                if direction == .backward { addEdges(layout.extra[output], into: live.backward.base + layout.gradient[output], batch: n, value: output, base: live.backward.base) }
+                if direction == .rBackward { addEdges(layout.rExtra[output], into: rArena.base + layout.rGradient[output], batch: n, value: output, base: rArena.base) }
+                switch node.step {
+                case .layer(let layer):
+                    let p = pass(l, batch: n, input: input, theta: theta, state: s.baseAddress, v: v, gradient: gradient, hv: hv)
+                    switch direction {
+                    case .forward: layer.forward(p)
+                    case .backward: layer.backward(p)
+                    case .rForward: layer.rForward(p)
+                    case .rBackward: layer.rBackward(p)
+                    }
+                case .operation(let operation):
+                    let p = operationPass(l, batch: n, input: input, theta: theta, state: s.baseAddress, v: v, gradient: gradient, hv: hv)
+                    switch direction {
+                    case .forward: operation.forward(p)
+                    case .backward: operation.backward(p)
+                    case .rForward: operation.rForward(p)
+                    case .rBackward: operation.rBackward(p)
+                    }
+                }
+                // A tied node that is not its parameters' last use wrote their gradient (H·v) aside: add it in.
+                if !writesParameters[l] {
+                    let range = model.parameterRange(ofLayer: node.owner)
+                    if direction == .backward, let gradient { add(live.backward.base + layout.tiedGradient, into: gradient + range.lowerBound, count: range.count) }
+                    if direction == .rBackward, let hv { add(rArena.base + layout.tiedHV, into: hv + range.lowerBound, count: range.count) }
                 }
             }
         }
     }
 
-    /// The buffers of layer `l` for a batch of `n`.
+    private func add(_ source: UnsafePointer<Float>, into target: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0 ..< count { target[i] += source[i] }
+    }
+
+    private func addEdges(_ edges: [Int], into target: UnsafeMutablePointer<Float>, batch n: Int, value: Int,
+                          base: UnsafeMutablePointer<Float>) {
+        guard !edges.isEmpty else { return }
+        let count = n * model.shapes[value].reduce(1, *)
+        for edge in edges { add(base + edge, into: target, count: count) }
+    }
+
+    /// Copies each input of a several-input model out of the packed batch into its own buffer.
+    private func unpackInputs(_ input: UnsafePointer<Float>, batch n: Int) {
+        let counts = model.inputShapes.map { $0.reduce(1, *) }, total = counts.reduce(0, +)
+        var offset = 0
+        for (k, count) in counts.enumerated() {
+            mc_copy_blocks(Int32(n), Int32(count), input + offset, total, live.forward.base + layout.activation[k], count)
+            offset += count
+        }
+    }
+
+    /// The activation of value `v`: the caller's input for a one-input model's input.
+    private func activation(_ v: Int, input: UnsafePointer<Float>) -> UnsafePointer<Float> {
+        v == 0 && model.inputShapes.count == 1 ? input : UnsafePointer(live.forward.base + layout.activation[v])
+    }
+
+    /// The parameter and state offsets, and the gradient and H·v slices, node `l` works on.
+    private func parameters(_ l: Int, gradient: UnsafeMutablePointer<Float>?, hv: UnsafeMutablePointer<Float>?)
+        -> (offset: Int, state: Int, gradient: UnsafeMutablePointer<Float>, hv: UnsafeMutablePointer<Float>) {
+        let owner = model.nodes[l].owner
+        let offset = model.parameterRange(ofLayer: owner).lowerBound, stateOffset = model.stateRange(ofLayer: owner).lowerBound
+        if writesParameters[l] {
+            return (offset, stateOffset, gradient.map { $0 + offset } ?? placeholder, hv.map { $0 + offset } ?? placeholder)
+        }
+        let hasBackward = live.backward.capacity > 0, hasR = rArena.capacity > 0
+        return (offset, stateOffset, gradient != nil && hasBackward ? live.backward.base + layout.tiedGradient : placeholder,
+                hv != nil && hasR ? rArena.base + layout.tiedHV : placeholder)
+    }
+
+    /// The buffers of layer node `l` for a batch of `n`.
     private func pass(_ l: Int, batch n: Int, input: UnsafePointer<Float>, theta: UnsafePointer<Float>,
                       state: UnsafeMutablePointer<Float>?, v: UnsafePointer<Float>?,
                       gradient: UnsafeMutablePointer<Float>?, hv: UnsafeMutablePointer<Float>?) -> LayerPass {
-        let offset = model.parameterRange(ofLayer: l).lowerBound
-        let stateOffset = model.stateRange(ofLayer: l).lowerBound
+        let node = model.nodes[l], vin = node.inputs[0], vout = model.value(ofNode: l)
+        let (offset, stateOffset, g, h) = parameters(l, gradient: gradient, hv: hv)
         let f = live.forward.base, b = live.backward.base, r = rArena.base
         let hasBackward = live.backward.capacity > 0, hasR = rArena.capacity > 0
+        let edge = layout.edge[l][0], rEdge = layout.rEdge[l][0]
         return LayerPass(
-            batch: n, inputShape: model.shapes[l], outputShape: model.shapes[l + 1], normalization: normalization,
+            batch: n, inputShape: model.shapes[vin], outputShape: model.shapes[vout], normalization: normalization,
             threads: layout.threads,
-            x: l == 0 ? input : UnsafePointer(f + layout.activation[l]), y: f + layout.activation[l + 1],
+            x: activation(vin, input: input), y: f + layout.activation[vout],
             theta: theta + offset, state: (state ?? placeholder) + stateOffset,
             saved: f + layout.saved[l], savedInts: live.ints.base + layout.savedInts[l],
             rSaved: hasR ? r + layout.rSaved[l] : placeholder, scratch: scratchArena.base,
-            dy: hasBackward ? UnsafePointer(b + layout.gradient[l + 1]) : UnsafePointer(placeholder),
-            dx: hasBackward && l > 0 ? b + layout.gradient[l] : nil,
-            gradient: gradient.map { $0 + offset } ?? placeholder,
+            dy: hasBackward ? UnsafePointer(b + layout.gradient[vout]) : UnsafePointer(placeholder),
+            dx: hasBackward && edge >= 0 ? b + edge : nil,
+            gradient: g,
             v: v.map { $0 + offset } ?? UnsafePointer(placeholder),
-            Rx: hasR && l > 0 ? UnsafePointer(r + layout.rActivation[l]) : nil,
-            Ry: hasR ? r + layout.rActivation[l + 1] : placeholder,
-            Rdy: hasR ? UnsafePointer(r + layout.rGradient[l + 1]) : UnsafePointer(placeholder),
-            Rdx: hasR && l > 0 ? r + layout.rGradient[l] : nil,
-            hv: hv.map { $0 + offset } ?? placeholder)
+            Rx: hasR && layout.rActivation[vin] >= 0 ? UnsafePointer(r + layout.rActivation[vin]) : nil,
+            Ry: hasR ? r + layout.rActivation[vout] : placeholder,
+            Rdy: hasR ? UnsafePointer(r + layout.rGradient[vout]) : UnsafePointer(placeholder),
+            Rdx: hasR && rEdge >= 0 ? r + rEdge : nil,
+            hv: h)
+    }
+
+    /// The buffers of operation node `l` for a batch of `n`.
+    private func operationPass(_ l: Int, batch n: Int, input: UnsafePointer<Float>, theta: UnsafePointer<Float>,
+                               state: UnsafeMutablePointer<Float>?, v: UnsafePointer<Float>?,
+                               gradient: UnsafeMutablePointer<Float>?, hv: UnsafeMutablePointer<Float>?) -> OperationPass {
+        let node = model.nodes[l], vout = model.value(ofNode: l)
+        let (offset, stateOffset, g, h) = parameters(l, gradient: gradient, hv: hv)
+        let f = live.forward.base, b = live.backward.base, r = rArena.base
+        let hasBackward = live.backward.capacity > 0, hasR = rArena.capacity > 0
+        return OperationPass(
+            batch: n, inputShapes: node.inputs.map { model.shapes[$0] }, outputShape: model.shapes[vout],
+            normalization: normalization, threads: layout.threads,
+            x: node.inputs.map { activation($0, input: input) }, y: f + layout.activation[vout],
+            theta: theta + offset, state: (state ?? placeholder) + stateOffset,
+            saved: f + layout.saved[l], savedInts: live.ints.base + layout.savedInts[l],
+            rSaved: hasR ? r + layout.rSaved[l] : placeholder, scratch: scratchArena.base,
+            dy: hasBackward ? UnsafePointer(b + layout.gradient[vout]) : UnsafePointer(placeholder),
+            dx: layout.edge[l].map { hasBackward && $0 >= 0 ? b + $0 : nil },
+            gradient: g,
+            v: v.map { $0 + offset } ?? UnsafePointer(placeholder),
+            Rx: node.inputs.map { hasR && layout.rActivation[$0] >= 0 ? UnsafePointer(r + layout.rActivation[$0]) : nil },
+            Ry: hasR ? r + layout.rActivation[vout] : placeholder,
+            Rdy: hasR ? UnsafePointer(r + layout.rGradient[vout]) : UnsafePointer(placeholder),
+            Rdx: layout.rEdge[l].map { hasR && $0 >= 0 ? r + $0 : nil },
+            hv: h)
     }
 
     // MARK: - Memory
@@ -383,20 +487,46 @@ public final class Workspace {
         var layout = Layout()
         layout.batch = n
         layout.threads = threads
-        let layers = model.layers.count
+        let inputs = model.inputShapes.count, values = model.shapes.count
         let sizes = model.shapes.map { n * $0.reduce(1, *) }
-        let memory = model.layers.indices.map { model.layers[$0].memory(batch: n, input: model.shapes[$0], threads: threads) }
-        // Activation 0 is the caller's input, read in place: offsets for 1 ... layers.
-        layout.activation = [0] + sizes.dropFirst().map { size in defer { layout.forward += size }; return layout.forward }
-        layout.saved = memory.map { m in defer { layout.forward += m.saved }; return layout.forward }
+        let memory = model.nodes.indices.map {
+            model.nodes[$0].step.memory(batch: n, inputs: model.nodes[$0].inputs.map { model.shapes[$0] }, threads: threads)
+        }
+        func allocate(_ total: inout Int, _ size: Int) -> Int { defer { total += size }; return total }
+        layout.activation = (0 ..< values).map { inputs == 1 && $0 == 0 ? 0 : allocate(&layout.forward, sizes[$0]) }
+        layout.saved = memory.map { allocate(&layout.forward, $0.saved) }
         layout.scratch = memory.map(\.scratch).max() ?? 0
-        layout.probs = layout.forward
-        layout.forward += sizes[layers]
-        layout.savedInts = memory.map { m in defer { layout.ints += m.savedInts }; return layout.ints }
-        layout.gradient = [0] + sizes.dropFirst().map { size in defer { layout.backward += size }; return layout.backward }
-        layout.rActivation = [0] + sizes.dropFirst().map { size in defer { layout.rOperator += size }; return layout.rOperator }
-        layout.rGradient = [0] + sizes.dropFirst().map { size in defer { layout.rOperator += size }; return layout.rOperator }
-        layout.rSaved = memory.map { m in defer { layout.rOperator += m.rSaved }; return layout.rOperator }
+        layout.probs = allocate(&layout.forward, sizes[model.output])
+        layout.savedInts = memory.map { allocate(&layout.ints, $0.savedInts) }
+        layout.gradient = (0 ..< values).map { $0 < inputs ? -1 : allocate(&layout.backward, sizes[$0]) }
+        layout.rActivation = (0 ..< values).map { $0 < inputs ? -1 : allocate(&layout.rOperator, sizes[$0]) }
+        layout.rGradient = (0 ..< values).map { $0 < inputs ? -1 : allocate(&layout.rOperator, sizes[$0]) }
+        layout.rSaved = memory.map { allocate(&layout.rOperator, $0.rSaved) }
+        // The readers of each value, in node order: the last writes into the value's own gradient (unless it is
+        // the output, whose gradient the loss writes), the others into buffers of their own.
+        var readers = [[(node: Int, slot: Int)]](repeating: [], count: values)
+        for (l, node) in model.nodes.enumerated() { for (slot, v) in node.inputs.enumerated() { readers[v].append((l, slot)) } }
+        layout.edge = model.nodes.map { [Int](repeating: -1, count: $0.inputs.count) }
+        layout.rEdge = layout.edge
+        layout.extra = [[Int]](repeating: [], count: values)
+        layout.rExtra = layout.extra
+        for v in inputs ..< values {
+            for (k, reader) in readers[v].enumerated() {
+                if k == readers[v].count - 1 && v != model.output {
+                    layout.edge[reader.node][reader.slot] = layout.gradient[v]
+                    layout.rEdge[reader.node][reader.slot] = layout.rGradient[v]
+                } else {
+                    layout.edge[reader.node][reader.slot] = allocate(&layout.backward, sizes[v])
+                    layout.rEdge[reader.node][reader.slot] = allocate(&layout.rOperator, sizes[v])
+                    layout.extra[v].append(layout.edge[reader.node][reader.slot])
+                    layout.rExtra[v].append(layout.rEdge[reader.node][reader.slot])
+                }
+            }
+        }
+        let tied = model.nodes.indices.filter { model.nodes[$0].owner != $0 }.map { model.parameterRange(ofLayer: model.nodes[$0].owner).count }
+        let tiedSize = tied.max() ?? 0
+        layout.tiedGradient = allocate(&layout.backward, tiedSize)
+        layout.tiedHV = allocate(&layout.rOperator, tiedSize)
         return layout
     }
 
