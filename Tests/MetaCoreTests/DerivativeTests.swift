@@ -19,7 +19,9 @@ struct DerivativeCase: CustomTestStringConvertible, Sendable {
 
 /// Every layer type alone (parameter-free ones between two parametrised layers, so that their input
 /// gradient and R-forms are exercised), BatchNorm in each mode, and the two standard networks whole.
-let derivativeCases: [DerivativeCase] = [
+let derivativeCases = layerDerivativeCases + graphDerivativeCases
+
+let layerDerivativeCases: [DerivativeCase] = [
     DerivativeCase(name: "Linear alone", make: { try Model(inputShape: [5], layers: [Linear(5, 3)]) }),
     DerivativeCase(name: "Linear alone, MSE", make: { try Model(inputShape: [5], layers: [Linear(5, 2)]) },
                    classification: false),

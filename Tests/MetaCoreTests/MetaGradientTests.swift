@@ -39,7 +39,7 @@ let metaCases: [MetaCase] = [
     MetaCase(name: "Meta-SGD K=\(k), Conv-4 with BatchNorm", learner: { MetaSGD(inner: try InnerLoop(steps: k, learningRate: 0.3)) }, model: smallConv4, tasks: images),
     MetaCase(name: "ANIL K=\(k), MLP", learner: { ANIL(inner: try InnerLoop(steps: k, learningRate: 0.05)) }, model: tanhMLP, tasks: sine),
     MetaCase(name: "ANIL K=\(k), Conv-4 with BatchNorm", learner: { ANIL(inner: try InnerLoop(steps: k, learningRate: 0.3)) }, model: smallConv4, tasks: images),
-] }
+] } + graphMetaCases
 
 /// The largest relative disagreement between the analytic meta-gradient and central finite differences of
 /// the meta-loss, over a random direction and one direction per meta-parameter tensor.
@@ -101,7 +101,8 @@ struct MetaGradientTests {
 
     @Test(arguments: [1, 2])
     func aMissingHessianTermIsCaught(_ k: Int) throws {
-        for (model, tasks, lr) in [(try tanhMLP(), try sine(), Float(0.05)), (try smallConv4(), try images(), Float(0.3))] {
+        for (model, tasks, lr) in [(try tanhMLP(), try sine(), Float(0.05)), (try smallConv4(), try images(), Float(0.3)),
+                                   (try smallResidualNetwork(), try images(), Float(0.3)), (try smallLSTM(), try sequences(), Float(0.3))] {
             let broken = MAMLMissingOneHessianTerm(inner: try InnerLoop(steps: k, learningRate: lr))
             let (error, _) = try metaGradientError(broken, model: model, tasks: tasks, seed: 31)
             #expect(error > 5e-2, "dropping a Hessian-vector product went unnoticed (relative error \(error))")

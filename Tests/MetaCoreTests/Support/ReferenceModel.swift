@@ -18,13 +18,26 @@ struct ReferenceModel {
     /// The loss at θ + shift·u + ε₁u + ε₂v (the shift in double precision, for finite differences).
     func loss(_ theta: [Float], u: [Float], v: [Float], batch: Batch, shift: Double = 0) -> HyperDual {
         let p = theta.indices.map { HyperDual(Double(theta[$0]) + shift * Double(u[$0]), Double(u[$0]), Double(v[$0])) }
-        var x = batch.inputs.scalars.map { HyperDual(Double($0)) }
+        let packed = batch.inputs.scalars.map { HyperDual(Double($0)) }
         let n = batch.count
-        for (l, layer) in model.layers.enumerated() {
-            let params = Array(p[model.parameterRange(ofLayer: l)])
-            let state = Array(self.state[model.stateRange(ofLayer: l)]).map(Double.init)
-            x = forward(layer, x, n: n, input: model.shapes[l], output: model.shapes[l + 1], params, state)
+        // The inputs unpacked from each sample's packed values, then every node's output in node order.
+        let counts = model.inputShapes.map { $0.reduce(1, *) }, total = counts.reduce(0, +)
+        var values: [[HyperDual]] = counts.indices.map { k in
+            let offset = counts[..<k].reduce(0, +)
+            return (0 ..< n).flatMap { s in packed[s * total + offset ..< s * total + offset + counts[k]] }
         }
+        for node in model.nodes {
+            let params = Array(p[model.parameterRange(ofLayer: node.owner)])
+            let state = Array(self.state[model.stateRange(ofLayer: node.owner)]).map(Double.init)
+            let output = model.shapes[values.count]
+            switch node.step {
+            case .layer(let layer):
+                values.append(forward(layer, values[node.inputs[0]], n: n, input: model.shapes[node.inputs[0]], output: output, params, state))
+            case .operation(let operation):
+                values.append(forward(operation, node.inputs.map { values[$0] }, n: n, inputs: node.inputs.map { model.shapes[$0] }, output: output))
+            }
+        }
+        let x = values[model.output]
         switch batch.targets {
         case .labels(let labels):
             let k = model.outputShape[0]
@@ -109,18 +122,21 @@ struct ReferenceModel {
                 y[(plane * oh + r) * ow + q] = best
             } } }
             return y
-        case is Flatten:
+        case is Flatten, is Reshape:
             return x
+        case let slice as Slice:
+            let count = input.reduce(1, *), inner = count / input[0]
+            return (0 ..< n).flatMap { s in x[s * count + slice.range.lowerBound * inner ..< s * count + slice.range.upperBound * inner] }
         case is Softmax:
-            let f = input[0]
-            return (0 ..< n).flatMap { r -> [HyperDual] in
+            let f = input.last!
+            return (0 ..< n * input.reduce(1, *) / f).flatMap { r -> [HyperDual] in
                 let row = x[r * f ..< (r + 1) * f], e = row.map { $0.exp }
                 let total = e.reduce(HyperDual.zero, +)
                 return e.map { $0 / total }
             }
         case is L2Normalize:
-            let f = input[0]
-            return (0 ..< n).flatMap { r -> [HyperDual] in
+            let f = input.last!
+            return (0 ..< n * input.reduce(1, *) / f).flatMap { r -> [HyperDual] in
                 let row = x[r * f ..< (r + 1) * f]
                 let length = (row.reduce(HyperDual(1e-12)) { $0 + $1 * $1 }).squareRoot
                 return row.map { $0 / length }
@@ -133,6 +149,34 @@ struct ReferenceModel {
             }
         default:
             fatalError("no reference for layer \(type(of: layer))")
+        }
+    }
+
+    private func forward(_ operation: any Operation, _ x: [[HyperDual]], n: Int, inputs: [[Int]], output: [Int]) -> [HyperDual] {
+        let size = output.reduce(1, *)
+        switch operation {
+        case let sum as WeightedSum:
+            return (0 ..< n * size).map { i in zip(x, sum.coefficients).reduce(HyperDual.zero) { $0 + $1.0[i] * Double($1.1) } }
+        case is ElementwiseProduct:
+            return zip(x[0], x[1]).map { $0 * $1 }
+        case is Concatenate:
+            let counts = inputs.map { $0.reduce(1, *) }
+            return (0 ..< n).flatMap { s in counts.indices.flatMap { k in x[k][s * counts[k] ..< (s + 1) * counts[k]] } }
+        case let product as MatrixProduct:
+            let (a, b) = (inputs[0], inputs[1]), (m, q) = (output[0], output[1])
+            let k = product.transposeA ? a[0] : a[1]
+            // Element (i, j) of op(M) for a stored matrix M of shape `shape`.
+            func at(_ values: [HyperDual], _ s: Int, _ shape: [Int], _ transposed: Bool, _ i: Int, _ j: Int) -> HyperDual {
+                values[s * shape[0] * shape[1] + (transposed ? j * shape[1] + i : i * shape[1] + j)]
+            }
+            return (0 ..< n).flatMap { s in (0 ..< m * q).map { e in
+                let (i, j) = e.quotientAndRemainder(dividingBy: q)
+                return (0 ..< k).reduce(HyperDual.zero) { $0 + at(x[0], s, a, product.transposeA, i, $1) * at(x[1], s, b, product.transposeB, $1, j) }
+            } }
+        case let constant as Constant:
+            return [HyperDual](repeating: HyperDual(Double(constant.value)), count: n * size)
+        default:
+            fatalError("no reference for operation \(type(of: operation))")
         }
     }
 }
