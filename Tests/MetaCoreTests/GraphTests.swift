@@ -257,3 +257,26 @@ let graphMetaCases: [MetaCase] = [1, 2].flatMap { k in [
         try smallResidualNetwork().split(headLayers: 1).body
     }, tasks: images),
 ]
+
+@Suite("Model graphs on several threads")
+struct GraphThreadTests {
+    /// A graph's layer nodes split their batch as a chain's do: the gradient and H·v agree with one thread's up
+    /// to the reassociation of the parts' parameter sums.
+    @Test func resnetSplitsItsBatch() throws {
+        let model = try Model.resnet12(classes: 3, inputShape: [3, 16, 16], widths: [4, 4])
+        var random = RandomSource(seed: 9)
+        let batch = random.batch(for: model, count: 64, classification: true)
+        let theta = generalParameters(model, seed: 4), v = random.normals(model.parameterCount)
+        func products(threads: Int) throws -> ([Float], [Float]) {
+            let workspace = Workspace(model: model)
+            workspace.threads = threads
+            var hv: [Float] = [], gradient: [Float] = []
+            try workspace.hessianVectorProduct(at: theta, on: batch, direction: v, into: &hv, gradient: &gradient)
+            return (gradient, hv)
+        }
+        #expect(BatchSplit(batch: 64, outputCount: 4 * 16 * 16, threads: 3).parts == 3)
+        let (g1, h1) = try products(threads: 1), (g3, h3) = try products(threads: 3)
+        #expect(relativeError(g3.map(Double.init), g1.map(Double.init)) < 1e-5)
+        #expect(relativeError(h3.map(Double.init), h1.map(Double.init)) < 1e-4)
+    }
+}

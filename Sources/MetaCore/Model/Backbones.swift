@@ -22,6 +22,13 @@ enum Backbones {
                                    blocks: options.int("blocks")!, batchNorm: options.bool("batch-norm")!,
                                    activation: activation(options), initialization: initialization(options))
         },
+        BackboneEntry(name: "resnet12", summary: "ResNet-12 (MetaOptNet): residual blocks of three 3x3 convolutions with batch-norm and LeakyReLU(0.1), a 1x1 shortcut, max-pooling",
+                      options: [OptionSpec("widths", .ints(1 ... 4096), default: .string("64,160,320,640"), help: "channels of each residual block"),
+                                OptionSpec("pool", .choice(Model.Pooling.allCases.map(\.rawValue)), default: .string("mean"),
+                                           help: "the head's features: the mean of each channel, or the last map flattened")]) { request in
+            try Model.resnet12(classes: request.outputs, inputShape: request.inputShape, widths: request.options.ints("widths")!,
+                               pooling: Model.Pooling(rawValue: request.options.string("pool")!)!)
+        },
         BackboneEntry(name: "mlp", summary: "a fully connected network (MAML's 1-40-40-1 on sinusoids)",
                       options: [OptionSpec("hidden", .ints(1 ... 1 << 20), default: .string("40,40"), help: "hidden layer sizes"),
                                 activation, initialization]) { request in

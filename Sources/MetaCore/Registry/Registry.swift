@@ -231,7 +231,7 @@ extension Registry {
     static let builtInAlgorithms = MAML.registrations + Reptile.registrations + MetaSGD.registrations + ANIL.registrations
         + Pretrained.registrations + PrototypicalNetworks.registrations + MatchingNetworks.registrations + OML.registrations
     static let builtInTaskFamilies = SinusoidTasks.registrations + OmniglotTasks.registrations
-        + ContinualOmniglotTasks.registrations + IncrementalSineTasks.registrations
+        + ContinualOmniglotTasks.registrations + IncrementalSineTasks.registrations + SyntheticImageTasks.registrations
     static let builtInBackbones = Backbones.registrations
     static let builtInOptimizers = Adam.registrations + SGD.registrations
     static let builtInDatasets: [any Dataset.Type] = [Omniglot.self]
