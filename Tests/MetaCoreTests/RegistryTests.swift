@@ -119,7 +119,7 @@ struct RegistryTests {
         }
         config = TrainingConfiguration()
         config.backbone = "resnet-99"
-        #expect { try config.makeTrainer() } throws: { "\($0)".contains("unknown backbone 'resnet-99'; choose one of conv4, mlp") }
+        #expect { try config.makeTrainer() } throws: { "\($0)".contains("unknown backbone 'resnet-99'; choose one of conv4, resnet12, mlp") }
     }
 
     @Test func optionsAreCheckedWhereverTheyComeFrom() throws {
