@@ -49,16 +49,27 @@ struct Bench: ParsableCommand {
             if !json { printKernels(report.kernels, ceiling: report.ceiling, threads: threads) }
         }
         let workloads = workload == "all" ? Workload.all : workload == "kernels" ? [] : try Workload.named(workload)
+        if !workloads.isEmpty && report.ceiling == nil {
+            // A workload alone still gets the ceiling its GFLOP/s are compared with.
+            BLAS.threads = threads
+            var ceiling = [KernelBenchmarks.gemm(m: 1024, n: 1024, k: 1024, repetitions: repetitions)]
+            if threads > 1 { ceiling.append(KernelBenchmarks.gemm(m: 1024, n: 1024, k: 1024, label: "sgemm one per thread", threads: threads, repetitions: repetitions)) }
+            report.ceiling = ceiling.compactMap(\.gflops).max()
+            BLAS.threads = 1
+        }
         if !json && !workloads.isEmpty {
-            print("\n" + "workload".padding(toLength: 16, withPad: " ", startingAt: 0) + "meta-steps/s      tasks/s   peak memory   (threads: \(threads))")
+            print("\n" + "workload".padding(toLength: 20, withPad: " ", startingAt: 0) + "meta-steps/s      tasks/s   peak memory      GFLOP/s  of ceiling   (threads: \(threads)"
+                  + (report.ceiling.map { String(format: "; SGEMM ceiling %.1f GFLOP/s", $0) } ?? "") + ")")
         }
         for w in workloads {
             let result = try WorkloadBenchmarks.run(w, threads: threads, repetitions: repetitions)
             report.workloads.append(result)
             if !json {
                 let memory = result.peakMemoryBytes.map { String(format: "%8.0f MB", Double($0) / 1e6) } ?? "         ?"
-                print(w.label.padding(toLength: 16, withPad: " ", startingAt: 0)
-                      + String(format: "%12.3f %12.1f   ", result.stepsPerSecond, result.tasksPerSecond) + memory + "   " + w.summary)
+                let share = report.ceiling.map { String(format: "%10.2f", result.gflops / $0) } ?? "         ?"
+                print(w.label.padding(toLength: 20, withPad: " ", startingAt: 0)
+                      + String(format: "%12.3f %12.1f   ", result.stepsPerSecond, result.tasksPerSecond) + memory
+                      + String(format: "  %10.1f", result.gflops) + "  " + share + "   " + w.summary)
             }
         }
         try output.report(report) {}

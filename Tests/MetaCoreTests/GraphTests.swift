@@ -280,3 +280,32 @@ struct GraphThreadTests {
         #expect(relativeError(h3.map(Double.init), h1.map(Double.init)) < 1e-4)
     }
 }
+
+@Suite("README: Building your own model")
+struct BuildingYourOwnModelTests {
+    /// The README's LSTM, written out by hand, is the model `Model.lstm` builds: the same parameters, the same
+    /// outputs.
+    @Test func handWrittenLSTMIsTheBuilders() throws {
+        let s = Graph()
+        let sequence = s.input([10, 8])
+        var (h, c) = (s.apply(try Constant(shape: [32]), to: []), s.apply(try Constant(shape: [32]), to: []))
+        var cell: Graph.Value? = nil
+        for t in 0 ..< 10 {
+            let xt = s.apply(try Reshape([8]), to: s.apply(try Slice(t ..< t + 1), to: sequence))
+            let gates = s.apply(try Linear(8 + 32, 4 * 32), to: s.concatenate([xt, h]), tiedTo: cell)
+            cell = cell ?? gates
+            let gate = { (k: Int, f: any Layer) in s.apply(f, to: s.apply(try! Slice(k * 32 ..< (k + 1) * 32), to: gates)) }
+            c = s.sum(s.product(gate(1, Sigmoid()), c), s.product(gate(0, Sigmoid()), gate(2, Tanh())))
+            h = s.product(gate(3, Sigmoid()), s.apply(Tanh(), to: c))
+        }
+        let lstm = try Model(s, output: s.apply(try Linear(32, 5), to: h))
+        let built = try Model.lstm(input: 8, hidden: 32, steps: 10, outputs: 5)
+        #expect(lstm.parameterCount == 5413 && built.parameterCount == 5413)
+        var random = RandomSource(seed: 8)
+        let inputs = try Tensor(shape: [3, 10, 8], scalars: random.normals(240))
+        let theta = built.initialParameters(seed: 1)
+        let a = try Workspace(model: lstm).predict(at: theta, inputs: inputs).scalars
+        let b = try Workspace(model: built).predict(at: theta, inputs: inputs).scalars
+        #expect(zip(a, b).allSatisfy { abs($0 - $1) <= 1e-6 * max(1, abs($1)) })
+    }
+}

@@ -6,7 +6,7 @@ import Foundation
 /// The image workloads use Conv-4 (64 channels, transductive BatchNorm) on synthetic 28x28x1 episodes of
 /// the real shapes (``SyntheticImageTasks``): the cost does not depend on the pixels, and no dataset is needed.
 public struct Workload: Sendable, Equatable {
-    /// `sine`, `omni5`, `omni20` or `proto`.
+    /// `sine`, `omni5`, `omni20`, `proto`, `resnet12` or `resnet12-proto`.
     public let name: String
     /// MAML's order; `nil` for Prototypical Networks.
     public let order: MAML.Order?
@@ -14,7 +14,7 @@ public struct Workload: Sendable, Equatable {
     /// Every workload in the standard order.
     public static let all: [Workload] = ["sine", "omni5", "omni20"].flatMap { name in
         [Workload(name: name, order: .second), Workload(name: name, order: .first)]
-    } + [Workload(name: "proto", order: nil)]
+    } + [Workload(name: "proto", order: nil), Workload(name: "resnet12", order: .second), Workload(name: "resnet12-proto", order: nil)]
 
     /// The workloads' names, each once, in the standard order.
     public static let names = all.map(\.name).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
@@ -37,6 +37,8 @@ public struct Workload: Sendable, Equatable {
         case "sine": return "MLP 1-40-40-1, 10+10 points, meta-batch 25, 1 inner step"
         case "omni5": return "Conv-4, 5-way 1-shot 15-query, meta-batch 32, 1 inner step"
         case "omni20": return "Conv-4, 20-way 1-shot 5-query, meta-batch 16, 5 inner steps"
+        case "resnet12": return "ResNet-12 64-160-320-640 on 84x84x3, 5-way 1-shot 15-query, meta-batch 4, 1 inner step"
+        case "resnet12-proto": return "ProtoNet ResNet-12 on 84x84x3, one 5-way 5-shot 15-query episode"
         default: return "ProtoNet Conv-4, one 60-way 5-shot 5-query episode"
         }
     }
@@ -57,11 +59,38 @@ public struct Workload: Sendable, Equatable {
             return try MetaTrainer(learner: maml(steps: 5, lr: 0.1), model: .conv4(classes: 20),
                                    tasks: SyntheticImageTasks(ways: 20, shots: 1, queries: 5, inputShape: [1, 28, 28]),
                                    optimizer: adam, metaBatch: 16, seed: seed, threads: threads)
+        case "resnet12":
+            return try MetaTrainer(learner: maml(steps: 1, lr: 0.01), model: .resnet12(classes: 5),
+                                   tasks: SyntheticImageTasks(ways: 5, shots: 1, queries: 15, inputShape: [3, 84, 84]),
+                                   optimizer: adam, metaBatch: 4, seed: seed, threads: threads)
+        case "resnet12-proto":
+            return try MetaTrainer(learner: PrototypicalNetworks(), model: .resnet12(classes: 0),
+                                   tasks: SyntheticImageTasks(ways: 5, shots: 5, queries: 15, inputShape: [3, 84, 84]),
+                                   optimizer: adam, metaBatch: 1, seed: seed, threads: threads)
         default:
             return try MetaTrainer(learner: PrototypicalNetworks(), model: .conv4(classes: 0),
                                    tasks: SyntheticImageTasks(ways: 60, shots: 5, queries: 5, inputShape: [1, 28, 28]),
                                    optimizer: adam, metaBatch: 1, seed: seed, threads: threads)
         }
+    }
+}
+
+extension Workload {
+    /// Floating-point operations of one meta-step by the usual count: a forward pass is 2 × the model's
+    /// ``Model/multiplyAdds`` per sample, a backward pass twice that, an R-forward pass twice and an
+    /// R-backward pass four times (each product of the pass is repeated with the direction's values).
+    /// Second-order MAML with K inner steps runs per task K gradient passes and K Hessian-vector products on
+    /// the support set and one gradient pass on the query set; first order omits the products; ProtoNets run
+    /// one gradient pass over the episode.
+    public func flopsPerStep(_ trainer: MetaTrainer) throws -> Double {
+        let forward = 2 * Double(trainer.model.multiplyAdds)
+        var random = RandomSource(seed: 0)
+        let task = try trainer.tasks.sample(&random, queryCount: nil)
+        let (support, query) = (Double(task.support.count), Double(task.query.count))
+        guard let order else { return 3 * forward * (support + query) * Double(trainer.metaBatch) }
+        let steps = Double((trainer.learner as? MAML)?.inner.steps ?? 1)
+        let perTask = steps * 3 * forward * support + 3 * forward * query + (order == .second ? steps * 6 * forward * support : 0)
+        return perTask * Double(trainer.metaBatch)
     }
 }
 
@@ -78,6 +107,8 @@ public struct WorkloadResult: Sendable, Codable {
     public let stepsPerRepetition: Int, repetitions: Int
     /// Peak resident memory of the process while the workload ran (Linux), in bytes.
     public let peakMemoryBytes: Int?
+    /// Floating-point operations per second by ``Workload/flopsPerStep(_:)``, in GFLOP/s.
+    public let gflops: Double
 }
 
 public enum WorkloadBenchmarks {
@@ -88,6 +119,7 @@ public enum WorkloadBenchmarks {
         guard repetitions > 0 else { throw MetaCoreError.argument("repetitions must be positive, got \(repetitions)") }
         ProcessMemory.resetPeak()
         var trainer = try workload.makeTrainer(threads: threads)
+        let flops = try workload.flopsPerStep(trainer)
         let clock = ContinuousClock()
         var start = clock.now, warmUpSteps = 0
         repeat { _ = try trainer.step(); warmUpSteps += 1 } while (clock.now - start).seconds < warmUp
@@ -103,7 +135,8 @@ public enum WorkloadBenchmarks {
         let median = rates.count % 2 == 1 ? rates[rates.count / 2] : (rates[rates.count / 2 - 1] + rates[rates.count / 2]) / 2
         return WorkloadResult(workload: workload.name, order: workload.order.map { $0 == .second ? 2 : 1 }, threads: threads,
                               stepsPerSecond: median, tasksPerSecond: median * Double(trainer.metaBatch),
-                              stepsPerRepetition: steps, repetitions: repetitions, peakMemoryBytes: ProcessMemory.peak())
+                              stepsPerRepetition: steps, repetitions: repetitions, peakMemoryBytes: ProcessMemory.peak(),
+                              gflops: median * flops / 1e9)
     }
 }
 
@@ -114,7 +147,7 @@ public enum ProcessMemory {
     public static func peak() -> Int? {
         guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
               let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
-              let kilobytes = Int(line.split(separator: " ").dropFirst().first ?? "") else { return nil }
+              let kilobytes = Int(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "") else { return nil }
         return kilobytes * 1024
     }
 

@@ -287,6 +287,22 @@ public struct Model: Sendable {
         return (body, try Model(inputShape: body.outputShape, layers: nodes[cut...].map { $0.layer! }))
     }
 
+    /// Multiply-adds per sample of a forward pass through the convolutions, linear maps and matrix products,
+    /// the work that dominates (elementwise operations, normalisations and pooling are not counted).
+    public var multiplyAdds: Int {
+        nodes.indices.reduce(0) { total, index in
+            let node = nodes[index], output = shapes[value(ofNode: index)]
+            switch node.step {
+            case .layer(let conv as Conv2d): return total + output.reduce(1, *) * conv.inChannels * conv.kernel * conv.kernel
+            case .layer(let linear as Linear): return total + linear.inputs * linear.outputs
+            case .operation(let product as MatrixProduct):
+                let a = shapes[node.inputs[0]]
+                return total + output.reduce(1, *) * (product.transposeA ? a[0] : a[1])
+            default: return total
+            }
+        }
+    }
+
     /// One line per node: its name and type, what it reads (for a graph), its output shape and parameter count.
     public var summary: String {
         let chain = inputShapes.count == 1 && nodes.indices.allSatisfy { nodes[$0].inputs == [$0] && nodes[$0].owner == $0 }

@@ -40,6 +40,19 @@ public final class Workspace {
         var extra: [[Int]] = [], rExtra: [[Int]] = []
         /// Where a tied node that is not its parameters' last user writes their gradient (H·v), to be added in.
         var tiedGradient = 0, tiedHV = 0
+        /// The two plans of the backward arena (`backward`, `gradient`, `edge`, `extra`, `tiedGradient` hold the one
+        /// in use): every gradient kept, for the R-passes that read them and for held passes; or each gradient
+        /// only from its first write to its producer's backward pass, buffers shared between gradients that are
+        /// not live at once, for a gradient alone.
+        var kept = BackwardPlan(), transient = BackwardPlan()
+
+        mutating func use(_ plan: BackwardPlan) {
+            backward = plan.size; gradient = plan.gradient; edge = plan.edge; extra = plan.extra; tiedGradient = plan.tied
+        }
+    }
+
+    private struct BackwardPlan {
+        var size = 0, gradient: [Int] = [], edge: [[Int]] = [], extra: [[Int]] = [], tied = 0
     }
 
     /// Parameter-sized vectors the learners reuse between calls (an inner step's gradient, H·v), so that a
@@ -193,7 +206,7 @@ public final class Workspace {
     private func runOutputLoss(parameters: [Float], inputs: Tensor, gradient: UnsafeMutablePointer<Float>?,
                                _ loss: OutputLoss) throws -> LossValue {
         let n = try check(inputs: inputs, parameters: parameters)
-        reserve(batch: n, stage: gradient == nil ? .forward : .backward)
+        reserve(batch: n, stage: gradient == nil ? .forward : .backward, transientGradients: true)
         let count = n * model.outputShape.reduce(1, *), last = model.output
         return try parameters.withUnsafeBufferPointer { p in
             try inputs.scalars.withUnsafeBufferPointer { x in
@@ -240,7 +253,8 @@ public final class Workspace {
         } : nil
         if let reuse { swap(&live, &held[reuse].buffers) }
         defer { if let reuse { swap(&live, &held[reuse].buffers) } }
-        reserve(batch: n, stage: stage)
+        // A gradient pass that is neither followed by R-passes nor held needs its gradients only briefly.
+        reserve(batch: n, stage: stage, transientGradients: stage == .backward && (heldPasses == 0 || isTraining))
 
         let value = parameters.withUnsafeBufferPointer { p in
             (direction ?? []).withUnsafeBufferPointer { v in
@@ -473,9 +487,10 @@ public final class Workspace {
     // MARK: - Memory
 
     /// Lays the buffers out for `n` samples and makes sure the arenas `stage` needs are large enough.
-    private func reserve(batch n: Int, stage: Stage) {
+    private func reserve(batch n: Int, stage: Stage, transientGradients: Bool = false) {
         let threads = max(1, self.threads)
         if layout.batch != n || layout.threads != threads { layout = Self.layout(model: model, batch: n, threads: threads) }
+        layout.use(transientGradients ? layout.transient : layout.kept)
         live.forward.reserve(layout.forward)
         live.ints.reserve(layout.ints)
         scratchArena.reserve(layout.scratch)
@@ -498,7 +513,6 @@ public final class Workspace {
         layout.scratch = memory.map(\.scratch).max() ?? 0
         layout.probs = allocate(&layout.forward, sizes[model.output])
         layout.savedInts = memory.map { allocate(&layout.ints, $0.savedInts) }
-        layout.gradient = (0 ..< values).map { $0 < inputs ? -1 : allocate(&layout.backward, sizes[$0]) }
         layout.rActivation = (0 ..< values).map { $0 < inputs ? -1 : allocate(&layout.rOperator, sizes[$0]) }
         layout.rGradient = (0 ..< values).map { $0 < inputs ? -1 : allocate(&layout.rOperator, sizes[$0]) }
         layout.rSaved = memory.map { allocate(&layout.rOperator, $0.rSaved) }
@@ -506,28 +520,76 @@ public final class Workspace {
         // the output, whose gradient the loss writes), the others into buffers of their own.
         var readers = [[(node: Int, slot: Int)]](repeating: [], count: values)
         for (l, node) in model.nodes.enumerated() { for (slot, v) in node.inputs.enumerated() { readers[v].append((l, slot)) } }
-        layout.edge = model.nodes.map { [Int](repeating: -1, count: $0.inputs.count) }
-        layout.rEdge = layout.edge
-        layout.extra = [[Int]](repeating: [], count: values)
-        layout.rExtra = layout.extra
+        layout.rEdge = model.nodes.map { [Int](repeating: -1, count: $0.inputs.count) }
+        layout.rExtra = [[Int]](repeating: [], count: values)
         for v in inputs ..< values {
             for (k, reader) in readers[v].enumerated() {
                 if k == readers[v].count - 1 && v != model.output {
-                    layout.edge[reader.node][reader.slot] = layout.gradient[v]
                     layout.rEdge[reader.node][reader.slot] = layout.rGradient[v]
                 } else {
-                    layout.edge[reader.node][reader.slot] = allocate(&layout.backward, sizes[v])
                     layout.rEdge[reader.node][reader.slot] = allocate(&layout.rOperator, sizes[v])
-                    layout.extra[v].append(layout.edge[reader.node][reader.slot])
                     layout.rExtra[v].append(layout.rEdge[reader.node][reader.slot])
+                }
+            }
+        }
+        // The backward buffers, as intervals of the reverse sweep (node l runs at time N - 1 - l, the loss at
+        // -1): a value's gradient from its last reader (or the loss) to its producer, each other reader's buffer
+        // from that reader to the producer.
+        let last = model.nodes.count - 1
+        var intervals: [(start: Int, end: Int, size: Int)] = []
+        var gradientInterval = [Int](repeating: -1, count: values)
+        var edgeInterval = model.nodes.map { [Int](repeating: -1, count: $0.inputs.count) }
+        var extraIntervals = [[Int]](repeating: [], count: values)
+        for v in inputs ..< values {
+            let producer = last - (v - inputs)
+            let lastReader = v == model.output ? nil : readers[v].last
+            gradientInterval[v] = intervals.count
+            intervals.append((lastReader.map { last - $0.node } ?? -1, producer, sizes[v]))
+            for reader in readers[v] {
+                if let lastReader, reader == lastReader {
+                    edgeInterval[reader.node][reader.slot] = gradientInterval[v]
+                } else {
+                    edgeInterval[reader.node][reader.slot] = intervals.count
+                    extraIntervals[v].append(intervals.count)
+                    intervals.append((last - reader.node, producer, sizes[v]))
                 }
             }
         }
         let tied = model.nodes.indices.filter { model.nodes[$0].owner != $0 }.map { model.parameterRange(ofLayer: model.nodes[$0].owner).count }
         let tiedSize = tied.max() ?? 0
-        layout.tiedGradient = allocate(&layout.backward, tiedSize)
+        func plan(_ offsets: [Int], size: Int) -> BackwardPlan {
+            BackwardPlan(size: size + tiedSize, gradient: gradientInterval.map { $0 < 0 ? -1 : offsets[$0] },
+                         edge: edgeInterval.map { $0.map { $0 < 0 ? -1 : offsets[$0] } },
+                         extra: extraIntervals.map { $0.map { offsets[$0] } }, tied: size)
+        }
+        var total = 0
+        layout.kept = plan(intervals.map { allocate(&total, $0.size) }, size: total)
+        let shared = sharedOffsets(intervals)
+        layout.transient = plan(shared.offsets, size: shared.size)
+        layout.use(layout.kept)
         layout.tiedHV = allocate(&layout.rOperator, tiedSize)
         return layout
+    }
+
+    /// Offsets for buffers live over the given inclusive intervals, sharing memory between those never live at
+    /// once: each buffer, by start, at the lowest offset where it fits between the buffers still live.
+    private static func sharedOffsets(_ intervals: [(start: Int, end: Int, size: Int)]) -> (offsets: [Int], size: Int) {
+        var offsets = [Int](repeating: 0, count: intervals.count), size = 0
+        var live: [(offset: Int, size: Int, end: Int)] = []
+        for i in intervals.indices.sorted(by: { (intervals[$0].start, $0) < (intervals[$1].start, $1) }) {
+            let interval = intervals[i]
+            live.removeAll { $0.end < interval.start }
+            live.sort { $0.offset < $1.offset }
+            var offset = 0
+            for block in live {
+                if block.offset - offset >= interval.size { break }
+                offset = max(offset, block.offset + block.size)
+            }
+            offsets[i] = offset
+            live.append((offset, interval.size, interval.end))
+            size = max(size, offset + interval.size)
+        }
+        return (offsets, size)
     }
 
     private func checkState() throws {

@@ -37,6 +37,13 @@ public struct MetaTrainer {
         self.metaBatch = metaBatch; self.clip = clip; self.seed = seed
         self.metaParameters = initial
         self.runner = try TaskRunner(model: model, threads: threads)
+        // Tasks whose activations are large (ResNet-12 episodes) run one at a time, each pass split across the
+        // threads: as fast, in one task's memory instead of one per thread.
+        var probe = Self.taskRandom(seed: seed, iteration: 0, index: 0)
+        if threads > 1, let task = try? tasks.sample(&probe, queryCount: nil) {
+            let perSample = model.shapes.reduce(0) { $0 + $1.reduce(1, *) }
+            if 4 * perSample * max(task.support.count, task.query.count) >= TaskRunner.largeTaskBytes { runner.tasksAtOnce = 1 }
+        }
         self.slots = TaskSlots(tasks: metaBatch, width: metaParameters.count)
     }
 

@@ -29,6 +29,13 @@ public final class TaskRunner: @unchecked Sendable {
     public let model: Model
     /// Threads (cores) the runner may use.
     public let threads: Int
+    /// How many tasks run at once (default: ``threads``, each on one thread). 1 runs the tasks one after the
+    /// other, each pass splitting its batch across all the threads (``BatchSplit``): the same results up to
+    /// reassociation, in the memory of one task's workspaces rather than one per thread — for large tasks,
+    /// such as ResNet-12 episodes, whose passes split well.
+    public var tasksAtOnce: Int
+    /// A task whose forward activations take this many bytes is large (see ``tasksAtOnce``).
+    public static let largeTaskBytes = 512 << 20
     private let workers: [Worker]
     private let pool: WorkerPool
 
@@ -38,6 +45,7 @@ public final class TaskRunner: @unchecked Sendable {
         }
         self.model = model
         self.threads = threads
+        self.tasksAtOnce = threads
         self.workers = (0 ..< threads).map { _ in Worker(model: model) }
         self.pool = WorkerPool(size: threads)
     }
@@ -47,7 +55,7 @@ public final class TaskRunner: @unchecked Sendable {
     /// index is rethrown once the workers have stopped (no new index is handed out after a failure). One call
     /// at a time: a task's body must not call back into the same runner.
     public func forEach(_ count: Int, _ body: (Int, Worker) throws -> Void) throws {
-        let active = min(threads, count)
+        let active = min(threads, count, tasksAtOnce)
         if BLAS.threads != 1 { BLAS.threads = 1 }
         for (w, worker) in workers.enumerated() { worker.workspace.threads = active > 1 || w > 0 ? 1 : threads }
         if active <= 1 {

@@ -1,0 +1,81 @@
+"""Peer benchmark: the ResNet-12 workloads of `metactl bench` in PyTorch, CPU.
+  resnet12        : MAML meta-step, ResNet-12 (MetaOptNet: 64-160-320-640, three 3x3 conv + BN + LeakyReLU(0.1)
+                    per block, 1x1 conv + BN shortcut, 2x2 max-pool, global mean pool, linear head) on 84x84x3,
+                    5-way 1-shot 15-query, meta-batch 4, 1 inner step, lr_in 0.01; ORDER 2 (create_graph) or 1
+  resnet12-proto  : one Prototypical Networks episode, ResNet-12 embedding, 5-way 5-shot 15-query, Adam
+Batch-norm uses batch statistics (track_running_stats=False), convolutions keep their bias: the same function
+as MetaCore's. Usage: torch_resnet12.py WORKLOAD [ORDER] [THREADS] [REPETITIONS]
+Prints: workload, meta-steps (episodes) per second (median of repetitions after a warm-up), peak RSS.
+"""
+import sys, time, resource, statistics
+import torch, torch.nn as nn, torch.nn.functional as F
+from torch.func import functional_call
+
+workload = sys.argv[1]
+order = int(sys.argv[2]) if len(sys.argv) > 2 else 2
+threads = int(sys.argv[3]) if len(sys.argv) > 3 else 2
+reps = int(sys.argv[4]) if len(sys.argv) > 4 else 3
+torch.manual_seed(0)
+torch.set_num_threads(threads)
+
+class Block(nn.Module):
+    def __init__(self, cin, width):
+        super().__init__()
+        layers = []
+        for c in range(3):
+            layers += [nn.Conv2d(cin if c == 0 else width, width, 3, padding=1), nn.BatchNorm2d(width, track_running_stats=False)]
+            if c < 2: layers.append(nn.LeakyReLU(0.1))
+        self.path = nn.Sequential(*layers)
+        self.shortcut = nn.Sequential(nn.Conv2d(cin, width, 1), nn.BatchNorm2d(width, track_running_stats=False))
+    def forward(self, x):
+        return F.max_pool2d(F.leaky_relu(self.path(x) + self.shortcut(x), 0.1), 2)
+
+def resnet12(classes):
+    blocks, c = [], 3
+    for w in [64, 160, 320, 640]:
+        blocks.append(Block(c, w)); c = w
+    layers = blocks + [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    if classes: layers.append(nn.Linear(640, classes))
+    return nn.Sequential(*layers)
+
+def timed(step, count):
+    step()
+    rates = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        for _ in range(count): step()
+        rates.append(count / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+if workload == 'resnet12':
+    ways, shots, queries, batch, lr = 5, 1, 15, 4, 0.01
+    model = resnet12(ways)
+    params = dict(model.named_parameters())
+    opt = torch.optim.Adam(params.values(), lr=1e-3)
+    tasks = [(torch.randn(ways * shots, 3, 84, 84), torch.arange(ways).repeat(shots),
+              torch.randn(ways * queries, 3, 84, 84), torch.arange(ways).repeat_interleave(queries)) for _ in range(batch)]
+    def loss(p, x, y): return F.cross_entropy(functional_call(model, p, (x,)), y)
+    def step():
+        opt.zero_grad()
+        for xs, ys, xq, yq in tasks:
+            g = torch.autograd.grad(loss(params, xs, ys), list(params.values()), create_graph=(order == 2))
+            adapted = {k: v - lr * gi for (k, v), gi in zip(params.items(), g)}
+            (loss(adapted, xq, yq) / batch).backward()
+        opt.step()
+    rate = timed(step, 1)
+    label = f"resnet12 order={order}"
+else:
+    ways, shots, queries = 5, 5, 15
+    net = resnet12(0)
+    opt = torch.optim.Adam(net.parameters(), 1e-3)
+    xs, xq = torch.randn(ways * shots, 3, 84, 84), torch.randn(ways * queries, 3, 84, 84)
+    yq = torch.arange(ways).repeat_interleave(queries)
+    def step():
+        opt.zero_grad()
+        z = net(torch.cat([xs, xq]))
+        protos = z[:ways * shots].view(ways, shots, -1).mean(1)
+        F.cross_entropy(-torch.cdist(z[ways * shots:], protos) ** 2, yq).backward()
+        opt.step()
+    rate = timed(step, 2)
+    label = "resnet12-proto"
+print(f"torch {label} threads={threads} meta-steps/s={rate:.4f} peakRSS={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}MiB")
