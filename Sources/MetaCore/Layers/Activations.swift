@@ -3,6 +3,7 @@ import CKernels
 /// Rectified linear unit, elementwise. Its second derivative is zero almost everywhere, so its R-forms
 /// apply the same mask as its backward pass.
 public struct ReLU: Layer {
+    public var backwardReads: BackwardReads { .output }
     public init() {}
     public func outputShape(for input: [Int]) throws -> [Int] { input }
 
@@ -39,6 +40,7 @@ public protocol SmoothActivation: Layer {
 }
 
 extension SmoothActivation {
+    public var backwardReads: BackwardReads { .output }
     public func outputShape(for input: [Int]) throws -> [Int] { input }
 
     public func forward(_ p: LayerPass) { p.forEachPart { q in Self.forwardKernel(q.batch * q.inputCount, q.x, q.y) } }
@@ -75,6 +77,7 @@ public struct Sigmoid: SmoothActivation {
 /// Leaky rectified linear unit, elementwise: x for x > 0, `slope`·x otherwise (ResNet-12 uses slope 0.1). As for
 /// ``ReLU``, the R-forms apply the backward pass's mask.
 public struct LeakyReLU: Layer {
+    public var backwardReads: BackwardReads { .output }
     public let slope: Float
 
     public init(slope: Float = 0.1) throws {

@@ -8,6 +8,7 @@ import CKernels
 /// them, as exact second-order MAML requires; in `inference` mode, the running statistics (state tensors
 /// `running_mean` and `running_var`, updated in `training` mode).
 public struct BatchNorm: Layer {
+    public var backwardReads: BackwardReads { .input }
     public let channels: Int
     public let epsilon: Float
 

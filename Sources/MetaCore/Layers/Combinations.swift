@@ -15,6 +15,7 @@ private func commonShape(_ inputs: [[Int]], _ operation: String, count: Int? = n
 /// y = Σₖ cₖ xₖ over inputs of one shape: a residual connection's sum (all cₖ = 1), a difference
 /// (coefficients 1 and −1), a fixed scale (one input).
 public struct WeightedSum: Operation {
+    public var backwardReads: BackwardReads { [] }
     public let coefficients: [Float]
 
     /// A sum of `coefficients.count` inputs weighted by `coefficients`.
@@ -47,6 +48,7 @@ public struct WeightedSum: Operation {
 
 /// y = a ⊙ b, the elementwise product of two inputs of one shape: an LSTM's gates, a memory's erase.
 public struct ElementwiseProduct: Operation {
+    public var backwardReads: BackwardReads { .input }
     public init() {}
     public func outputShape(for inputs: [[Int]]) throws -> [Int] { try commonShape(inputs, "ElementwiseProduct", count: 2) }
 
@@ -65,6 +67,7 @@ public struct ElementwiseProduct: Operation {
 /// The inputs joined along the leading axis of each sample (features for vectors, channels for images);
 /// the other axes must agree.
 public struct Concatenate: Operation {
+    public var backwardReads: BackwardReads { [] }
     public init() {}
 
     public func outputShape(for inputs: [[Int]]) throws -> [Int] {
@@ -106,6 +109,7 @@ public struct Concatenate: Operation {
 /// keys), a weighted read of a memory (weights times its rows), an outer-product write. Inputs are per-sample
 /// matrices; `transposeA` (`transposeB`) means A (B) is used transposed.
 public struct MatrixProduct: Operation {
+    public var backwardReads: BackwardReads { .input }
     public let transposeA: Bool, transposeB: Bool
 
     public init(transposeA: Bool = false, transposeB: Bool = false) {
@@ -151,6 +155,7 @@ public struct MatrixProduct: Operation {
 /// A value that does not depend on the input or the parameters: a recurrence's zero initial state, an empty
 /// memory. Takes no inputs.
 public struct Constant: Operation {
+    public var backwardReads: BackwardReads { [] }
     public let shape: [Int], value: Float
 
     public init(shape: [Int], value: Float = 0) throws {

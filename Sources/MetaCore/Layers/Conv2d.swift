@@ -4,6 +4,7 @@ import CKernels
 ///
 /// Initialised as PyTorch's `nn.Conv2d` (uniform in ±1/√(inChannels·k²)) unless told otherwise.
 public struct Conv2d: Layer {
+    public var backwardReads: BackwardReads { .input }
     public let inChannels: Int, outChannels: Int, kernel: Int, stride: Int, padding: Int
     public let initialization: Initialization
 

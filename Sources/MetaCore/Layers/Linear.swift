@@ -4,6 +4,7 @@ import CKernels
 ///
 /// Initialised as PyTorch's `nn.Linear` (weights and bias uniform in ±1/√inputs) unless told otherwise.
 public struct Linear: Layer {
+    public var backwardReads: BackwardReads { .input }
     public let inputs: Int, outputs: Int
     public let initialization: Initialization
 

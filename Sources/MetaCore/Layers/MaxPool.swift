@@ -3,6 +3,7 @@ import CKernels
 /// Max pooling over non-overlapping `size x size` windows of NCHW images (floor mode: a trailing row or
 /// column that does not fill a window is dropped, as in PyTorch's default).
 public struct MaxPool: Layer {
+    public var backwardReads: BackwardReads { [] }
     public let size: Int
 
     public init(_ size: Int = 2) throws {
@@ -65,6 +66,7 @@ public struct MaxPool: Layer {
 /// Flattens each sample to a vector (row-major, so C, H, W in that order). The memory is already laid out
 /// that way: every pass is a copy.
 public struct Flatten: Layer {
+    public var backwardReads: BackwardReads { [] }
     public init() {}
     public func outputShape(for input: [Int]) throws -> [Int] { [input.reduce(1, *)] }
 

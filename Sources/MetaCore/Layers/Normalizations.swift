@@ -15,6 +15,7 @@ extension LayerPass {
 /// Softmax along the last axis of each sample (over its features, or over each row of a matrix of scores):
 /// attention weights, class probabilities inside a model.
 public struct Softmax: Layer {
+    public var backwardReads: BackwardReads { .output }
     public init() {}
     public func outputShape(for input: [Int]) throws -> [Int] { try rowShape(input, "Softmax") }
 
@@ -56,6 +57,7 @@ public struct L2Normalize: Layer {
 
 /// The mean (or sum) of each channel of CxHxW images: ResNet-12's global average pooling before its head.
 public struct GlobalPool: Layer {
+    public var backwardReads: BackwardReads { [] }
     public enum Reduction: String, Sendable { case mean, sum }
     public let reduction: Reduction
 

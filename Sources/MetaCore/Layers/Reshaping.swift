@@ -3,6 +3,7 @@ import CKernels
 /// The entries `range` of the leading axis of each sample (features of a vector, channels of an image, time
 /// steps of a sequence): one gate of an LSTM's stacked gates, one step of a sequence.
 public struct Slice: Layer {
+    public var backwardReads: BackwardReads { [] }
     public let range: Range<Int>
 
     public init(_ range: Range<Int>) throws {
@@ -54,6 +55,7 @@ public struct Slice: Layer {
 /// Each sample's values under another shape with as many entries (row-major, so nothing moves): a vector
 /// as a 1xN matrix for ``MatrixProduct``, a flat memory as its rows.
 public struct Reshape: Layer {
+    public var backwardReads: BackwardReads { [] }
     public let shape: [Int]
 
     public init(_ shape: [Int]) throws {

@@ -21,13 +21,30 @@ public protocol Layer: Sendable {
     /// run on `threads` threads (a layer that splits its batch, ``BatchSplit``, needs scratch for each part).
     func memory(batch: Int, input: [Int], threads: Int) -> LayerMemory
 
+    /// What the backward pass reads besides `dy`, the parameters and what the layer saved: its input `x`, its
+    /// output `y`, both (the default) or neither. A gradient pass that no R-pass follows lets the workspace reuse
+    /// the memory of activations no backward pass reads once their forward readers are done; the R-passes
+    /// may read both.
+    var backwardReads: BackwardReads { get }
+
     func forward(_ pass: LayerPass)
     func backward(_ pass: LayerPass)
     func rForward(_ pass: LayerPass)
     func rBackward(_ pass: LayerPass)
 }
 
+/// Which activations a backward pass reads (see ``Layer/backwardReads``).
+public struct BackwardReads: OptionSet, Sendable {
+    public let rawValue: Int
+    public init(rawValue: Int) { self.rawValue = rawValue }
+    /// The pass's input (an operation's inputs, all of them).
+    public static let input = BackwardReads(rawValue: 1)
+    /// The pass's output.
+    public static let output = BackwardReads(rawValue: 2)
+}
+
 extension Layer {
+    public var backwardReads: BackwardReads { [.input, .output] }
     public var parameterShapes: [(name: String, shape: [Int])] { [] }
     public var stateShapes: [(name: String, shape: [Int], initial: Float)] { [] }
     public func initialize(_ parameters: UnsafeMutableBufferPointer<Float>, using random: inout RandomSource) {}

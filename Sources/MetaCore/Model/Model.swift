@@ -33,6 +33,9 @@ public struct Model: Sendable {
         public var stateShapes: [(name: String, shape: [Int], initial: Float)] {
             switch self { case .layer(let l): l.stateShapes; case .operation(let o): o.stateShapes }
         }
+        public var backwardReads: BackwardReads {
+            switch self { case .layer(let l): l.backwardReads; case .operation(let o): o.backwardReads }
+        }
         func outputShape(for inputs: [[Int]]) throws -> [Int] {
             switch self {
             case .layer(let l):

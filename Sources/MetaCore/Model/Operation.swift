@@ -11,6 +11,8 @@ public protocol Operation: Sendable {
     var stateShapes: [(name: String, shape: [Int], initial: Float)] { get }
     func initialize(_ parameters: UnsafeMutableBufferPointer<Float>, using random: inout RandomSource)
     func memory(batch: Int, inputs: [[Int]], threads: Int) -> LayerMemory
+    /// What the backward pass reads besides `dy` (see ``Layer/backwardReads``); default both.
+    var backwardReads: BackwardReads { get }
 
     func forward(_ pass: OperationPass)
     func backward(_ pass: OperationPass)
@@ -19,6 +21,7 @@ public protocol Operation: Sendable {
 }
 
 extension Operation {
+    public var backwardReads: BackwardReads { [.input, .output] }
     public var parameterShapes: [(name: String, shape: [Int])] { [] }
     public var stateShapes: [(name: String, shape: [Int], initial: Float)] { [] }
     public func initialize(_ parameters: UnsafeMutableBufferPointer<Float>, using random: inout RandomSource) {}

@@ -40,19 +40,22 @@ public final class Workspace {
         var extra: [[Int]] = [], rExtra: [[Int]] = []
         /// Where a tied node that is not its parameters' last user writes their gradient (H·v), to be added in.
         var tiedGradient = 0, tiedHV = 0
-        /// The two plans of the backward arena (`backward`, `gradient`, `edge`, `extra`, `tiedGradient` hold the one
-        /// in use): every gradient kept, for the R-passes that read them and for held passes; or each gradient
-        /// only from its first write to its producer's backward pass, buffers shared between gradients that are
-        /// not live at once, for a gradient alone.
-        var kept = BackwardPlan(), transient = BackwardPlan()
+        /// The two plans of the activations and the backward arena (`forward`, `activation`, `backward`,
+        /// `gradient`, `edge`, `extra`, `tiedGradient` hold the one in use): everything kept, for the R-passes
+        /// that read it and for held passes; or, for a forward pass or a gradient alone, each activation only
+        /// until the last pass that reads it (``Layer/backwardReads``) and each gradient only from its first
+        /// write to its producer's backward pass, memory shared between buffers that are not live at once.
+        var kept = PassPlan(), transient = PassPlan()
 
-        mutating func use(_ plan: BackwardPlan) {
-            backward = plan.size; gradient = plan.gradient; edge = plan.edge; extra = plan.extra; tiedGradient = plan.tied
+        mutating func use(_ plan: PassPlan) {
+            forward = plan.forward; activation = plan.activation
+            backward = plan.backward; gradient = plan.gradient; edge = plan.edge; extra = plan.extra; tiedGradient = plan.tied
         }
     }
 
-    private struct BackwardPlan {
-        var size = 0, gradient: [Int] = [], edge: [[Int]] = [], extra: [[Int]] = [], tied = 0
+    private struct PassPlan {
+        var forward = 0, activation: [Int] = []
+        var backward = 0, gradient: [Int] = [], edge: [[Int]] = [], extra: [[Int]] = [], tied = 0
     }
 
     /// Parameter-sized vectors the learners reuse between calls (an inner step's gradient, H·v), so that a
@@ -172,7 +175,7 @@ public final class Workspace {
     /// The model's outputs `[N, ...output shape]` (logits for classification) for `inputs` `[N, ...]`.
     public func predict(at parameters: [Float], inputs: Tensor) throws -> Tensor {
         let n = try check(inputs: inputs, parameters: parameters)
-        reserve(batch: n, stage: .forward)
+        reserve(batch: n, stage: .forward, transient: true)
         inputs.scalars.withUnsafeBufferPointer { x in
             parameters.withUnsafeBufferPointer { p in
                 forwardLayers(batch: n, input: x.baseAddress!, theta: p.baseAddress ?? UnsafePointer(placeholder))
@@ -206,7 +209,7 @@ public final class Workspace {
     private func runOutputLoss(parameters: [Float], inputs: Tensor, gradient: UnsafeMutablePointer<Float>?,
                                _ loss: OutputLoss) throws -> LossValue {
         let n = try check(inputs: inputs, parameters: parameters)
-        reserve(batch: n, stage: gradient == nil ? .forward : .backward, transientGradients: true)
+        reserve(batch: n, stage: gradient == nil ? .forward : .backward, transient: true)
         let count = n * model.outputShape.reduce(1, *), last = model.output
         return try parameters.withUnsafeBufferPointer { p in
             try inputs.scalars.withUnsafeBufferPointer { x in
@@ -253,8 +256,8 @@ public final class Workspace {
         } : nil
         if let reuse { swap(&live, &held[reuse].buffers) }
         defer { if let reuse { swap(&live, &held[reuse].buffers) } }
-        // A gradient pass that is neither followed by R-passes nor held needs its gradients only briefly.
-        reserve(batch: n, stage: stage, transientGradients: stage == .backward && (heldPasses == 0 || isTraining))
+        // A forward pass, or a gradient pass that is neither followed by R-passes nor held, keeps its buffers only briefly.
+        reserve(batch: n, stage: stage, transient: stage == .forward || stage == .backward && (heldPasses == 0 || isTraining))
 
         let value = parameters.withUnsafeBufferPointer { p in
             (direction ?? []).withUnsafeBufferPointer { v in
@@ -487,10 +490,10 @@ public final class Workspace {
     // MARK: - Memory
 
     /// Lays the buffers out for `n` samples and makes sure the arenas `stage` needs are large enough.
-    private func reserve(batch n: Int, stage: Stage, transientGradients: Bool = false) {
+    private func reserve(batch n: Int, stage: Stage, transient: Bool = false) {
         let threads = max(1, self.threads)
         if layout.batch != n || layout.threads != threads { layout = Self.layout(model: model, batch: n, threads: threads) }
-        layout.use(transientGradients ? layout.transient : layout.kept)
+        layout.use(transient ? layout.transient : layout.kept)
         live.forward.reserve(layout.forward)
         live.ints.reserve(layout.ints)
         scratchArena.reserve(layout.scratch)
@@ -508,10 +511,10 @@ public final class Workspace {
             model.nodes[$0].step.memory(batch: n, inputs: model.nodes[$0].inputs.map { model.shapes[$0] }, threads: threads)
         }
         func allocate(_ total: inout Int, _ size: Int) -> Int { defer { total += size }; return total }
-        layout.activation = (0 ..< values).map { inputs == 1 && $0 == 0 ? 0 : allocate(&layout.forward, sizes[$0]) }
-        layout.saved = memory.map { allocate(&layout.forward, $0.saved) }
+        var fixed = 0
+        layout.saved = memory.map { allocate(&fixed, $0.saved) }
         layout.scratch = memory.map(\.scratch).max() ?? 0
-        layout.probs = allocate(&layout.forward, sizes[model.output])
+        layout.probs = allocate(&fixed, sizes[model.output])
         layout.savedInts = memory.map { allocate(&layout.ints, $0.savedInts) }
         layout.rActivation = (0 ..< values).map { $0 < inputs ? -1 : allocate(&layout.rOperator, sizes[$0]) }
         layout.rGradient = (0 ..< values).map { $0 < inputs ? -1 : allocate(&layout.rOperator, sizes[$0]) }
@@ -557,15 +560,34 @@ public final class Workspace {
         }
         let tied = model.nodes.indices.filter { model.nodes[$0].owner != $0 }.map { model.parameterRange(ofLayer: model.nodes[$0].owner).count }
         let tiedSize = tied.max() ?? 0
-        func plan(_ offsets: [Int], size: Int) -> BackwardPlan {
-            BackwardPlan(size: size + tiedSize, gradient: gradientInterval.map { $0 < 0 ? -1 : offsets[$0] },
-                         edge: edgeInterval.map { $0.map { $0 < 0 ? -1 : offsets[$0] } },
-                         extra: extraIntervals.map { $0.map { offsets[$0] } }, tied: size)
+        // The activations, on one timeline with the backward sweep: node l's forward at l, the loss at N, node
+        // l's backward at 2N - l. A value lives from its producer (the inputs' copies: -1) to its last reader:
+        // forward readers, a reader whose backward reads its inputs, its producer if the producer's backward
+        // reads its output, the loss for the output.
+        let count = model.nodes.count
+        let stored = (0 ..< values).filter { !(inputs == 1 && $0 == 0) }
+        let lifetimes = stored.map { v -> (start: Int, end: Int, size: Int) in
+            var end = v == model.output ? count : -1
+            if v >= inputs, model.nodes[v - inputs].step.backwardReads.contains(.output) { end = max(end, 2 * count - (v - inputs)) }
+            for reader in readers[v] {
+                end = max(end, reader.node)
+                if model.nodes[reader.node].step.backwardReads.contains(.input) { end = max(end, 2 * count - reader.node) }
+            }
+            return (v < inputs ? -1 : v - inputs, end, sizes[v])
         }
-        var total = 0
-        layout.kept = plan(intervals.map { allocate(&total, $0.size) }, size: total)
-        let shared = sharedOffsets(intervals)
-        layout.transient = plan(shared.offsets, size: shared.size)
+        func plan(forward: [Int], forwardSize: Int, backward offsets: [Int], size: Int) -> PassPlan {
+            var activation = [Int](repeating: 0, count: values)
+            for (k, v) in stored.enumerated() { activation[v] = fixed + forward[k] }
+            return PassPlan(forward: fixed + forwardSize, activation: activation,
+                            backward: size + tiedSize, gradient: gradientInterval.map { $0 < 0 ? -1 : offsets[$0] },
+                            edge: edgeInterval.map { $0.map { $0 < 0 ? -1 : offsets[$0] } },
+                            extra: extraIntervals.map { $0.map { offsets[$0] } }, tied: size)
+        }
+        var total = 0, activations = 0
+        layout.kept = plan(forward: lifetimes.map { allocate(&activations, $0.size) }, forwardSize: activations,
+                           backward: intervals.map { allocate(&total, $0.size) }, size: total)
+        let sharedForward = sharedOffsets(lifetimes), shared = sharedOffsets(intervals)
+        layout.transient = plan(forward: sharedForward.offsets, forwardSize: sharedForward.size, backward: shared.offsets, size: shared.size)
         layout.use(layout.kept)
         layout.tiedHV = allocate(&layout.rOperator, tiedSize)
         return layout
