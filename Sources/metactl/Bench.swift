@@ -46,6 +46,7 @@ struct Bench: ParsableCommand {
                 report.kernels += KernelBenchmarks.convolution(channels: channels, side: side, batch: 80, threads: threads, repetitions: repetitions)
             }
             report.kernels.append(try KernelBenchmarks.conv4ForwardBackward(batch: 80, threads: threads, repetitions: repetitions))
+            report.kernels += try KernelBenchmarks.lstmComposition(repetitions: repetitions)
             if !json { printKernels(report.kernels, ceiling: report.ceiling, threads: threads) }
         }
         let workloads = workload == "all" ? Workload.all : workload == "kernels" ? [] : try Workload.named(workload)

@@ -194,4 +194,36 @@ public enum KernelBenchmarks {
             workspaces.with(t) { w in _ = try? w.0.gradient(at: theta, on: data, into: &w.1) }
         }
     }
+
+    /// What fusing the LSTM cell could save: a gradient pass of ``Model/lstm(input:hidden:steps:outputs:)``
+    /// (its cell a composition of nodes: gate products, slices, activations, elementwise products and sums)
+    /// against the same graph with the gate arithmetic taken out — each step's tied gate product reading the
+    /// previous step's first `hidden` gate values — which is the work a fused cell would still do in GEMMs.
+    /// MSE on the last hidden state; FLOPs count the gate products (forward once, backward twice).
+    public static func lstmComposition(batch: Int = 32, input: Int = 64, hidden: Int = 128, steps: Int = 20,
+                                       repetitions: Int = 5) throws -> [Timing] {
+        let gates = Graph()
+        let x = gates.input([steps, input])
+        var state = gates.apply(try Constant(shape: [hidden]), to: [])
+        var first: Graph.Value?
+        for t in 0 ..< steps {
+            let xt = gates.apply(try Reshape([input]), to: gates.apply(try Slice(t ..< t + 1), to: x))
+            let z = gates.apply(try Linear(input + hidden, 4 * hidden), to: gates.concatenate([xt, state]), tiedTo: first)
+            first = first ?? z
+            state = gates.apply(try Slice(0 ..< hidden), to: z)
+        }
+        let models = [("LSTM \(input)-\(hidden), \(steps) steps, composed cell: gradient, batch \(batch)", try Model.lstm(input: input, hidden: hidden, steps: steps)),
+                      ("  the same gate products without the cell's arithmetic", try Model(gates, output: state))]
+        var random = RandomSource(seed: 3)
+        let inputs = try Tensor(shape: [batch, steps, input], scalars: (0 ..< batch * steps * input).map { _ in random.normal() })
+        let targets = try Tensor(shape: [batch, hidden], scalars: (0 ..< batch * hidden).map { _ in random.normal() })
+        let data = try Batch(inputs: inputs, values: targets)
+        let flops = 3 * 2 * Double(batch * (input + hidden) * 4 * hidden * steps)
+        return try models.map { name, model in
+            let workspace = Workspace(model: model), theta = model.initialParameters(seed: 0)
+            var gradient: [Float] = []
+            try workspace.gradient(at: theta, on: data, into: &gradient)
+            return try Timing.measure(name, repetitions: repetitions, flops: flops) { try workspace.gradient(at: theta, on: data, into: &gradient) }
+        }
+    }
 }
