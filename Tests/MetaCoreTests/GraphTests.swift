@@ -91,6 +91,7 @@ let memoryGraph = { @Sendable () throws -> Model in
 }
 
 let graphDerivativeCases: [DerivativeCase] = [
+    DerivativeCase(name: "graph: LSTM with its cell written as nodes, 4 steps", make: { try Model.lstm(input: 2, hidden: 3, steps: 4, outputs: 3, fusedCell: false) }),
     DerivativeCase(name: "graph: a value feeding two nodes (weighted sum)", make: fanOutGraph),
     DerivativeCase(name: "graph: elementwise products, x ⊙ x", make: productGraph),
     DerivativeCase(name: "graph: two inputs concatenated", make: twoInputGraph),
@@ -283,8 +284,8 @@ struct GraphThreadTests {
 
 @Suite("README: Building your own model")
 struct BuildingYourOwnModelTests {
-    /// The README's LSTM, written out by hand, is the model `Model.lstm` builds: the same parameters, the same
-    /// outputs.
+    /// The README's LSTM, written out by hand (its cell as nodes), is the model `Model.lstm` builds with its fused
+    /// cell: the same parameters, the same outputs.
     @Test func handWrittenLSTMIsTheBuilders() throws {
         let s = Graph()
         let sequence = s.input([10, 8])
@@ -301,6 +302,7 @@ struct BuildingYourOwnModelTests {
         let lstm = try Model(s, output: s.apply(try Linear(32, 5), to: h))
         let built = try Model.lstm(input: 8, hidden: 32, steps: 10, outputs: 5)
         #expect(lstm.parameterCount == 5413 && built.parameterCount == 5413)
+        #expect(lstm.layout.entries.map(\.shape) == (try Model.lstm(input: 8, hidden: 32, steps: 10, outputs: 5, fusedCell: false)).layout.entries.map(\.shape))
         var random = RandomSource(seed: 8)
         let inputs = try Tensor(shape: [3, 10, 8], scalars: random.normals(240))
         let theta = built.initialParameters(seed: 1)

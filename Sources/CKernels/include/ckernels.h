@@ -280,6 +280,20 @@ void mc_matmul_rbackward(int batch, int ta, int tb, int m, int n, int k, const f
                          const float *B, const float *RB, const float *dC, const float *RdC, float *RdA,
                          float *RdB);
 
+/* The LSTM cell, fused (lstm.c). Per sample: z [4H], the gates' pre-activations in the order input, forget,
+ * cell, output; c [H], the previous cell state; y [2H] = (h', c') with i, f, o = sigmoid, g = tanh of the
+ * gates, c' = f c + i g, h' = o tanh(c'). Backward: dz and dc (either may be NULL) from dy = (dh', dc').
+ * The forward pass keeps (i, f, g, o, tanh c') [5H] per sample in `saved`, which the other passes read instead
+ * of z. R-forms: Rz and Rc may be NULL (zero); the R-backward reads Ry (its c' part) from the R-forward. */
+void mc_lstm_cell_forward(int n, int h, const float *z, const float *c, float *y, float *saved);
+void mc_lstm_cell_backward(int n, int h, const float *saved, const float *c, const float *y, const float *dy, float *dz,
+                           float *dc);
+void mc_lstm_cell_rforward(int n, int h, const float *saved, const float *Rz, const float *c, const float *Rc,
+                           const float *y, float *Ry);
+void mc_lstm_cell_rbackward(int n, int h, const float *saved, const float *Rz, const float *c, const float *Rc,
+                            const float *y, const float *Ry, const float *dy, const float *Rdy, float *Rdz,
+                            float *Rdc);
+
 /* Global pooling (pool.c) of `planes` planes of `size` values each: y[p] = scale * sum of plane p (scale 1/size:
  * the mean; 1: the sum). Linear, so the R-forward is the forward of Rx and the R-backward the backward of Rdy:
  * dx = scale * dy[p] over plane p. */

@@ -195,10 +195,10 @@ public enum KernelBenchmarks {
         }
     }
 
-    /// What fusing the LSTM cell could save: a gradient pass of ``Model/lstm(input:hidden:steps:outputs:)``
-    /// (its cell a composition of nodes: gate products, slices, activations, elementwise products and sums)
-    /// against the same graph with the gate arithmetic taken out — each step's tied gate product reading the
-    /// previous step's first `hidden` gate values — which is the work a fused cell would still do in GEMMs.
+    /// What fusing the LSTM cell saves: a gradient pass of ``Model/lstm(input:hidden:steps:outputs:fusedCell:)``
+    /// with its fused ``LSTMCell``, with the cell written as nodes (slices, activations, elementwise products, a
+    /// sum), and with the cell's arithmetic taken out — each step's tied gate product reading the previous step's
+    /// first `hidden` gate values: the GEMM work both still do.
     /// MSE on the last hidden state; FLOPs count the gate products (forward once, backward twice).
     public static func lstmComposition(batch: Int = 32, input: Int = 64, hidden: Int = 128, steps: Int = 20,
                                        repetitions: Int = 5) throws -> [Timing] {
@@ -212,7 +212,8 @@ public enum KernelBenchmarks {
             first = first ?? z
             state = gates.apply(try Slice(0 ..< hidden), to: z)
         }
-        let models = [("LSTM \(input)-\(hidden), \(steps) steps, composed cell: gradient, batch \(batch)", try Model.lstm(input: input, hidden: hidden, steps: steps)),
+        let models = [("LSTM \(input)-\(hidden), \(steps) steps, fused cell: gradient, batch \(batch)", try Model.lstm(input: input, hidden: hidden, steps: steps)),
+                      ("  its cell written as nodes", try Model.lstm(input: input, hidden: hidden, steps: steps, fusedCell: false)),
                       ("  the same gate products without the cell's arithmetic", try Model(gates, output: state))]
         var random = RandomSource(seed: 3)
         let inputs = try Tensor(shape: [batch, steps, input], scalars: (0 ..< batch * steps * input).map { _ in random.normal() })

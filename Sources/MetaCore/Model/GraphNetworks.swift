@@ -57,8 +57,10 @@ extension Model {
     /// the output).
     ///
     /// i, f, o = σ(·), g = tanh(·) of the gates' four slices (in that order: input, forget, cell, output, as
-    /// PyTorch's), c' = f ⊙ c + i ⊙ g, h' = o ⊙ tanh(c').
-    public static func lstm(input: Int, hidden: Int, steps: Int, outputs: Int = 0) throws -> Model {
+    /// PyTorch's), c' = f ⊙ c + i ⊙ g, h' = o ⊙ tanh(c'): the gate product a ``Linear`` node, the rest one
+    /// fused ``LSTMCell`` node (`fusedCell: false`: the same function written as nodes — slices, activations,
+    /// products and a sum — which `metactl bench --workload kernels` times beside it).
+    public static func lstm(input: Int, hidden: Int, steps: Int, outputs: Int = 0, fusedCell: Bool = true) throws -> Model {
         guard input > 0, hidden > 0, steps > 0, outputs >= 0 else {
             throw MetaCoreError.argument("an LSTM needs positive input, hidden and steps and outputs >= 0, got \(input), \(hidden), \(steps), \(outputs)")
         }
@@ -72,12 +74,18 @@ extension Model {
             let xt = graph.apply(try Reshape([input]), to: graph.apply(try Slice(t ..< t + 1), to: x, name: "x[\(t)]"), name: "x\(t)")
             let gates = graph.apply(cell, to: graph.concatenate([xt, h]), name: t == 0 ? "cell" : "cell@\(t)", tiedTo: first)
             first = first ?? gates
-            func gate(_ k: Int, _ activation: any Layer) throws -> Graph.Value {
-                graph.apply(activation, to: graph.apply(try Slice(k * hidden ..< (k + 1) * hidden), to: gates))
+            if fusedCell {
+                let state = graph.apply(try LSTMCell(hidden: hidden), to: [gates, c], name: "state@\(t)")
+                h = graph.apply(try Slice(0 ..< hidden), to: state, name: "h@\(t)")
+                if t < steps - 1 { c = graph.apply(try Slice(hidden ..< 2 * hidden), to: state, name: "c@\(t)") }
+            } else {
+                func gate(_ k: Int, _ activation: any Layer) throws -> Graph.Value {
+                    graph.apply(activation, to: graph.apply(try Slice(k * hidden ..< (k + 1) * hidden), to: gates))
+                }
+                let (i, f, g, o) = (try gate(0, Sigmoid()), try gate(1, Sigmoid()), try gate(2, Tanh()), try gate(3, Sigmoid()))
+                c = graph.sum(graph.product(f, c), graph.product(i, g))
+                h = graph.product(o, graph.apply(Tanh(), to: c))
             }
-            let (i, f, g, o) = (try gate(0, Sigmoid()), try gate(1, Sigmoid()), try gate(2, Tanh()), try gate(3, Sigmoid()))
-            c = graph.sum(graph.product(f, c), graph.product(i, g))
-            h = graph.product(o, graph.apply(Tanh(), to: c))
         }
         if outputs > 0 { h = graph.apply(try Linear(hidden, outputs), to: h, name: "head") }
         return try Model(graph, output: h)

@@ -173,6 +173,14 @@ struct ReferenceModel {
                 let (i, j) = e.quotientAndRemainder(dividingBy: q)
                 return (0 ..< k).reduce(HyperDual.zero) { $0 + at(x[0], s, a, product.transposeA, i, $1) * at(x[1], s, b, product.transposeB, $1, j) }
             } }
+        case let cell as LSTMCell:
+            let h = cell.hidden
+            func sigmoid(_ x: HyperDual) -> HyperDual { (HyperDual(1) + (-x).exp).reciprocal }
+            return (0 ..< n).flatMap { s -> [HyperDual] in
+                let z = x[0][s * 4 * h ..< (s + 1) * 4 * h].map { $0 }, c = x[1][s * h ..< (s + 1) * h].map { $0 }
+                let next = (0 ..< h).map { j in sigmoid(z[h + j]) * c[j] + sigmoid(z[j]) * z[2 * h + j].tanh }
+                return (0 ..< h).map { j in sigmoid(z[3 * h + j]) * next[j].tanh } + next
+            }
         case let constant as Constant:
             return [HyperDual](repeating: HyperDual(Double(constant.value)), count: n * size)
         default:
