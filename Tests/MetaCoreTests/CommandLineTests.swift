@@ -114,11 +114,28 @@ struct CommandLineTests {
         (["verify", "--steps", "nan"], "--steps must be positive"),
         (["continual", "--checkpoint", "FIXTURE-OML", "--stage-size", "0"], "--stage-size must be between"),
         (["bench", "--repetitions", "0"], "--repetitions must be between"),
+        (["train", "--task", "synthetic-images", "--ways", "3", "--image", "3,84"], "--image takes channels,height,width (three numbers), got 3,84"),
+        (["train", "--task", "synthetic-images", "--ways", "3", "--backbone", "resnet12", "--widths", "0,4"], "widths"),
     ])
     func badFlagsAreExplained(_ arguments: [String], _ expected: String) throws {
         let resolved = arguments.map { $0 == "FIXTURE" ? fixtures[0].url.path : $0 == "FIXTURE-OML" ? fixtures[3].url.path : $0 }
         let result = try runMetactl(resolved + ["--iterations", "1"].filter { _ in arguments[0] == "train" }, in: directory)
         #expect(result.status != 0 && result.err.contains(expected), "\(resolved): \(result.err)")
+    }
+
+    /// RGB images of any size through ResNet-12 from the command line: train, resume, evaluate.
+    @Test func resnetOnSyntheticRGBImages() throws {
+        let base = ["train", "--algorithm", "maml", "--task", "synthetic-images", "--image", "3,12,10", "--ways", "3", "--shots", "1",
+                    "--queries", "2", "--meta-batch", "2", "--backbone", "resnet12", "--widths", "3,4", "--threads", "2",
+                    "--checkpoint", "resnet.safetensors"]
+        let trained = try runMetactl(base + ["--iterations", "2"], in: directory)
+        #expect(trained.status == 0, "\(trained.err)")
+        let resumed = try runMetactl(base + ["--iterations", "3", "--resume"], in: directory)
+        #expect(resumed.status == 0, "\(resumed.err)")
+        let evaluated = try runMetactl(["eval", "--checkpoint", "resnet.safetensors", "--tasks", "4"], in: directory)
+        #expect(evaluated.status == 0 && evaluated.out.contains("evaluated"), "\(evaluated.err)")
+        let configuration = try TrainingCheckpoint.configuration(of: SafeTensors.read(from: file("resnet.safetensors")))
+        #expect(configuration.iterations == 3 && configuration.backbone == "resnet12")
     }
 
     @Test func resumeCannotEndARunBeforeWhereItIs() throws {
