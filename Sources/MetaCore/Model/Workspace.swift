@@ -120,14 +120,17 @@ public final class Workspace {
     /// Runs `body` with a second workspace for the same model that follows this one's ``normalization``,
     /// ``threads`` and ``state`` (copied in, and the state copied back): the learners run their passes on a
     /// task's query set there, so that this workspace keeps its last pass on the support set for the
-    /// Hessian-vector product at the same point. Its buffers are kept between calls like this workspace's.
+    /// Hessian-vector product at the same point. Its buffers are kept between calls like this workspace's; its
+    /// scratch space (convolution workspaces) is this one's, lent for the call.
     public func onQuerySet<T>(_ body: (Workspace) throws -> T) rethrows -> T {
         let other = queryWorkspace ?? Workspace(model: model)
         queryWorkspace = other
         other.normalization = normalization
         other.threads = threads
         other.state = state
-        defer { state = other.state }
+        // The two never run at once: the query passes use this workspace's scratch (convolution workspaces).
+        swap(&scratchArena, &other.scratchArena)
+        defer { state = other.state; swap(&scratchArena, &other.scratchArena) }
         return try body(other)
     }
 
