@@ -50,11 +50,16 @@ void mc_lstm_cell_backward(int n, int h, const float *saved, const float *c, con
         }
 }
 
-/* The gates' R-derivatives from Rz (NULL: zero). */
-static inline void gate_r(int h, const float *Rz, size_t s, int j, cell v, float *Ri, float *Rf, float *Rg, float *Ro) {
+/* The R-derivatives of the gates (from Rz) and of the previous state (Rc); NULL stands for zero. */
+typedef struct { float i, f, g, o, c; } cell_r;
+
+static inline cell_r directional(int h, const float *Rz, const float *Rc, size_t s, int j, cell v) {
     const float *R = Rz ? Rz + s * 4 * h : NULL;
-    *Ri = R ? v.i * (1 - v.i) * R[j] : 0; *Rf = R ? v.f * (1 - v.f) * R[h + j] : 0;
-    *Rg = R ? (1 - v.g * v.g) * R[2 * h + j] : 0; *Ro = R ? v.o * (1 - v.o) * R[3 * h + j] : 0;
+    cell_r r;
+    r.i = R ? v.i * (1 - v.i) * R[j] : 0; r.f = R ? v.f * (1 - v.f) * R[h + j] : 0;
+    r.g = R ? (1 - v.g * v.g) * R[2 * h + j] : 0; r.o = R ? v.o * (1 - v.o) * R[3 * h + j] : 0;
+    r.c = Rc ? Rc[s * h + j] : 0;
+    return r;
 }
 
 void mc_lstm_cell_rforward(int n, int h, const float *saved, const float *Rz, const float *c, const float *Rc,
@@ -62,9 +67,8 @@ void mc_lstm_cell_rforward(int n, int h, const float *saved, const float *Rz, co
     for (size_t s = 0; s < (size_t)n; s++)
         for (int j = 0; j < h; j++) {
             const cell v = values(h, saved, c, y, s, j);
-            float Ri, Rf, Rg, Ro;
-            gate_r(h, Rz, s, j, v, &Ri, &Rf, &Rg, &Ro);
-            const float Rcp = Rc ? Rc[s * h + j] : 0;
+            const cell_r r = directional(h, Rz, Rc, s, j, v);
+            const float Ri = r.i, Rf = r.f, Rg = r.g, Ro = r.o, Rcp = r.c;
             const float Rcn = Rf * v.c + v.f * Rcp + Ri * v.g + v.i * Rg, Rt = (1 - v.t * v.t) * Rcn;
             Ry[s * 2 * h + j] = Ro * v.t + v.o * Rt;
             Ry[s * 2 * h + h + j] = Rcn;
@@ -77,9 +81,8 @@ void mc_lstm_cell_rbackward(int n, int h, const float *saved, const float *Rz, c
     for (size_t s = 0; s < (size_t)n; s++)
         for (int j = 0; j < h; j++) {
             const cell v = values(h, saved, c, y, s, j);
-            float Ri, Rf, Rg, Ro;
-            gate_r(h, Rz, s, j, v, &Ri, &Rf, &Rg, &Ro);
-            const float Rcp = Rc ? Rc[s * h + j] : 0;
+            const cell_r r = directional(h, Rz, Rc, s, j, v);
+            const float Ri = r.i, Rf = r.f, Rg = r.g, Ro = r.o, Rcp = r.c;
             const float Rt = (1 - v.t * v.t) * Ry[s * 2 * h + h + j];
             const float dh = dy[s * 2 * h + j], Rdh = Rdy[s * 2 * h + j];
             const float sech2 = 1 - v.t * v.t;
