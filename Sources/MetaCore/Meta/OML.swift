@@ -50,10 +50,12 @@ public struct OML: MetaLearner {
     }
 
     /// The parameter indices of the output units of `classes` (their rows of the last layer's weight and
-    /// their biases), when the last layer is ``Linear``.
+    /// their biases), when the model's output is a ``Linear`` node with parameters of its own.
     static func outputUnits(of classes: Set<Int32>, model: Model) -> [Int] {
-        guard let last = model.layers.last as? Linear else { return [] }
-        let start = model.parameterRange(ofLayer: model.layers.count - 1).lowerBound
+        let index = model.nodes.count - 1
+        guard let last = model.nodes[index].layer as? Linear, model.output == model.value(ofNode: index),
+              model.nodes[index].owner == index else { return [] }
+        let start = model.parameterRange(ofLayer: index).lowerBound
         return classes.sorted().flatMap { c -> [Int] in
             let row = start + Int(c) * last.inputs
             return Array(row ..< row + last.inputs) + [start + last.outputs * last.inputs + Int(c)]

@@ -1,5 +1,5 @@
-/// One layer of a sequential model: a differentiable map from a batch of inputs and this layer's slice of
-/// the flat parameter vector to a batch of outputs.
+/// One layer of a model, a node that reads one value: a differentiable map from a batch of inputs and this
+/// layer's slice of the flat parameter vector to a batch of outputs (see ``Operation`` for nodes of several).
 ///
 /// A layer is an immutable description (a value type); the memory its passes use lives in a ``Workspace``.
 /// It provides four passes, each a thin call into a CKernels kernel:
