@@ -27,35 +27,31 @@ public final class Workspace {
     /// R-derivatives; -1 for a model input, which needs no gradient or R-derivative) or per node.
     private struct Layout {
         var batch = 0, threads = 1
-        var forward = 0, backward = 0, rOperator = 0, ints = 0
-        /// A one-input model reads its input in place (value 0); several inputs are copied out of the batch.
-        var activation: [Int] = [], saved: [Int] = [], probs = 0, scratch = 0
-        var gradient: [Int] = []
-        var rActivation: [Int] = [], rGradient: [Int] = [], rSaved: [Int] = []
-        var savedInts: [Int] = []
-        /// Where each node writes the gradient (R-derivative of the gradient) for each of its inputs: the
-        /// value's own buffer for its last reader, a buffer of the edge's own for the others, whose contents
-        /// (`extra`) are added to the value's before its producer's backward pass (-1: a model input).
-        var edge: [[Int]] = [], rEdge: [[Int]] = []
-        var extra: [[Int]] = [], rExtra: [[Int]] = []
-        /// Where a tied node that is not its parameters' last user writes their gradient (H·v), to be added in.
-        var tiedGradient = 0, tiedHV = 0
-        /// The two plans of the activations and the backward arena (`forward`, `activation`, `backward`,
-        /// `gradient`, `edge`, `extra`, `tiedGradient` hold the one in use): everything kept, for the R-passes
-        /// that read it and for held passes; or, for a forward pass or a gradient alone, each activation only
-        /// until the last pass that reads it (``Layer/backwardReads``) and each gradient only from its first
-        /// write to its producer's backward pass, memory shared between buffers that are not live at once.
-        var kept = PassPlan(), transient = PassPlan()
-
-        mutating func use(_ plan: PassPlan) {
-            forward = plan.forward; activation = plan.activation
-            backward = plan.backward; gradient = plan.gradient; edge = plan.edge; extra = plan.extra; tiedGradient = plan.tied
-        }
+        var ints = 0, rOperator = 0
+        /// The plan in use. Two are laid out: everything kept (`kept`), for the R-passes that read it and for
+        /// held passes; or, for a forward pass or a gradient alone (`transient`), each activation only until the
+        /// last pass that reads it (``Layer/backwardReads``) and each gradient only from its first write to its
+        /// producer's backward pass, memory shared between buffers that are not live at once.
+        var plan = PassPlan(), kept = PassPlan(), transient = PassPlan()
+        var saved: [Int] = [], probs = 0, scratch = 0, savedInts: [Int] = []
+        /// The R-passes' buffers, all kept: R-activations, what layers keep between their R-passes, and the
+        /// R-derivatives of the gradients.
+        var rActivation: [Int] = [], rSaved: [Int] = [], r = GradientPlan()
     }
 
+    /// Where a pass's activations go in the forward arena (a one-input model reads its input in place; several
+    /// inputs are copied out of the batch) and its gradients in the backward arena.
     private struct PassPlan {
-        var forward = 0, activation: [Int] = []
-        var backward = 0, gradient: [Int] = [], edge: [[Int]] = [], extra: [[Int]] = [], tied = 0
+        var forward = 0, activation: [Int] = [], backward = GradientPlan()
+    }
+
+    /// Where gradients (or their R-derivatives) go: each value's own buffer (`gradient`); where each node writes
+    /// the gradient for each of its inputs (`edge`: the value's own buffer for its last reader, a buffer of the
+    /// edge's own for the others, whose contents, `extra`, are added to the value's before its producer's
+    /// backward pass; -1 for a model input); where a tied node that is not its parameters' last user writes
+    /// their gradient (H·v), to be added in (`tied`); `size` floats in all.
+    private struct GradientPlan {
+        var size = 0, gradient: [Int] = [], edge: [[Int]] = [], extra: [[Int]] = [], tied = 0
     }
 
     /// Parameter-sized vectors the learners reuse between calls (an inner step's gradient, H·v), so that a
@@ -185,7 +181,7 @@ public final class Workspace {
             }
         }
         let count = n * model.outputShape.reduce(1, *)
-        let output = Array(UnsafeBufferPointer(start: live.forward.base + layout.activation[model.output], count: count))
+        let output = Array(UnsafeBufferPointer(start: live.forward.base + layout.plan.activation[model.output], count: count))
         return try Tensor(shape: [n] + model.outputShape, scalars: output)
     }
 
@@ -218,9 +214,9 @@ public final class Workspace {
             try inputs.scalars.withUnsafeBufferPointer { x in
                 let theta = p.baseAddress ?? UnsafePointer(placeholder)
                 forwardLayers(batch: n, input: x.baseAddress!, theta: theta)
-                let outputs = UnsafeBufferPointer(start: live.forward.base + layout.activation[last], count: count)
+                let outputs = UnsafeBufferPointer(start: live.forward.base + layout.plan.activation[last], count: count)
                 guard let gradient else { return try loss(outputs, nil) }
-                let value = try loss(outputs, UnsafeMutableBufferPointer(start: live.backward.base + layout.gradient[last], count: count))
+                let value = try loss(outputs, UnsafeMutableBufferPointer(start: live.backward.base + layout.plan.backward.gradient[last], count: count))
                 sweep(.backward, batch: n, input: x.baseAddress!, theta: theta, v: nil, gradient: gradient, hv: nil)
                 return value
             }
@@ -319,8 +315,8 @@ public final class Workspace {
     /// The loss of the last activation against the batch's targets; with `gradient`, also dL/dz.
     private func lossForward(_ batch: Batch, gradient: Bool) -> LossValue {
         let n = batch.count, last = model.output, outputs = n * model.outputShape.reduce(1, *)
-        let z = live.forward.base + layout.activation[last], probs = live.forward.base + layout.probs
-        let dz = live.backward.base + layout.gradient[last]
+        let z = live.forward.base + layout.plan.activation[last], probs = live.forward.base + layout.probs
+        let dz = live.backward.base + layout.plan.backward.gradient[last]
         switch batch.targets {
         case .labels(let labels):
             return labels.withUnsafeBufferPointer { t in
@@ -341,7 +337,7 @@ public final class Workspace {
     /// The R-derivative of dL/dz: the loss's Hessian with respect to its input applied to Rz.
     private func lossRBackward(_ batch: Batch) {
         let n = batch.count, last = model.output, outputs = n * model.outputShape.reduce(1, *)
-        let Rz = rArena.base + layout.rActivation[last], Rdz = rArena.base + layout.rGradient[last]
+        let Rz = rArena.base + layout.rActivation[last], Rdz = rArena.base + layout.r.gradient[last]
         switch batch.targets {
         case .labels:
             mc_softmax_xent_rbackward(Int32(n), Int32(outputs / n), live.forward.base + layout.probs, Rz, Rdz)
@@ -364,12 +360,17 @@ public final class Workspace {
         if direction == .forward && model.inputShapes.count > 1 { unpackInputs(input, batch: n) }
         state.withUnsafeMutableBufferPointer { s in
             let reverse = direction == .backward || direction == .rBackward, last = model.nodes.count - 1
+            // The gradients a reverse pass writes (the gradient, or its R-derivative), and the parameter output.
+            let gradients = direction == .backward ? (layout.plan.backward, live.backward.base, gradient)
+                : direction == .rBackward ? (layout.r, rArena.base, hv) : nil
             for step in 0 ... last {
                 let l = reverse ? last - step : step
                 let node = model.nodes[l], output = model.value(ofNode: l)
                 // A value read by several nodes: every reader's gradient is in, add them up.
-                if direction == .backward { addEdges(layout.extra[output], into: live.backward.base + layout.gradient[output], batch: n, value: output, base: live.backward.base) }
-                if direction == .rBackward { addEdges(layout.rExtra[output], into: rArena.base + layout.rGradient[output], batch: n, value: output, base: rArena.base) }
+                if let (plan, base, _) = gradients, !plan.extra[output].isEmpty {
+                    let count = n * model.shapes[output].reduce(1, *)
+                    for edge in plan.extra[output] { add(base + edge, into: base + plan.gradient[output], count: count) }
+                }
                 switch node.step {
                 case .layer(let layer):
                     let p = pass(l, batch: n, input: input, theta: theta, state: s.baseAddress, v: v, gradient: gradient, hv: hv)
@@ -389,10 +390,9 @@ public final class Workspace {
                     }
                 }
                 // A tied node that is not its parameters' last use wrote their gradient (H·v) aside: add it in.
-                if !writesParameters[l] {
+                if !writesParameters[l], let (plan, base, target) = gradients, let target {
                     let range = model.parameterRange(ofLayer: node.owner)
-                    if direction == .backward, let gradient { add(live.backward.base + layout.tiedGradient, into: gradient + range.lowerBound, count: range.count) }
-                    if direction == .rBackward, let hv { add(rArena.base + layout.tiedHV, into: hv + range.lowerBound, count: range.count) }
+                    add(base + plan.tied, into: target + range.lowerBound, count: range.count)
                 }
             }
         }
@@ -402,26 +402,19 @@ public final class Workspace {
         for i in 0 ..< count { target[i] += source[i] }
     }
 
-    private func addEdges(_ edges: [Int], into target: UnsafeMutablePointer<Float>, batch n: Int, value: Int,
-                          base: UnsafeMutablePointer<Float>) {
-        guard !edges.isEmpty else { return }
-        let count = n * model.shapes[value].reduce(1, *)
-        for edge in edges { add(base + edge, into: target, count: count) }
-    }
-
     /// Copies each input of a several-input model out of the packed batch into its own buffer.
     private func unpackInputs(_ input: UnsafePointer<Float>, batch n: Int) {
         let counts = model.inputShapes.map { $0.reduce(1, *) }, total = counts.reduce(0, +)
         var offset = 0
         for (k, count) in counts.enumerated() {
-            mc_copy_blocks(Int32(n), Int32(count), input + offset, total, live.forward.base + layout.activation[k], count)
+            mc_copy_blocks(Int32(n), Int32(count), input + offset, total, live.forward.base + layout.plan.activation[k], count)
             offset += count
         }
     }
 
     /// The activation of value `v`: the caller's input for a one-input model's input.
     private func activation(_ v: Int, input: UnsafePointer<Float>) -> UnsafePointer<Float> {
-        v == 0 && model.inputShapes.count == 1 ? input : UnsafePointer(live.forward.base + layout.activation[v])
+        v == 0 && model.inputShapes.count == 1 ? input : UnsafePointer(live.forward.base + layout.plan.activation[v])
     }
 
     /// The parameter and state offsets, and the gradient and H·v slices, node `l` works on.
@@ -433,8 +426,8 @@ public final class Workspace {
             return (offset, stateOffset, gradient.map { $0 + offset } ?? placeholder, hv.map { $0 + offset } ?? placeholder)
         }
         let hasBackward = live.backward.capacity > 0, hasR = rArena.capacity > 0
-        return (offset, stateOffset, gradient != nil && hasBackward ? live.backward.base + layout.tiedGradient : placeholder,
-                hv != nil && hasR ? rArena.base + layout.tiedHV : placeholder)
+        return (offset, stateOffset, gradient != nil && hasBackward ? live.backward.base + layout.plan.backward.tied : placeholder,
+                hv != nil && hasR ? rArena.base + layout.r.tied : placeholder)
     }
 
     /// The buffers of layer node `l` for a batch of `n`.
@@ -445,21 +438,21 @@ public final class Workspace {
         let (offset, stateOffset, g, h) = parameters(l, gradient: gradient, hv: hv)
         let f = live.forward.base, b = live.backward.base, r = rArena.base
         let hasBackward = live.backward.capacity > 0, hasR = rArena.capacity > 0
-        let edge = layout.edge[l][0], rEdge = layout.rEdge[l][0]
+        let backward = layout.plan.backward, edge = backward.edge[l][0], rEdge = layout.r.edge[l][0]
         return LayerPass(
             batch: n, inputShape: model.shapes[vin], outputShape: model.shapes[vout], normalization: normalization,
             threads: layout.threads,
-            x: activation(vin, input: input), y: f + layout.activation[vout],
+            x: activation(vin, input: input), y: f + layout.plan.activation[vout],
             theta: theta + offset, state: (state ?? placeholder) + stateOffset,
             saved: f + layout.saved[l], savedInts: live.ints.base + layout.savedInts[l],
             rSaved: hasR ? r + layout.rSaved[l] : placeholder, scratch: scratchArena.base,
-            dy: hasBackward ? UnsafePointer(b + layout.gradient[vout]) : UnsafePointer(placeholder),
+            dy: hasBackward ? UnsafePointer(b + backward.gradient[vout]) : UnsafePointer(placeholder),
             dx: hasBackward && edge >= 0 ? b + edge : nil,
             gradient: g,
             v: v.map { $0 + offset } ?? UnsafePointer(placeholder),
             Rx: hasR && layout.rActivation[vin] >= 0 ? UnsafePointer(r + layout.rActivation[vin]) : nil,
             Ry: hasR ? r + layout.rActivation[vout] : placeholder,
-            Rdy: hasR ? UnsafePointer(r + layout.rGradient[vout]) : UnsafePointer(placeholder),
+            Rdy: hasR ? UnsafePointer(r + layout.r.gradient[vout]) : UnsafePointer(placeholder),
             Rdx: hasR && rEdge >= 0 ? r + rEdge : nil,
             hv: h)
     }
@@ -475,18 +468,18 @@ public final class Workspace {
         return OperationPass(
             batch: n, inputShapes: node.inputs.map { model.shapes[$0] }, outputShape: model.shapes[vout],
             normalization: normalization, threads: layout.threads,
-            x: node.inputs.map { activation($0, input: input) }, y: f + layout.activation[vout],
+            x: node.inputs.map { activation($0, input: input) }, y: f + layout.plan.activation[vout],
             theta: theta + offset, state: (state ?? placeholder) + stateOffset,
             saved: f + layout.saved[l], savedInts: live.ints.base + layout.savedInts[l],
             rSaved: hasR ? r + layout.rSaved[l] : placeholder, scratch: scratchArena.base,
-            dy: hasBackward ? UnsafePointer(b + layout.gradient[vout]) : UnsafePointer(placeholder),
-            dx: layout.edge[l].map { hasBackward && $0 >= 0 ? b + $0 : nil },
+            dy: hasBackward ? UnsafePointer(b + layout.plan.backward.gradient[vout]) : UnsafePointer(placeholder),
+            dx: layout.plan.backward.edge[l].map { hasBackward && $0 >= 0 ? b + $0 : nil },
             gradient: g,
             v: v.map { $0 + offset } ?? UnsafePointer(placeholder),
             Rx: node.inputs.map { hasR && layout.rActivation[$0] >= 0 ? UnsafePointer(r + layout.rActivation[$0]) : nil },
             Ry: hasR ? r + layout.rActivation[vout] : placeholder,
-            Rdy: hasR ? UnsafePointer(r + layout.rGradient[vout]) : UnsafePointer(placeholder),
-            Rdx: layout.rEdge[l].map { hasR && $0 >= 0 ? r + $0 : nil },
+            Rdy: hasR ? UnsafePointer(r + layout.r.gradient[vout]) : UnsafePointer(placeholder),
+            Rdx: layout.r.edge[l].map { hasR && $0 >= 0 ? r + $0 : nil },
             hv: h)
     }
 
@@ -496,11 +489,11 @@ public final class Workspace {
     private func reserve(batch n: Int, stage: Stage, transient: Bool = false) {
         let threads = max(1, self.threads)
         if layout.batch != n || layout.threads != threads { layout = Self.layout(model: model, batch: n, threads: threads) }
-        layout.use(transient ? layout.transient : layout.kept)
-        live.forward.reserve(layout.forward)
+        layout.plan = transient ? layout.transient : layout.kept
+        live.forward.reserve(layout.plan.forward)
         live.ints.reserve(layout.ints)
         scratchArena.reserve(layout.scratch)
-        if stage >= .backward { live.backward.reserve(layout.backward) }
+        if stage >= .backward { live.backward.reserve(layout.plan.backward.size) }
         if stage >= .rOperator { rArena.reserve(layout.rOperator) }
     }
 
@@ -520,24 +513,9 @@ public final class Workspace {
         layout.probs = allocate(&fixed, sizes[model.output])
         layout.savedInts = memory.map { allocate(&layout.ints, $0.savedInts) }
         layout.rActivation = (0 ..< values).map { $0 < inputs ? -1 : allocate(&layout.rOperator, sizes[$0]) }
-        layout.rGradient = (0 ..< values).map { $0 < inputs ? -1 : allocate(&layout.rOperator, sizes[$0]) }
         layout.rSaved = memory.map { allocate(&layout.rOperator, $0.rSaved) }
-        // The readers of each value, in node order: the last writes into the value's own gradient (unless it is
-        // the output, whose gradient the loss writes), the others into buffers of their own.
         var readers = [[(node: Int, slot: Int)]](repeating: [], count: values)
         for (l, node) in model.nodes.enumerated() { for (slot, v) in node.inputs.enumerated() { readers[v].append((l, slot)) } }
-        layout.rEdge = model.nodes.map { [Int](repeating: -1, count: $0.inputs.count) }
-        layout.rExtra = [[Int]](repeating: [], count: values)
-        for v in inputs ..< values {
-            for (k, reader) in readers[v].enumerated() {
-                if k == readers[v].count - 1 && v != model.output {
-                    layout.rEdge[reader.node][reader.slot] = layout.rGradient[v]
-                } else {
-                    layout.rEdge[reader.node][reader.slot] = allocate(&layout.rOperator, sizes[v])
-                    layout.rExtra[v].append(layout.rEdge[reader.node][reader.slot])
-                }
-            }
-        }
         // The backward buffers, as intervals of the reverse sweep (node l runs at time N - 1 - l, the loss at
         // -1): a value's gradient from its last reader (or the loss) to its producer, each other reader's buffer
         // from that reader to the producer.
@@ -578,21 +556,26 @@ public final class Workspace {
             }
             return (v < inputs ? -1 : v - inputs, end, sizes[v])
         }
-        func plan(forward: [Int], forwardSize: Int, backward offsets: [Int], size: Int) -> PassPlan {
-            var activation = [Int](repeating: 0, count: values)
-            for (k, v) in stored.enumerated() { activation[v] = fixed + forward[k] }
-            return PassPlan(forward: fixed + forwardSize, activation: activation,
-                            backward: size + tiedSize, gradient: gradientInterval.map { $0 < 0 ? -1 : offsets[$0] },
-                            edge: edgeInterval.map { $0.map { $0 < 0 ? -1 : offsets[$0] } },
-                            extra: extraIntervals.map { $0.map { offsets[$0] } }, tied: size)
+        func gradients(_ offsets: [Int], size: Int, at base: Int = 0) -> GradientPlan {
+            GradientPlan(size: size + tiedSize, gradient: gradientInterval.map { $0 < 0 ? -1 : base + offsets[$0] },
+                         edge: edgeInterval.map { $0.map { $0 < 0 ? -1 : base + offsets[$0] } },
+                         extra: extraIntervals.map { $0.map { base + offsets[$0] } }, tied: base + size)
         }
-        var total = 0, activations = 0
-        layout.kept = plan(forward: lifetimes.map { allocate(&activations, $0.size) }, forwardSize: activations,
-                           backward: intervals.map { allocate(&total, $0.size) }, size: total)
+        func activations(_ offsets: [Int]) -> [Int] {
+            var activation = [Int](repeating: 0, count: values)
+            for (k, v) in stored.enumerated() { activation[v] = fixed + offsets[k] }
+            return activation
+        }
+        // Kept: one buffer after the other. The R-derivatives of the gradients are laid out as the kept gradients.
+        var size = 0, forward = 0
+        let sequential = intervals.map { allocate(&size, $0.size) }, inOrder = lifetimes.map { allocate(&forward, $0.size) }
+        layout.kept = PassPlan(forward: fixed + forward, activation: activations(inOrder), backward: gradients(sequential, size: size))
+        layout.r = gradients(sequential, size: size, at: layout.rOperator)
+        layout.rOperator += layout.r.size
         let sharedForward = sharedOffsets(lifetimes), shared = sharedOffsets(intervals)
-        layout.transient = plan(forward: sharedForward.offsets, forwardSize: sharedForward.size, backward: shared.offsets, size: shared.size)
-        layout.use(layout.kept)
-        layout.tiedHV = allocate(&layout.rOperator, tiedSize)
+        layout.transient = PassPlan(forward: fixed + sharedForward.size, activation: activations(sharedForward.offsets),
+                                    backward: gradients(shared.offsets, size: shared.size))
+        layout.plan = layout.kept
         return layout
     }
 
