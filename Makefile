@@ -2,13 +2,14 @@
 # machine on their own: they install the system libraries first (`make deps`).
 
 SWIFT ?= swift
-DEB_PACKAGES := libopenblas-dev liblapacke-dev libzip-dev libpng-dev zlib1g-dev
+DEB_PACKAGES := libopenblas-dev liblapacke-dev libzip-dev libpng-dev zlib1g-dev libopenmpi-dev openmpi-bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BENCH_DIR := bench-results
 
 .PHONY: deps build test sanitize fuzz run bench docs clean
 
-# Installs the Debian packages the C targets link against (BLAS/LAPACK for the kernels; zip, PNG, zlib to read datasets); does nothing when they are already present.
+# Installs the Debian packages the C targets link against (BLAS/LAPACK for the kernels; zip, PNG, zlib to read
+# datasets; Open MPI for multi-process runs, optional to the build); does nothing when they are already present.
 deps:
 	@if dpkg-query -W -f='$${Status}\n' $(DEB_PACKAGES) 2>/dev/null | grep -qv 'install ok installed' \
 	    || [ "$$(dpkg-query -W -f='$${Status}\n' $(DEB_PACKAGES) 2>/dev/null | wc -l)" != "$(words $(DEB_PACKAGES))" ]; then \

@@ -1,10 +1,20 @@
 // swift-tools-version:6.0
+import Foundation
 import PackageDescription
+
+// Open MPI (Debian: libopenmpi-dev, openmpi-bin) is optional: where its header is found, `metactl` links it
+// through MetaCoreMPI and runs under `mpirun`; elsewhere the library, metactl and the tests build without it.
+// METACORE_MPI=0 builds without it even where it is installed.
+let openMPI = ProcessInfo.processInfo.environment["METACORE_MPI"] != "0"
+    && ["/usr/lib/x86_64-linux-gnu/openmpi/include", "/usr/lib/aarch64-linux-gnu/openmpi/include", "/usr/include/openmpi",
+        "/usr/lib64/openmpi/include", "/usr/local/include", "/opt/homebrew/include"]
+        .contains { FileManager.default.fileExists(atPath: $0 + "/mpi.h") }
 
 let package = Package(
     name: "MetaCore",
     products: [
         .library(name: "MetaCore", targets: ["MetaCore"]),
+    ] + (openMPI ? [.library(name: "MetaCoreMPI", targets: ["MetaCoreMPI"])] : []) + [
         .executable(name: "metactl", targets: ["metactl"]),
         .executable(name: "metacore-fuzz", targets: ["MetaCoreFuzz"]),
     ],
@@ -31,13 +41,19 @@ let package = Package(
         .executableTarget(
             name: "metactl",
             dependencies: ["MetaCore", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                           .product(name: "Yams", package: "Yams")]
+                           .product(name: "Yams", package: "Yams")] + (openMPI ? ["MetaCoreMPI"] : [])
         ),
         // Fixtures: checkpoints written by earlier versions, which must still load, evaluate and resume.
         // Fuzz targets for every parser of outside bytes: a replay tool in normal builds, libFuzzer binaries
         // with -DFUZZING -sanitize=fuzzer (make fuzz).
         .target(name: "CFuzzDriver"),
         .executableTarget(name: "MetaCoreFuzz", dependencies: ["MetaCore", "CFuzzDriver"]),
+    ] + (openMPI ? [
+        // Processes of an MPI job as a MetaCore ProcessGroup: Open MPI's C API through a system-library target
+        // (its header's handles wrapped as inline functions, shim.h).
+        .systemLibrary(name: "COpenMPI", pkgConfig: "ompi", providers: [.apt(["libopenmpi-dev"])]),
+        .target(name: "MetaCoreMPI", dependencies: ["MetaCore", "COpenMPI"]),
+    ] : []) + [
         .testTarget(name: "MetaCoreTests", dependencies: ["MetaCore", "CKernels", "CDataIO"], resources: [.copy("Fixtures")]),
     ]
 )

@@ -85,7 +85,9 @@ struct Continual: ParsableCommand {
         let clock = ContinuousClock(), start = clock.now
         var matrices: [[[Double]]] = [], description = ""
         var progress = ProgressLine(interval: 30)
-        for r in 0 ..< runs {
+        // Under MPI each rank streams its share of the runs; the matrices are gathered in run order.
+        let group = Cluster.group
+        for r in group.share(of: runs) {
             var stream = try continual.stream(.init(configuration: config, options: options, data: data, classes: points.last!,
                                                     stageSize: stageSize, trainPoints: trainPoints, testPoints: testPoints,
                                                     seed: seed &+ UInt64(r)))
@@ -108,6 +110,17 @@ struct Continual: ParsableCommand {
             matrices.append(result.metrics.matrix)
         }
         progress.finish()
+        let rows = try group.gather(matrices.map { $0.flatMap { $0 } }, tasks: runs)
+        // Row i of a performance matrix has i + 1 entries.
+        matrices = rows.map { row in
+            var rest = row[...], matrix: [[Double]] = []
+            while !rest.isEmpty { matrix.append(Array(rest.prefix(matrix.count + 1))); rest = rest.dropFirst(matrix.count) }
+            return matrix
+        }
+        if description.isEmpty {   // this rank ran none of the runs
+            let adapted = adapt == "head" ? try model.split(headLayers: options.int("head-layers") ?? 1).1.parameterCount : model.parameterCount
+            description = try makeLearner(config, options: options, adapted: 0 ..< adapted).description
+        }
         let report = try makeReport(config, classification: continual.isClassification, iteration: trainer.iteration,
                                     learner: description, matrices: matrices, seconds: (clock.now - start).seconds)
         if let svg { try draw([report], to: svg) }

@@ -32,7 +32,7 @@ struct Eval: ParsableCommand {
         let clock = ContinuousClock(), start = clock.now
         let (result, trainer) = try Evaluation.run(checkpoint: file, configuration: config, data: dataset.source(for: stored),
                                                    taskCount: tasks, steps: steps, queryCount: queries,
-                                                   seed: evalSeed, threads: threads.count)
+                                                   seed: evalSeed, threads: threads.count, group: Cluster.group)
         try output.report(result) {
             let shape = config.ways.map { "\($0)-way \(config.shots)-shot, \(queries) queries per class" } ?? "\(config.shots) shots, \(queries) query points"
             print("\(config.algorithm) on \(config.task), \(trainer.iteration) iterations; \(tasks) tasks, \(shape)" + (trainer.learner is any GradientMetaLearner ? ", inner lr \(config.innerLearningRate)" : ""))

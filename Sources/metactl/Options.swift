@@ -26,7 +26,14 @@ struct ThreadOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Threads: tasks (episodes) run concurrently; a lone task splits its batch (default: all cores).")
     var threads: Int?
 
-    var count: Int { threads ?? ProcessInfo.processInfo.activeProcessorCount }
+    /// --threads, else the cores this process may use (under MPI, the cores divided among the ranks on this
+    /// machine, as Open MPI reports their number).
+    var count: Int {
+        if let threads { return threads }
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let local = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init) ?? 1
+        return max(1, cores / max(1, local))
+    }
 
     func validate() throws {
         if let threads, !(1 ... TaskRunner.maximumThreads).contains(threads) {
@@ -34,6 +41,8 @@ struct ThreadOptions: ParsableArguments {
         }
     }
 }
+
+extension GradientReduction: ExpressibleByArgument {}
 
 /// Options that locate a dataset, shared by the commands that train or evaluate on one.
 struct DatasetOptions: ParsableArguments {
@@ -48,7 +57,7 @@ struct DatasetOptions: ParsableArguments {
     func source(for config: TrainingConfiguration? = nil) -> DataSource {
         DataSource(path: data ?? config?.dataPath,
                    cacheDirectory: noCache ? nil : cache.map { URL(fileURLWithPath: $0) } ?? Omniglot.defaultCacheDirectory,
-                   report: { printError($0) })
+                   report: { if Cluster.group.isPrimary { printError($0) } })
     }
 
     /// --data as an absolute path, for the configuration to record.
@@ -79,6 +88,7 @@ struct ProgressLine {
 
     /// Shows `line()` if it is time to (or `force`).
     mutating func update(force: Bool = false, _ line: () -> String) {
+        guard Cluster.group.isPrimary else { return }
         let now = clock.now
         if !force, let last, (now - last).seconds < (isTerminal ? 0.25 : interval) { return }
         last = now

@@ -22,6 +22,8 @@ struct Train: ParsableCommand {
     @Option(parsing: .unconditional, help: "Iterations between metrics lines.") var logEvery = 100
     @Option(parsing: .unconditional, help: "Stop (with a checkpoint) after this many minutes of training in this run (a --resume run has its own limit), even before --iterations.") var timeLimit: Double?
     @Option(parsing: .unconditional, help: "Seconds between progress lines when stderr is not a terminal (on a terminal the line updates live).") var progressEvery: Double = 30
+    @Option(help: "Under MPI: ordered (every task's meta-gradient gathered and summed in task order: the same result for any number of ranks) | sum (an allreduce of each rank's sum: less traffic, equal up to rounding).")
+    var reduction = GradientReduction.ordered
     @Flag(help: "Continue the run stored in --checkpoint instead of starting afresh (--iterations may extend it; nothing else may change).") var resume = false
     @Flag(help: "Print the resolved configuration as a --config file and exit without training.") var printConfig = false
 
@@ -46,13 +48,15 @@ struct Train: ParsableCommand {
             }
             if printConfig { return print(ConfigurationFile.render(try asked.resolved(), extra: dataArgument(asked)), terminator: "") }
             session = try TrainingSession(resuming: output, file: file, data: { dataset.source(for: $0) },
-                                          iterations: settings.given("iterations") ? asked.iterations : nil, threads: threads.count)
+                                          iterations: settings.given("iterations") ? asked.iterations : nil, threads: threads.count,
+                                          group: Cluster.group, reduction: reduction)
             print("resuming \(session.configuration.algorithm) on \(session.configuration.task) at iteration \(session.trainer.iteration) of \(session.configuration.iterations)")
         } else {
             var config = try settings.apply(to: TrainingConfiguration())
             config.dataPath = dataset.absolutePath
             if printConfig { return print(ConfigurationFile.render(try config.resolved(), extra: dataArgument(config)), terminator: "") }
-            session = try TrainingSession(configuration: config, data: dataset.source(for: config), output: output, threads: threads.count)
+            session = try TrainingSession(configuration: config, data: dataset.source(for: config), output: output, threads: threads.count,
+                                       group: Cluster.group, reduction: reduction)
         }
         var progress = ProgressLine(interval: progressEvery)
         let summary = try session.run { state in
@@ -60,7 +64,8 @@ struct Train: ParsableCommand {
         }
         progress.finish()
         if summary.stoppedAtTimeLimit { print("stopped at the time limit of \(timeLimit!) minutes") }
-        print("trained \(session.configuration.algorithm) on \(session.configuration.task): \(summary.iterations) iterations, this run \(formatDuration(summary.seconds)); checkpoint \(output.checkpoint.path)")
+        let ranks = Cluster.group.size > 1 ? " on \(Cluster.group.size) ranks" : ""
+        print("trained \(session.configuration.algorithm) on \(session.configuration.task)\(ranks): \(summary.iterations) iterations, this run \(formatDuration(summary.seconds)); checkpoint \(output.checkpoint.path)")
     }
 
     /// The dataset path as a `data:` key (the configuration records it, but it is an option of its own).

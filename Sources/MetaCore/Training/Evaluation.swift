@@ -18,26 +18,31 @@ public struct Evaluation: Sendable, Codable {
     public let tasks: Int
 
     /// Adapts `meta` to each of `taskCount` tasks drawn from `seed` (the same tasks for every model given the
-    /// same seed) and records the query loss after 0 … `steps` inner steps. Tasks run on `runner`'s threads;
-    /// the result does not depend on their number.
+    /// same seed) and records the query loss after 0 … `steps` inner steps. Tasks run on `runner`'s threads,
+    /// split across the ranks of `group` (each its ``ProcessGroup/share(of:)``, the results gathered to every
+    /// rank); the result does not depend on the number of either.
     public static func run(_ learner: any MetaLearner, meta: [Float], tasks: any TaskDistribution, taskCount: Int,
-                           steps: Int, queryCount: Int?, seed: UInt64, runner: TaskRunner) throws -> Evaluation {
+                           steps: Int, queryCount: Int?, seed: UInt64, runner: TaskRunner,
+                           group: any ProcessGroup = SingleProcess()) throws -> Evaluation {
         guard taskCount > 0 else { throw MetaCoreError.argument("evaluation needs at least 1 task, got \(taskCount)") }
         guard steps >= 0 else { throw MetaCoreError.argument("adaptation steps must be >= 0, got \(steps)") }
         // Metric learners return one value however many steps are asked for: size by the curves themselves.
         var losses: [[Double]] = [], accuracies: [[Double]] = []
         var classification = false
         let root = RandomSource(seed: seed)
-        let curves = try runner.map(taskCount) { index, worker in
-            var random = root.fork(UInt64(index))
+        let share = group.share(of: taskCount)
+        let curves = try runner.map(share.count) { j, worker in
+            var random = root.fork(UInt64(share.lowerBound + j))
             let task = try tasks.sample(&random, queryCount: queryCount)
             return try learner.adaptationCurve(meta, task: task, steps: steps, workspace: worker.workspace)
         }
-        for curve in curves {
-            for (k, value) in curve.enumerated() {
+        // Per task and step: the loss and the accuracy (NaN: none).
+        let values = try group.gather(curves.map { $0.flatMap { [$0.loss, $0.accuracy ?? .nan] } }, tasks: taskCount)
+        for curve in values {
+            for k in 0 ..< curve.count / 2 {
                 if k == losses.count { losses.append([]); accuracies.append([]) }
-                losses[k].append(value.loss)
-                if let accuracy = value.accuracy { accuracies[k].append(accuracy); classification = true }
+                losses[k].append(curve[2 * k])
+                if !curve[2 * k + 1].isNaN { accuracies[k].append(curve[2 * k + 1]); classification = true }
             }
         }
         return Evaluation(loss: losses.map(Estimate.init), accuracy: classification ? accuracies.map(Estimate.init) : nil,
@@ -54,10 +59,11 @@ extension Evaluation {
     /// checkpoint's own with at most ``overridableSettings`` changed, on the meta-test split of its task family,
     /// with `queryCount` queries per task (`nil`: the family's evaluation default, else the training queries;
     /// `queries` in `configuration` is ignored).
+    /// Episodes are split across the ranks of `group`.
     /// Returns the evaluation and the trainer it restored.
     public static func run(checkpoint file: SafeTensors, configuration: TrainingConfiguration? = nil, data: DataSource = DataSource(),
                            taskCount: Int, steps: Int, queryCount: Int? = nil, seed: UInt64,
-                           threads: Int = 1) throws -> (Evaluation, MetaTrainer) {
+                           threads: Int = 1, group: any ProcessGroup = SingleProcess()) throws -> (Evaluation, MetaTrainer) {
         let stored = try TrainingCheckpoint.configuration(of: file)
         var (trainer, _) = try TrainingCheckpoint.restore(file, data: data, threads: threads)
         var config = configuration ?? stored
@@ -78,7 +84,8 @@ extension Evaluation {
             trainer.metaParameters = restored
         }
         let result = try run(trainer.learner, meta: trainer.metaParameters, tasks: config.makeTasks(.test, data: data),
-                             taskCount: taskCount, steps: steps, queryCount: queries, seed: seed, runner: trainer.runner)
+                             taskCount: taskCount, steps: steps, queryCount: queries, seed: seed, runner: trainer.runner,
+                             group: group)
         return (result, trainer)
     }
 }

@@ -7,7 +7,8 @@ import Foundation
 /// from a checkpoint sees exactly the tasks the uninterrupted run would have. The tasks of a meta-batch run
 /// concurrently on ``runner``'s threads; each task's meta-gradient lands in its own slot and the slots are
 /// summed in task order, so the result does not depend on the thread count or on scheduling: a fixed seed
-/// gives bit-identical training with 1 thread or 8.
+/// gives bit-identical training with 1 thread or 8 — and, with ``GradientReduction/ordered``, with 1 MPI rank
+/// or 8 (``group``).
 public struct MetaTrainer {
     public let learner: any MetaLearner
     public let tasks: any TaskDistribution
@@ -20,6 +21,12 @@ public struct MetaTrainer {
     public var iteration = 0
     /// The threads and workspaces tasks run on.
     public let runner: TaskRunner
+    /// The processes the meta-batch is split across (default: this one alone).
+    public var group: any ProcessGroup = SingleProcess()
+    /// How the ranks' meta-gradients are combined (``GradientReduction``; only matters with several ranks).
+    public var reduction = GradientReduction.ordered
+    /// Seconds the last ``step()`` spent exchanging results between the ranks (and summing the meta-gradients).
+    public private(set) var exchangeSeconds = 0.0
     private let slots: TaskSlots
 
     public init(learner: any MetaLearner, model: Model, tasks: any TaskDistribution, optimizer: any Optimizer,
@@ -61,23 +68,38 @@ public struct MetaTrainer {
         RandomSource(seed: seed).fork(UInt64(iteration)).fork(UInt64(index))
     }
 
-    /// One meta-iteration.
+    /// One meta-iteration. Under a ``group`` of several ranks, each rank runs its ``ProcessGroup/share(of:)``
+    /// of the meta-batch and the meta-gradients are combined by ``reduction``; every rank then takes the same
+    /// optimiser step.
     public mutating func step() throws -> StepResult {
         let (learner, tasks, seed, iteration, meta, slots) = (learner, tasks, seed, iteration, metaParameters, slots)
-        let values = try runner.map(metaBatch) { index, worker in
+        let share = group.share(of: metaBatch)
+        let values = try runner.map(share.count) { j, worker in
+            let index = share.lowerBound + j
             var random = Self.taskRandom(seed: seed, iteration: iteration, index: index)
             let task = try tasks.sample(&random)
             let value = try learner.metaGradient(meta, task: task, workspace: worker.workspace, into: &worker.vector)
             slots.store(index, worker.vector)
             return value
         }
+        let clock = ContinuousClock(), exchangeStart = clock.now
+        // Each task's loss, correct answers (-1: not classification) and count, in task order on every rank.
+        let results = try group.gather(values.map { [$0.loss, Double($0.correct ?? -1), Double($0.count)] }, tasks: metaBatch)
         var sum = [Float](repeating: 0, count: metaParameters.count)
+        switch reduction {
+        case .ordered:
+            if group.size > 1 { try slots.gather(group.shares(of: metaBatch), group) }
+            for index in 0 ..< metaBatch { slots.add(index, into: &sum) }
+        case .sum:
+            for index in share { slots.add(index, into: &sum) }
+            if group.size > 1 { try sum.withUnsafeMutableBufferPointer { try group.allReduceSum($0) } }
+        }
+        exchangeSeconds = (clock.now - exchangeStart).seconds
         var loss = 0.0, correct = 0, count = 0, classification = false
-        for (index, value) in values.enumerated() {
-            slots.add(index, into: &sum)
-            loss += value.loss
-            if let c = value.correct { correct += c; classification = true }
-            count += value.count
+        for result in results {
+            loss += result[0]
+            if result[1] >= 0 { correct += Int(result[1]); classification = true }
+            count += Int(result[2])
         }
         sum.scale(by: 1 / Float(metaBatch))
         let norm = clip.map { clipNorm(&sum, maxNorm: $0) } ?? sum.norm
@@ -107,6 +129,12 @@ private final class TaskSlots: @unchecked Sendable {
     func store(_ index: Int, _ gradient: [Float]) {
         precondition(gradient.count == width, "a task's meta-gradient has \(gradient.count) entries, expected \(width)")
         gradient.withUnsafeBufferPointer { (gradients + index * width).update(from: $0.baseAddress!, count: width) }
+    }
+
+    /// Every rank's tasks' gradients, from the ranks that ran them (`shares[r]` tasks each, in task order).
+    func gather(_ shares: [Int], _ group: any ProcessGroup) throws {
+        try group.allGather(UnsafeMutableBufferPointer(start: gradients, count: shares.reduce(0, +) * width),
+                            counts: shares.map { $0 * width })
     }
 
     /// Adds task `index`'s gradient to `sum`.

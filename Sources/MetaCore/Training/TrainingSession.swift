@@ -59,9 +59,11 @@ public struct TrainingSession {
     public let resumed: Bool
 
     /// A new run of `configuration` (stored resolved: backbone and every option spelled out).
-    public init(configuration: TrainingConfiguration, data: DataSource = DataSource(), output: Output, threads: Int = 1) throws {
+    public init(configuration: TrainingConfiguration, data: DataSource = DataSource(), output: Output, threads: Int = 1,
+                group: any ProcessGroup = SingleProcess(), reduction: GradientReduction = .ordered) throws {
         self.configuration = try configuration.resolved()
         trainer = try self.configuration.makeTrainer(data: data, threads: threads)
+        trainer.group = group; trainer.reduction = reduction
         self.output = output
         earlierSeconds = 0
         resumed = false
@@ -71,10 +73,12 @@ public struct TrainingSession {
     /// given) replaces its total. `data` gets the stored configuration, so that it can default to the dataset path
     /// the run recorded.
     public init(resuming output: Output, file: SafeTensors? = nil, data: (TrainingConfiguration) throws -> DataSource,
-                iterations: Int? = nil, threads: Int = 1) throws {
+                iterations: Int? = nil, threads: Int = 1, group: any ProcessGroup = SingleProcess(),
+                reduction: GradientReduction = .ordered) throws {
         let file = try file ?? SafeTensors.read(from: output.checkpoint)
         let stored = try TrainingCheckpoint.configuration(of: file)
         (trainer, configuration) = try TrainingCheckpoint.restore(file, data: data(stored), threads: threads)
+        trainer.group = group; trainer.reduction = reduction
         earlierSeconds = try TrainingCheckpoint.trainingSeconds(of: file)
         if let iterations {
             guard iterations >= trainer.iteration else {
@@ -95,9 +99,12 @@ public struct TrainingSession {
     }
 
     /// Trains to the configuration's total (or the time limit), calling `progress` after every iteration.
+    /// Under a group of several ranks, every rank trains and rank 0 alone writes the log and the checkpoints
+    /// and reports progress; rank 0's clock decides the time limit for all.
     public mutating func run(progress: (Progress) -> Void = { _ in }) throws -> Summary {
-        try checkWritable(output.checkpoint, "checkpoint")
-        let logHandle = try output.log.map { url -> FileHandle in
+        let group = trainer.group, writes = group.isPrimary
+        if writes { try checkWritable(output.checkpoint, "checkpoint") }
+        let logHandle = try (writes ? output.log : nil).map { url -> FileHandle in
             try checkWritable(url, "log")
             // A new run starts its log afresh; a resumed one appends to it.
             let descriptor = open(url.path, O_WRONLY | O_CREAT | (resumed ? O_APPEND : O_TRUNC), 0o644)
@@ -117,6 +124,7 @@ public struct TrainingSession {
             let done = trainer.iteration
             let seconds = (clock.now - start).seconds, trainedSeconds = earlierSeconds + seconds
             outOfTime = output.timeLimit.map { seconds >= $0 * 60 } ?? false
+            if output.timeLimit != nil { outOfTime = try group.agree(outOfTime) }
             if done % output.logEvery == 0 || done == configuration.iterations || outOfTime {
                 let loss = recent / Double(recentCount), accuracy = result.accuracy != nil ? recentAccuracy / Double(recentCount) : nil
                 shown = (loss, accuracy)
@@ -131,6 +139,7 @@ public struct TrainingSession {
                 recent = 0; recentAccuracy = 0; recentCount = 0
             }
             if shown.loss.isNaN { shown = (result.loss, result.accuracy) }
+            guard writes else { continue }
             progress(Progress(iteration: done, total: configuration.iterations, rate: Double(done - first) / seconds,
                               loss: shown.loss, accuracy: shown.accuracy, isLast: done == configuration.iterations || outOfTime))
             let checkpointNow = done % output.checkpointEvery == 0 || done == configuration.iterations || outOfTime
@@ -141,7 +150,7 @@ public struct TrainingSession {
                 if snapshotNow { try file.write(to: Self.snapshot(of: output.checkpoint, at: done)) }
             }
         }
-        if trainer.iteration == first {
+        if trainer.iteration == first && writes {
             try TrainingCheckpoint.make(trainer, configuration: configuration, trainingSeconds: earlierSeconds).write(to: output.checkpoint)
         }
         return Summary(iterations: trainer.iteration, seconds: (clock.now - start).seconds, stoppedAtTimeLimit: outOfTime)
