@@ -2,10 +2,12 @@ import Foundation
 import Synchronization
 
 /// Writes `data` to `url` atomically: to a temporary file beside it, flushed to disk, then renamed over it, so
-/// an interrupted write never leaves a truncated file behind (checkpoints, dataset caches).
+/// an interrupted write never leaves a truncated file behind (checkpoints, dataset caches). The temporary file
+/// is named by process and host, so that processes writing the same file at once — MPI ranks building one
+/// dataset cache on a shared filesystem — each write their own, and the last rename wins with a whole file.
 public func writeAtomically(_ data: Data, to url: URL) throws {
     removeStaleTemporaries(of: url)
-    let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier).tmp")
+    let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(getpid())@\(hostName).tmp")
     do {
         guard FileManager.default.createFile(atPath: temporary.path, contents: nil) else {
             throw MetaCoreError(.io, "cannot create \(temporary.path)")
@@ -30,14 +32,24 @@ public func writeAtomically(_ data: Data, to url: URL) throws {
 /// checkpoints every iteration would otherwise list its directory every iteration).
 private let cleaned = Mutex<Set<String>>([])
 
-/// The temporary files of writes to `url` whose process is gone (killed during the write): removed, so that
-/// interrupted writes do not pile up beside a checkpoint or a cache. Done at the first write to `url`.
+/// This machine's name, as the temporary files of ``writeAtomically(_:to:)`` carry it.
+private let hostName: String = {
+    var name = [CChar](repeating: 0, count: 256)
+    guard gethostname(&name, name.count - 1) == 0 else { return "localhost" }
+    let text = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    return text.isEmpty || text.contains("/") ? "localhost" : text
+}()
+
+/// The temporary files of writes to `url` whose process on this host is gone (killed during the write): removed,
+/// so that interrupted writes do not pile up beside a checkpoint or a cache. Done at the first write to `url`.
+/// Another host's are left alone: its processes cannot be seen from here.
 func removeStaleTemporaries(of url: URL) {
     guard cleaned.withLock({ $0.insert(url.standardizedFileURL.path).inserted }) else { return }
     let directory = url.deletingLastPathComponent(), prefix = ".\(url.lastPathComponent)."
     guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory.path) else { return }
     for name in names where name.hasPrefix(prefix) && name.hasSuffix(".tmp") {
-        guard let pid = Int32(name.dropFirst(prefix.count).dropLast(4)), pid != getpid() else { continue }
+        let owner = name.dropFirst(prefix.count).dropLast(4).split(separator: "@", maxSplits: 1)
+        guard owner.count == 1 || owner[1] == hostName, let pid = Int32(owner[0]), pid != getpid() else { continue }
         if kill(pid, 0) != 0 && errno == ESRCH { try? FileManager.default.removeItem(at: directory.appendingPathComponent(name)) }
     }
 }
