@@ -6,7 +6,7 @@ DEB_PACKAGES := libopenblas-dev liblapacke-dev libzip-dev libpng-dev zlib1g-dev 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BENCH_DIR := bench-results
 
-.PHONY: deps build test sanitize fuzz run bench docs clean
+.PHONY: deps build test sanitize fuzz run bench bench-mpi docs clean
 
 # Installs the Debian packages the C targets link against (BLAS/LAPACK for the kernels; zip, PNG, zlib to read
 # datasets; Open MPI for multi-process runs, optional to the build); does nothing when they are already present.
@@ -79,6 +79,11 @@ bench: build
 	@{ lscpu; echo; free -h; echo; dpkg-query -W 'libopenblas*' 2>/dev/null; } > $(BENCH_DIR)/machine.txt
 	.build/release/metactl bench --output $(BENCH_DIR)/bench.json
 	@echo "wrote $(BENCH_DIR)/bench.json and $(BENCH_DIR)/machine.txt"
+
+# Data-parallel scaling of omni5 (about 4 minutes): one process on 2 threads, and 1 and 2 MPI ranks of 1 thread,
+# alternating for 3 rounds; the exchange per meta-step and the parallel efficiency (benchmarks/mpi-scaling.sh).
+bench-mpi: build
+	benchmarks/mpi-scaling.sh omni5 3
 
 # DocC documentation of the MetaCore library (swift-docc-plugin): the API and the articles in
 # Sources/MetaCore/MetaCore.docc. Open docs/index.html through a web server, or read the archive in Xcode.

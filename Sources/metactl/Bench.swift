@@ -28,7 +28,10 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
-        let threads = threadOptions.count, json = output.json
+        let threads = threadOptions.count, json = output.json, group = Cluster.group
+        if group.size > 1 && workload == "all" || workload == "kernels" && group.size > 1 {
+            throw ValidationError("under MPI, bench one workload at a time (--workload \(Workload.names.joined(separator: "|"))); kernel rates are a single process's figures")
+        }
         var report = Report(threads: threads)
         if workload == "all" || workload == "kernels" {
             // The ceiling: OpenBLAS's best square SGEMM, on its own threads or one single-threaded call per thread.
@@ -50,27 +53,36 @@ struct Bench: ParsableCommand {
             if !json { printKernels(report.kernels, ceiling: report.ceiling, threads: threads) }
         }
         let workloads = workload == "all" ? Workload.all : workload == "kernels" ? [] : try Workload.named(workload)
-        if !workloads.isEmpty && report.ceiling == nil {
-            // A workload alone still gets the ceiling its GFLOP/s are compared with.
+        if !workloads.isEmpty && report.ceiling == nil && group.isPrimary {
+            // A workload alone still gets the ceiling its GFLOP/s are compared with (under MPI, rank 0's alone).
             BLAS.threads = threads
             var ceiling = [KernelBenchmarks.gemm(m: 1024, n: 1024, k: 1024, repetitions: repetitions)]
             if threads > 1 { ceiling.append(KernelBenchmarks.gemm(m: 1024, n: 1024, k: 1024, label: "sgemm one per thread", threads: threads, repetitions: repetitions)) }
             report.ceiling = ceiling.compactMap(\.gflops).max()
             BLAS.threads = 1
         }
+        try group.barrier()
         if !json && !workloads.isEmpty {
-            print("\n" + "workload".padding(toLength: 20, withPad: " ", startingAt: 0) + "meta-steps/s      tasks/s   peak memory      GFLOP/s  of ceiling   (threads: \(threads)"
-                  + (report.ceiling.map { String(format: "; SGEMM ceiling %.1f GFLOP/s", $0) } ?? "") + ")")
+            let ranks: String = group.size > 1 ? "ranks: \(group.size) of " : ""
+            let ceiling: String = report.ceiling.map { String(format: "; SGEMM ceiling %.1f GFLOP/s", $0) + (group.size > 1 ? " per rank" : "") } ?? ""
+            let header: String = "workload".padding(toLength: 20, withPad: " ", startingAt: 0) + "meta-steps/s      tasks/s   peak memory      GFLOP/s  of ceiling   "
+            print("\n" + header + "(\(ranks)threads: \(threads)\(ceiling))")
         }
         for w in workloads {
-            let result = try WorkloadBenchmarks.run(w, threads: threads, repetitions: repetitions)
+            let result = try WorkloadBenchmarks.run(w, threads: threads, repetitions: repetitions, group: Cluster.group)
             report.workloads.append(result)
             if !json {
                 let memory = result.peakMemoryBytes.map { String(format: "%8.0f MB", Double($0) / 1e6) } ?? "         ?"
-                let share = report.ceiling.map { String(format: "%10.2f", result.gflops / $0) } ?? "         ?"
+                // Under MPI the ceiling is one rank's (rank 0's, measured alone); the job's is that times the ranks.
+                let share = report.ceiling.map { String(format: "%10.2f", result.gflops / ($0 * Double(result.ranks))) } ?? "         ?"
                 print(w.label.padding(toLength: 20, withPad: " ", startingAt: 0)
                       + String(format: "%12.3f %12.1f   ", result.stepsPerSecond, result.tasksPerSecond) + memory
                       + String(format: "  %10.1f", result.gflops) + "  " + share + "   " + w.summary)
+                if result.ranks > 1 {
+                    let step = 1 / result.stepsPerSecond
+                    print(String(format: "%20@%d ranks: exchange %.0f µs per meta-step (%.2f%% of it), waiting for the slowest rank included; the allgather alone %.0f µs",
+                                 "", result.ranks, result.exchangeSeconds * 1e6, 100 * result.exchangeSeconds / step, result.gatherSeconds * 1e6))
+                }
             }
         }
         try output.report(report) {}

@@ -162,6 +162,27 @@ struct DistributedTests {
         #expect(failed.err.contains("Error on rank 0 of 2: cannot write the checkpoint") && failed.err.contains("does not exist"), "\(failed.err)")
     }
 
+    /// One rank on each of two network-namespace "hosts" (benchmarks/netns-hosts.sh), talking over TCP only:
+    /// the single process's run, bit for bit.
+    @Test(.enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip"), "needs root and ip(8) for network namespaces"))
+    func twoHostsOverTCPGiveTheSameRun() throws {
+        let flags = ["train", "--algorithm", "maml", "--iterations", "5", "--meta-batch", "5", "--threads", "1"]
+        #expect(try runMetactl(flags + ["--checkpoint", "local.safetensors"], in: directory).status == 0)
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../benchmarks/netns-hosts.sh").standardizedFileURL
+        let process = Process()
+        process.executableURL = script
+        process.arguments = ["/bin/sh", "-c", "mpirun --allow-run-as-root $MPIRUN_TCP -n 2 \"$0\" \"$@\"", metactl.path]
+            + flags + ["--checkpoint", file("tcp.safetensors").path]
+        process.currentDirectoryURL = directory
+        let err = Pipe()
+        process.standardError = err; process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        try #require(process.terminationStatus == 0, "\(message)")
+        #expect(try sameRun(file("local.safetensors"), file("tcp.safetensors")))
+    }
+
     /// Two ranks building one Omniglot cache at once (each writes its own temporary file and renames it into
     /// place): the cache is whole and serves the same pixels.
     @Test(.enabled(if: omniglotPresent, skipMessage)) func twoRanksBuildingOneCacheLeaveAWholeOne() throws {

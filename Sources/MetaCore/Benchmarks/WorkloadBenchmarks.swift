@@ -109,34 +109,70 @@ public struct WorkloadResult: Sendable, Codable {
     public let peakMemoryBytes: Int?
     /// Floating-point operations per second by ``Workload/flopsPerStep(_:)``, in GFLOP/s.
     public let gflops: Double
+    /// Processes (MPI ranks) the meta-batch was split across; the figures above are the whole job's.
+    public var ranks = 1
+    /// Mean seconds per timed meta-step that rank 0 spent exchanging results with the other ranks, waiting for
+    /// the slowest included (0 on one rank).
+    public var exchangeSeconds = 0.0
+    /// The exchange alone, after the ranks have met: the median time of gathering one meta-step's meta-gradients
+    /// (the ``GradientReduction/ordered`` allgather) right after a barrier.
+    public var gatherSeconds = 0.0
 }
 
 public enum WorkloadBenchmarks {
     /// Runs `workload` on `threads` threads: warm-up steps for about `warmUp` seconds (at least one), then
     /// `repetitions` timed blocks of meta-steps, each block long enough to last about `minimumSeconds`.
+    /// Under a `group` of several ranks, every rank runs it, the meta-batch split across them, and rank 0's
+    /// clock decides the warm-up and the block length for all.
     public static func run(_ workload: Workload, threads: Int, repetitions: Int = 5, warmUp: Double = 1,
-                           minimumSeconds: Double = 0.5) throws -> WorkloadResult {
+                           minimumSeconds: Double = 0.5, group: any ProcessGroup = SingleProcess()) throws -> WorkloadResult {
         guard repetitions > 0 else { throw MetaCoreError.argument("repetitions must be positive, got \(repetitions)") }
         ProcessMemory.resetPeak()
         var trainer = try workload.makeTrainer(threads: threads)
+        trainer.group = group
         let flops = try workload.flopsPerStep(trainer)
         let clock = ContinuousClock()
         var start = clock.now, warmUpSteps = 0
-        repeat { _ = try trainer.step(); warmUpSteps += 1 } while (clock.now - start).seconds < warmUp
+        repeat { _ = try trainer.step(); warmUpSteps += 1 } while try group.agree((clock.now - start).seconds < warmUp)
         let perStep = (clock.now - start).seconds / Double(warmUpSteps)
-        let steps = max(1, Int((minimumSeconds / perStep).rounded(.up)))
-        var rates: [Double] = []
+        var steps = [Double(max(1, Int((minimumSeconds / perStep).rounded(.up))))]
+        try steps.withUnsafeMutableBufferPointer { try group.broadcast($0, from: 0) }
+        var rates: [Double] = [], exchange = 0.0
         for _ in 0 ..< repetitions {
             start = clock.now
-            for _ in 0 ..< steps { _ = try trainer.step() }
-            rates.append(Double(steps) / (clock.now - start).seconds)
+            for _ in 0 ..< Int(steps[0]) { _ = try trainer.step(); exchange += trainer.exchangeSeconds }
+            rates.append(steps[0] / (clock.now - start).seconds)
         }
-        rates.sort()
-        let median = rates.count % 2 == 1 ? rates[rates.count / 2] : (rates[rates.count / 2 - 1] + rates[rates.count / 2]) / 2
-        return WorkloadResult(workload: workload.name, order: workload.order.map { $0 == .second ? 2 : 1 }, threads: threads,
-                              stepsPerSecond: median, tasksPerSecond: median * Double(trainer.metaBatch),
-                              stepsPerRepetition: steps, repetitions: repetitions, peakMemoryBytes: ProcessMemory.peak(),
-                              gflops: median * flops / 1e9)
+        var result = WorkloadResult(workload: workload.name, order: workload.order.map { $0 == .second ? 2 : 1 }, threads: threads,
+                                    stepsPerSecond: median(rates), tasksPerSecond: median(rates) * Double(trainer.metaBatch),
+                                    stepsPerRepetition: Int(steps[0]), repetitions: repetitions, peakMemoryBytes: ProcessMemory.peak(),
+                                    gflops: median(rates) * flops / 1e9)
+        result.ranks = group.size
+        if group.size > 1 {
+            result.exchangeSeconds = exchange / (steps[0] * Double(repetitions))
+            result.gatherSeconds = try gatherTime(trainer.metaBatch * trainer.metaParameters.count, group, repetitions: max(5, repetitions))
+        }
+        return result
+    }
+
+    /// The median time of an allgather of `count` floats split across `group`'s ranks, each timed from a barrier.
+    static func gatherTime(_ count: Int, _ group: any ProcessGroup, repetitions: Int) throws -> Double {
+        var buffer = [Float](repeating: 1, count: count), times: [Double] = []
+        let counts = (0 ..< group.size).map { count * ($0 + 1) / group.size - count * $0 / group.size }
+        let clock = ContinuousClock()
+        for _ in 0 ..< repetitions {
+            try group.barrier()
+            let start = clock.now
+            try buffer.withUnsafeMutableBufferPointer { try group.allGather($0, counts: counts) }
+            times.append((clock.now - start).seconds)
+        }
+        // The slowest rank's (each rank's share of `size` tasks is one).
+        return try group.gather([[median(times)]], tasks: group.size).map { $0[0] }.max()!
+    }
+
+    private static func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted(), n = sorted.count
+        return n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2
     }
 }
 

@@ -16,6 +16,8 @@ public protocol ProcessGroup: AnyObject, Sendable {
     func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws
     /// Rank `root`'s `buffer`, in every rank's.
     func broadcast(_ buffer: UnsafeMutableBufferPointer<Double>, from root: Int) throws
+    /// Returns once every rank has called it.
+    func barrier() throws
 }
 
 extension ProcessGroup {
@@ -70,6 +72,7 @@ public final class SingleProcess: ProcessGroup {
     public func allGather(_ buffer: UnsafeMutableBufferPointer<Double>, counts: [Int]) throws {}
     public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws {}
     public func broadcast(_ buffer: UnsafeMutableBufferPointer<Double>, from root: Int) throws {}
+    public func barrier() throws {}
 }
 
 /// How a meta-batch's per-task meta-gradients are combined across the ranks.
