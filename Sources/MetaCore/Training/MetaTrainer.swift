@@ -27,19 +27,14 @@ public struct MetaTrainer {
     public var reduction = GradientReduction.ordered
     /// Seconds the last ``step()`` spent exchanging results between the ranks (and summing the meta-gradients).
     public private(set) var exchangeSeconds = 0.0
-    private let slots: TaskSlots
+    private var slots: TaskSlots?
 
     public init(learner: any MetaLearner, model: Model, tasks: any TaskDistribution, optimizer: any Optimizer,
                 metaBatch: Int, clip: Float? = nil, seed: UInt64, threads: Int = 1) throws {
         guard metaBatch > 0 else { throw MetaCoreError.argument("meta-batch must be at least 1 task, got \(metaBatch)") }
         if let clip, !(clip > 0) { throw MetaCoreError.argument("gradient clipping norm must be positive, got \(clip)") }
         try learner.check(model: model, tasks: tasks)
-        let initial = learner.initialMetaParameters(for: model, seed: seed), width = initial.count
-        let (slotBytes, overflow) = metaBatch.multipliedReportingOverflow(by: width * 4)
-        let memory = ProcessInfo.processInfo.physicalMemory / 2
-        guard !overflow, UInt64(slotBytes) <= memory else {
-            throw MetaCoreError.argument("a meta-batch of \(metaBatch) tasks needs \(overflow ? "more than an Int of" : "\(slotBytes / 1_000_000) MB of") memory for their meta-gradients (\(width) each); this machine has \(memory * 2 / 1_000_000) MB")
-        }
+        let initial = learner.initialMetaParameters(for: model, seed: seed)
         self.learner = learner; self.tasks = tasks; self.optimizer = optimizer
         self.metaBatch = metaBatch; self.clip = clip; self.seed = seed
         self.metaParameters = initial
@@ -51,7 +46,6 @@ public struct MetaTrainer {
             let perSample = model.shapes.reduce(0) { $0 + $1.reduce(1, *) }
             if 4 * perSample * max(task.support.count, task.query.count) >= TaskRunner.largeTaskBytes { runner.tasksAtOnce = 1 }
         }
-        self.slots = TaskSlots(tasks: metaBatch, width: metaParameters.count)
     }
 
     public var model: Model { runner.model }
@@ -72,8 +66,12 @@ public struct MetaTrainer {
     /// of the meta-batch and the meta-gradients are combined by ``reduction``; every rank then takes the same
     /// optimiser step.
     public mutating func step() throws -> StepResult {
-        let (learner, tasks, seed, iteration, meta, slots) = (learner, tasks, seed, iteration, metaParameters, slots)
         let share = group.share(of: metaBatch)
+        // A slot per task's meta-gradient: every task's for the ordered reduction, this rank's for the summed one
+        // (allocated at the first step, when the group is known; refused if they would not fit in memory).
+        let kept = reduction == .ordered || group.size == 1 ? 0 ..< metaBatch : share
+        if slots?.tasks != kept { slots = try TaskSlots(tasks: kept, width: metaParameters.count) }
+        let (learner, tasks, seed, iteration, meta, slots) = (learner, tasks, seed, iteration, metaParameters, slots!)
         let values = try runner.map(share.count) { j, worker in
             let index = share.lowerBound + j
             var random = Self.taskRandom(seed: seed, iteration: iteration, index: index)
@@ -113,33 +111,50 @@ public struct MetaTrainer {
     }
 }
 
-/// One meta-gradient per task of a meta-batch, written concurrently (each task its own slot) and summed in
-/// task order. Allocated once per trainer.
+/// One meta-gradient per task of a meta-batch (or of a rank's share of it), written concurrently (each task its
+/// own slot) and summed in task order. Allocated once per trainer.
 private final class TaskSlots: @unchecked Sendable {
+    /// The tasks (by index in the meta-batch) that have a slot.
+    let tasks: Range<Int>
     private let width: Int
     private let gradients: UnsafeMutablePointer<Float>
 
-    init(tasks: Int, width: Int) {
-        self.width = width
-        gradients = .allocate(capacity: max(1, tasks * width))
+    init(tasks: Range<Int>, width: Int) throws {
+        self.tasks = tasks; self.width = width
+        gradients = .allocate(capacity: max(1, try Self.checkedBytes(tasks: tasks.count, width: width) / 4))
     }
 
     deinit { gradients.deallocate() }
 
-    func store(_ index: Int, _ gradient: [Float]) {
-        precondition(gradient.count == width, "a task's meta-gradient has \(gradient.count) entries, expected \(width)")
-        gradient.withUnsafeBufferPointer { (gradients + index * width).update(from: $0.baseAddress!, count: width) }
+    /// The bytes of `tasks` slots of `width` floats, if they fit in half this machine's memory.
+    static func checkedBytes(tasks: Int, width: Int) throws -> Int {
+        let (bytes, overflow) = tasks.multipliedReportingOverflow(by: width * 4)
+        let memory = ProcessInfo.processInfo.physicalMemory / 2
+        guard !overflow, UInt64(bytes) <= memory else {
+            throw MetaCoreError.argument("a meta-batch of \(tasks) tasks needs \(overflow ? "more than an Int of" : "\(bytes / 1_000_000) MB of") memory for their meta-gradients (\(width) each); this machine has \(memory * 2 / 1_000_000) MB")
+        }
+        return bytes
     }
 
-    /// Every rank's tasks' gradients, from the ranks that ran them (`shares[r]` tasks each, in task order).
+    private func slot(_ index: Int) -> UnsafeMutablePointer<Float> {
+        precondition(tasks.contains(index), "task \(index) has no slot (slots for tasks \(tasks))")
+        return gradients + (index - tasks.lowerBound) * width
+    }
+
+    func store(_ index: Int, _ gradient: [Float]) {
+        precondition(gradient.count == width, "a task's meta-gradient has \(gradient.count) entries, expected \(width)")
+        gradient.withUnsafeBufferPointer { slot(index).update(from: $0.baseAddress!, count: width) }
+    }
+
+    /// Every rank's tasks' gradients, from the ranks that ran them (`shares[r]` tasks each, in task order; the
+    /// slots hold the whole meta-batch).
     func gather(_ shares: [Int], _ group: any ProcessGroup) throws {
-        try group.allGather(UnsafeMutableBufferPointer(start: gradients, count: shares.reduce(0, +) * width),
-                            counts: shares.map { $0 * width })
+        try group.allGather(UnsafeMutableBufferPointer(start: gradients, count: tasks.count * width), counts: shares.map { $0 * width })
     }
 
     /// Adds task `index`'s gradient to `sum`.
     func add(_ index: Int, into sum: inout [Float]) {
-        let g = UnsafeBufferPointer(start: gradients + index * width, count: width)
+        let g = UnsafeBufferPointer(start: slot(index), count: width)
         sum.withUnsafeMutableBufferPointer { s in for i in 0 ..< width { s[i] += g[i] } }
     }
 }
