@@ -20,13 +20,6 @@ public final class MPIProcessGroup: ProcessGroup, @unchecked Sendable {
 
     private init(rank: Int, size: Int) { self.rank = rank; self.size = size }
 
-    /// Whether this process was started by an MPI launcher (Open MPI's `mpirun`, or a PMI/PMIx one such as
-    /// Slurm's `srun`): the environment names its rank.
-    public static var launched: Bool {
-        let environment = ProcessInfo.processInfo.environment
-        return ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"].contains { environment[$0] != nil }
-    }
-
     /// Starts MPI (once per process) and joins MPI_COMM_WORLD.
     public static func start() throws -> MPIProcessGroup {
         var rank: Int32 = 0, size: Int32 = 0

@@ -10,10 +10,15 @@ enum Cluster {
     /// Set once by `main`, before any command runs.
     nonisolated(unsafe) static var group: any ProcessGroup = SingleProcess()
 
+    /// Whether an MPI launcher (mpirun, srun) started this process.
+    static var launched: Bool {
+        ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"].contains { ProcessInfo.processInfo.environment[$0] != nil }
+    }
+
     /// Joins the MPI job this process was launched in, if any.
     static func start() throws -> any ProcessGroup {
         #if canImport(MetaCoreMPI)
-        if MPIProcessGroup.launched { return try MPIProcessGroup.start() }
+        if launched { return try MPIProcessGroup.start() }
         #else
         let environment = ProcessInfo.processInfo.environment
         if let size = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"].lazy.compactMap({ environment[$0].flatMap(Int.init) }).first, size > 1 {

@@ -26,18 +26,36 @@ struct ThreadOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Threads: tasks (episodes) run concurrently; a lone task splits its batch (default: all cores).")
     var threads: Int?
 
-    /// --threads, else the cores this process may use (under MPI, the cores divided among the ranks on this
-    /// machine, as Open MPI reports their number).
+    /// --threads, else the cores this process may use: those it is bound to (mpirun binds each of up to two
+    /// ranks to one core by default), else the machine's divided among the ranks Open MPI started on it.
     var count: Int {
         if let threads { return threads }
         let cores = ProcessInfo.processInfo.activeProcessorCount
+        if let allowed = Self.allowedCores, allowed < cores { return allowed }
         let local = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init) ?? 1
         return max(1, cores / max(1, local))
     }
 
+    /// The cores this process's CPU affinity allows (Linux: `Cpus_allowed_list` of /proc/self/status, such as
+    /// "0-3,8"), or nil where it cannot be read.
+    static let allowedCores: Int? = {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Cpus_allowed_list:") }) else { return nil }
+        var total = 0
+        for part in line.dropFirst("Cpus_allowed_list:".count).trimmingCharacters(in: .whitespaces).split(separator: ",") {
+            let bounds = part.split(separator: "-").map { Int($0) }
+            guard let first = bounds.first ?? nil, let last = bounds.last ?? nil, last >= first else { return nil }
+            total += last - first + 1
+        }
+        return total > 0 ? total : nil
+    }()
+
     func validate() throws {
         if let threads, !(1 ... TaskRunner.maximumThreads).contains(threads) {
             throw ValidationError("--threads must be between 1 and \(TaskRunner.maximumThreads), got \(threads)")
+        }
+        if let threads, let allowed = Self.allowedCores, threads > allowed, Cluster.launched, Cluster.group.isPrimary {
+            printError("warning: --threads \(threads) on the \(allowed) core(s) this rank is bound to; mpirun binds each of up to two ranks to one core unless told --bind-to none (or --map-by slot:PE=\(threads))")
         }
     }
 }
