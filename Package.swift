@@ -54,6 +54,8 @@ let package = Package(
         .systemLibrary(name: "COpenMPI", pkgConfig: "ompi", providers: [.apt(["libopenmpi-dev"])]),
         .target(name: "MetaCoreMPI", dependencies: ["MetaCore", "COpenMPI"]),
     ] : []) + [
-        .testTarget(name: "MetaCoreTests", dependencies: ["MetaCore", "CKernels", "CDataIO"], resources: [.copy("Fixtures")]),
+        // METACORE_MPI: metactl was built with Open MPI, so the tests run it under mpirun.
+        .testTarget(name: "MetaCoreTests", dependencies: ["MetaCore", "CKernels", "CDataIO"], resources: [.copy("Fixtures")],
+                    swiftSettings: openMPI ? [.define("METACORE_MPI")] : []),
     ]
 )

@@ -46,7 +46,23 @@ func sameRun(_ a: URL, _ b: URL) throws -> Bool {
         && x.metadata == y.metadata
 }
 
-@Suite("MPI: the same run on any number of ranks", .enabled(if: mpirun != nil, "mpirun not found (make deps installs Open MPI)"),
+/// Whether metactl was built with Open MPI (where its header was found) and mpirun is there to start it.
+#if METACORE_MPI
+let mpiReady = mpirun != nil
+#else
+let mpiReady = false
+#endif
+
+/// Built without Open MPI, metactl started by `mpirun -n 2` refuses to run the job twice over.
+@Test(.enabled(if: !mpiReady && mpirun != nil, "metactl was built with Open MPI, or mpirun is missing"))
+func metactlWithoutMPIRefusesToRunUnderMPIRun() throws {
+    let directory = try temporaryDirectory()
+    let run = try runMPI(2, ["train", "--iterations", "2", "--threads", "1"], in: directory, timeout: 60)
+    #expect(run.status != 0 && run.err.contains("built without Open MPI"), "\(run.err)")
+    #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("checkpoint.safetensors").path))
+}
+
+@Suite("MPI: the same run on any number of ranks", .enabled(if: mpiReady, "metactl built without Open MPI or mpirun not found (make deps installs it)"),
        .serialized)
 struct DistributedTests {
     let directory: URL
