@@ -1,5 +1,8 @@
-/* Episode losses of the metric-based few-shot learners: Prototypical and Matching Networks. */
+/* Episode losses of the metric-based few-shot learners: Prototypical and Matching Networks, and the ridge-regression
+ * head of R2-D2. */
 #include "ckernels.h"
+#include <cblas.h>
+#include <lapacke.h>
 #include <math.h>
 #include <string.h>
 
@@ -131,5 +134,79 @@ double mc_matching_loss(int ns, int nq, int d, int ways, const float *z, const i
         }
     }
     if (dscale) *dscale = gscale;
+    return loss / nq;
+}
+
+/* R2-D2. With X = [zs, 1] / sqrt(ns) (ns x e, e = d + 1) and Y = one-hot / sqrt(ns) (ns x ways), the ridge
+ * solution in Woodbury form is W = X^T A, A = K^-1 Y, K = X X^T + lambda I (ns x ns, solved by Cholesky);
+ * its first d rows weight the query embeddings and its last is the bias: out = zq W[:d] + W[d], and the logits
+ * scale * out + bias go through softmax cross-entropy.
+ * Backward, with G = dL/dlogits: dscale = sum G.out, dbias = sum G, dOut = scale G; dzq = dOut W[:d]^T,
+ * dW = [zq, 1]^T dOut; through W = X^T A: dX = A dW^T, dA = X dW; through A = K^-1 Y: B = K^-1 dA, dK = -B A^T,
+ * so dlambda = -sum B.A and dX += -(B A^T + A B^T) X; dzs = dX[:, :d] / sqrt(ns). */
+double mc_ridge_loss(int ns, int nq, int d, int ways, const float *z, const int32_t *labels, float lambda, float scale,
+                     float bias, float *dz, double *dextra, double *scratch, int *correct) {
+    const int e = d + 1;
+    const double root = sqrt((double)ns);
+    double *X = scratch, *K = X + (size_t)ns * e, *A = K + (size_t)ns * ns, *W = A + (size_t)ns * ways;
+    double *Q = W + (size_t)e * ways, *out = Q + (size_t)nq * e;
+    const int32_t *qlabels = labels + ns;
+    for (int s = 0; s < ns; s++) {
+        for (int j = 0; j < d; j++) X[(size_t)s * e + j] = z[(size_t)s * d + j] / root;
+        X[(size_t)s * e + d] = 1.0 / root;
+    }
+    for (int i = 0; i < nq; i++) {
+        for (int j = 0; j < d; j++) Q[(size_t)i * e + j] = z[(size_t)(ns + i) * d + j];
+        Q[(size_t)i * e + d] = 1.0;
+    }
+    cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, ns, e, 1.0, X, e, 0.0, K, ns);
+    for (int s = 0; s < ns; s++) K[(size_t)s * ns + s] += lambda;
+    memset(A, 0, sizeof(double) * (size_t)ns * ways);
+    for (int s = 0; s < ns; s++) A[(size_t)s * ways + labels[s]] = 1.0 / root;
+    if (LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', ns, K, ns) != 0) return NAN;   /* lambda <= 0 or non-finite inputs */
+    LAPACKE_dpotrs(LAPACK_ROW_MAJOR, 'L', ns, ways, K, ns, A, ways);
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, e, ways, ns, 1.0, X, e, A, ways, 0.0, W, ways);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, ways, e, 1.0, Q, e, W, ways, 0.0, out, ways);
+    double *G = out + (size_t)nq * ways;
+    double loss = 0.0, dscale = 0.0, dbias = 0.0;
+    int hits = 0;
+    for (int i = 0; i < nq; i++) {
+        double *g = G + (size_t)i * ways;
+        const double *o = out + (size_t)i * ways;
+        for (int k = 0; k < ways; k++) g[k] = scale * o[k] + bias;
+        hits += argmax(ways, g) == qlabels[i];
+        loss += softmax_row(ways, g) - (scale * o[qlabels[i]] + bias);
+        g[qlabels[i]] -= 1.0;
+        for (int k = 0; k < ways; k++) {
+            g[k] /= nq;
+            dscale += g[k] * o[k];
+            dbias += g[k];
+            g[k] *= scale;   /* dL/dout */
+        }
+    }
+    if (correct) *correct = hits;
+    if (!dz) return loss / nq;
+
+    double *dW = G + (size_t)nq * ways, *dA = dW + (size_t)e * ways, *dX = dA + (size_t)ns * ways;
+    double *M = dX + (size_t)ns * e;
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, e, ways, nq, 1.0, Q, e, G, ways, 0.0, dW, ways);
+    for (int i = 0; i < nq; i++)          /* dzq = dOut W[:d]^T */
+        for (int j = 0; j < d; j++) {
+            double sum = 0.0;
+            for (int k = 0; k < ways; k++) sum += G[(size_t)i * ways + k] * W[(size_t)j * ways + k];
+            dz[(size_t)(ns + i) * d + j] = (float)sum;
+        }
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ns, ways, e, 1.0, X, e, dW, ways, 0.0, dA, ways);
+    LAPACKE_dpotrs(LAPACK_ROW_MAJOR, 'L', ns, ways, K, ns, dA, ways);   /* dA <- B = K^-1 dA */
+    double dlambda = 0.0;
+    for (size_t t = 0; t < (size_t)ns * ways; t++) dlambda -= dA[t] * A[t];
+    /* M = B A^T + A B^T (symmetric), then dX = A dW^T - M X */
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ns, ns, ways, 1.0, dA, ways, A, ways, 0.0, M, ns);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ns, ns, ways, 1.0, A, ways, dA, ways, 1.0, M, ns);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ns, e, ways, 1.0, A, ways, dW, ways, 0.0, dX, e);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ns, e, ns, -1.0, M, ns, X, e, 1.0, dX, e);
+    for (int s = 0; s < ns; s++)
+        for (int j = 0; j < d; j++) dz[(size_t)s * d + j] = (float)(dX[(size_t)s * e + j] / root);
+    if (dextra) { dextra[0] = dlambda; dextra[1] = dscale; dextra[2] = dbias; }
     return loss / nq;
 }

@@ -32,6 +32,8 @@ let smallConv4Embedding = { @Sendable in try Model(inputShape: [1, 8, 8], layers
 let metaCases: [MetaCase] = [
     MetaCase(name: "Prototypical Networks, Conv-4 embedding with BatchNorm", learner: { PrototypicalNetworks() }, model: smallConv4Embedding, tasks: images),
     MetaCase(name: "Matching Networks, Conv-4 embedding with BatchNorm", learner: { MatchingNetworks() }, model: smallConv4Embedding, tasks: images),
+    MetaCase(name: "R2-D2 (λ learned), Conv-4 embedding with BatchNorm", learner: { try RidgeRegressionHead(lambda: 1, learnsLambda: true, initialScale: 3) },
+             model: smallConv4Embedding, tasks: images),
 ] + [1, 2, 3].flatMap { k in [
     MetaCase(name: "MAML K=\(k), MLP", learner: { MAML(inner: try InnerLoop(steps: k, learningRate: 0.05)) }, model: tanhMLP, tasks: sine),
     MetaCase(name: "MAML K=\(k), Conv-4 with BatchNorm", learner: { MAML(inner: try InnerLoop(steps: k, learningRate: 0.3)) }, model: smallConv4, tasks: images),

@@ -1,4 +1,5 @@
 import CKernels
+import Foundation
 import Testing
 @testable import MetaCore
 
@@ -18,9 +19,10 @@ struct MetricLossTests {
         }
     }
 
-    static let learners: [any MetricMetaLearner] = [PrototypicalNetworks(), MatchingNetworks(initialScale: 3)]
-    /// The learners' own meta-parameters: Matching Networks' cosine scale.
-    static let extras: [[Float]] = [[], [3]]
+    static let learners: [any MetricMetaLearner] = [PrototypicalNetworks(), MatchingNetworks(initialScale: 3),
+                                                    try! RidgeRegressionHead(lambda: 0.7, learnsLambda: true, initialScale: 2)]
+    /// The learners' own meta-parameters: Matching Networks' cosine scale; R2-D2's logit scale, bias and λ.
+    static let extras: [[Float]] = [[], [3], [2, 0.3, 0.7]]
 
     func loss(_ learner: any MetricMetaLearner, _ e: Episode, z: [Float], extra: [Float] = [],
               gradient: UnsafeMutablePointer<Float>?, extraGradient: inout [Float]) -> (Double, Int32) {
@@ -43,7 +45,7 @@ struct MetricLossTests {
         return loss(learner, e, z: z, extra: extra, gradient: nil, extraGradient: &unused)
     }
 
-    @Test(arguments: [0, 1])
+    @Test(arguments: [0, 1, 2])
     func gradientMatchesFiniteDifferences(_ which: Int) {
         let learner = Self.learners[which], extra = Self.extras[which]
         for (ways, shots) in [(3, 1), (4, 3)] {
@@ -69,7 +71,7 @@ struct MetricLossTests {
     }
 
     /// Queries that sit on their class's support embedding are classified correctly by both learners.
-    @Test(arguments: [0, 1])
+    @Test(arguments: [0, 1, 2])
     func queriesOnTheirSupportAreClassifiedCorrectly(_ which: Int) {
         var e = Episode(ways: 5, shots: 1, queries: 3, d: 8, seed: 9)
         for q in 0 ..< e.query {
@@ -93,5 +95,75 @@ struct MetricLossTests {
             }
         }
         #expect(loss(PrototypicalNetworks(), e, z: e.z, extra: []).0 < 1e-6)
+    }
+
+    /// R2-D2's loss by the textbook formula in double — the primal ridge solution W = (XᵀX + λI)⁻¹XᵀY with an
+    /// explicit inverse, rather than the kernel's Woodbury form solved by Cholesky — for the support-size system
+    /// and the feature-size one alike.
+    static func ridgeReference(_ e: Episode, z: [Double], lambda: Double, scale: Double, bias: Double) -> Double {
+        let n = e.support, dim = e.d + 1, root = Double(n).squareRoot()
+        let x: [[Double]] = (0 ..< n).map { s in (0 ..< e.d).map { z[s * e.d + $0] / root } + [1 / root] }
+        let y: [[Double]] = (0 ..< n).map { s in (0 ..< e.ways).map { $0 == Int(e.labels[s]) ? 1 / root : 0 } }
+        // (XᵀX + λI)⁻¹ by Gauss-Jordan elimination with partial pivoting.
+        var a = [[Double]](repeating: [Double](repeating: 0, count: dim), count: dim)
+        for i in 0 ..< dim {
+            for j in 0 ..< dim {
+                var sum = i == j ? lambda : 0
+                for s in 0 ..< n { sum += x[s][i] * x[s][j] }
+                a[i][j] = sum
+            }
+        }
+        var inverse: [[Double]] = (0 ..< dim).map { i in (0 ..< dim).map { $0 == i ? 1.0 : 0 } }
+        for c in 0 ..< dim {
+            let p = (c ..< dim).max { abs(a[$0][c]) < abs(a[$1][c]) }!
+            a.swapAt(c, p); inverse.swapAt(c, p)
+            let pivot = a[c][c]
+            for j in 0 ..< dim { a[c][j] /= pivot; inverse[c][j] /= pivot }
+            for r in 0 ..< dim where r != c {
+                let f = a[r][c]
+                for j in 0 ..< dim { a[r][j] -= f * a[c][j]; inverse[r][j] -= f * inverse[c][j] }
+            }
+        }
+        let xty: [[Double]] = (0 ..< dim).map { i in (0 ..< e.ways).map { k in (0 ..< n).reduce(0.0) { $0 + x[$1][i] * y[$1][k] } } }
+        let w: [[Double]] = (0 ..< dim).map { i in (0 ..< e.ways).map { k in (0 ..< dim).reduce(0.0) { $0 + inverse[i][$1] * xty[$1][k] } } }
+        var total = 0.0
+        for q in 0 ..< e.query {
+            let row: [Double] = (0 ..< e.d).map { z[(n + q) * e.d + $0] } + [1]
+            let logits: [Double] = (0 ..< e.ways).map { k in scale * (0 ..< dim).reduce(0.0) { $0 + row[$1] * w[$1][k] } + bias }
+            let m = logits.max()!
+            total += log(logits.reduce(0) { $0 + exp($1 - m) }) + m - logits[Int(e.labels[n + q])]
+        }
+        return total / Double(e.query)
+    }
+
+    /// The kernel's loss equals the explicit-inverse reference, and its gradient (embeddings, scale, bias, λ)
+    /// equals central differences of the reference in double, to float rounding — with fewer support rows than
+    /// features (the Woodbury system is the smaller) and more.
+    @Test func ridgeHeadMatchesTheExplicitInverseReference() {
+        for (ways, shots, d) in [(3, 1, 6), (4, 3, 5)] {
+            let e = Episode(ways: ways, shots: shots, queries: 2, d: d, seed: UInt64(ways * 100 + shots))
+            let extra: [Float] = [2, 0.3, 0.7], learner = Self.learners[2]
+            var gradient = [Float](repeating: .nan, count: e.z.count), extraGradient = [Float](repeating: .nan, count: 3)
+            let value = gradient.withUnsafeMutableBufferPointer { loss(learner, e, z: e.z, extra: extra, gradient: $0.baseAddress, extraGradient: &extraGradient) }.0
+            let z = e.z.map(Double.init)
+            let reference = { (z: [Double], p: [Double]) in Self.ridgeReference(e, z: z, lambda: p[2], scale: p[0], bias: p[1]) }
+            let p = extra.map(Double.init)
+            #expect(abs(value - reference(z, p)) < 1e-6 * max(1, abs(value)), "loss \(value) vs reference \(reference(z, p))")
+            let h = 1e-5
+            var worst = 0.0
+            for i in z.indices {
+                var plus = z, minus = z
+                plus[i] += h; minus[i] -= h
+                let numeric = (reference(plus, p) - reference(minus, p)) / (2 * h)
+                worst = max(worst, abs(numeric - Double(gradient[i])) / max(abs(numeric), 1e-2))
+            }
+            for i in p.indices {
+                var plus = p, minus = p
+                plus[i] += h; minus[i] -= h
+                let numeric = (reference(z, plus) - reference(z, minus)) / (2 * h)
+                worst = max(worst, abs(numeric - Double(extraGradient[i])) / max(abs(numeric), 1e-2))
+            }
+            #expect(worst < 1e-5, "\(ways)-way \(shots)-shot, d \(d): worst relative error \(worst)")
+        }
     }
 }

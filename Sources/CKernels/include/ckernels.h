@@ -407,6 +407,20 @@ static inline size_t mc_matching_scratch(int ns, int nq, int ways) {
     return (size_t)ns + nq + (size_t)nq * ns + (size_t)nq * ways;
 }
 
+/* R2-D2 (Bertinetto et al. 2019): ridge regression from the support rows (with a bias column, rows and one-hot
+ * targets scaled by 1/sqrt(ns)) to one-hot targets, solved in Woodbury form — an ns x ns Cholesky system
+ * (LAPACKE, in double) — and the query logits scale * (zq W + b) + bias through softmax cross-entropy. With dz,
+ * dz receives dL/dz through the solve, and dextra (may be NULL) [3] receives dL/dlambda, dL/dscale and
+ * dL/dbias. Returns NaN if the system is not positive definite (lambda <= 0, non-finite embeddings).
+ * scratch: mc_ridge_scratch doubles. */
+double mc_ridge_loss(int ns, int nq, int d, int ways, const float *z, const int32_t *labels, float lambda, float scale,
+                     float bias, float *dz, double *dextra, double *scratch, int *correct);
+static inline size_t mc_ridge_scratch(int ns, int nq, int d, int ways) {
+    const size_t e = (size_t)d + 1;
+    return 2 * (size_t)ns * e + 2 * (size_t)ns * ns + 2 * (size_t)ns * ways + 2 * e * ways + (size_t)nq * e
+        + 2 * (size_t)nq * ways;
+}
+
 /* ---------------------------------------------------------------------------------------------------------
  * Optimisers (optimizer.c), elementwise over `count` parameters.
  * ------------------------------------------------------------------------------------------------------- */
