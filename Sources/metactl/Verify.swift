@@ -60,5 +60,8 @@ struct Verify: ParsableCommand {
             print(row)
         }
         print("(float32 model: errors of 1e-5 … 1e-3 are rounding; a step that crosses a ReLU kink disagrees, hence several steps)")
+        if learner is ImplicitMAML {
+            print("(imaml: the implicit meta-gradient is the meta-loss's derivative at the inner problem's optimum; it agrees once --inner-steps solve it and --cg-steps solve the linear system, e.g. --inner-steps 200 --imaml-lambda 5 --cg-steps 100 on sine)")
+        }
     }
 }

@@ -422,6 +422,15 @@ static inline size_t mc_ridge_scratch(int ns, int nq, int d, int ways) {
 }
 
 /* ---------------------------------------------------------------------------------------------------------
+ * Dense symmetric solves (linsolve.c), in double.
+ * --------------------------------------------------------------------------------------------------------- */
+
+/* Solves A X = B in place for symmetric (possibly indefinite) A [n, n] (row-major; its lower triangle is read and
+ * overwritten by the factorisation) and B [n, nrhs] (row-major; receives X), by LAPACKE's dsysv (Bunch-Kaufman).
+ * Returns 0, or LAPACK's info (> 0: A is singular), or -1 if out of memory. */
+int mc_symmetric_solve(int n, int nrhs, double *a, double *b);
+
+/* ---------------------------------------------------------------------------------------------------------
  * Optimisers (optimizer.c), elementwise over `count` parameters.
  * ------------------------------------------------------------------------------------------------------- */
 

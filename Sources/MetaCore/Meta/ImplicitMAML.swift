@@ -1,0 +1,88 @@
+/// Implicit MAML (Rajeswaran, Finn, Kakade & Levine 2019): the inner problem is regularised towards the
+/// initialisation, φ* = argmin_φ L_S(φ) + λ/2 ‖φ − θ‖², and the meta-gradient is the implicit one at its
+/// solution, dL_Q(φ*)/dθ = (I + H_S(φ*)/λ)⁻¹ ∇L_Q(φ*).
+///
+/// The inner problem is solved approximately by ``inner`` steps of gradient descent from θ,
+/// φ ← φ − α (∇L_S(φ) + λ (φ − θ)). The linear system is solved by conjugate gradient on exact Hessian-vector
+/// products at φ (at most ``cgSteps`` of them, stopping once the residual is below ``cgTolerance`` of
+/// ∇L_Q(φ)). Nothing of the inner trajectory is kept — memory does not grow with the inner steps — and the
+/// products reuse one held pass at φ, so each costs its R-passes only.
+///
+/// Conjugate gradient needs I + H/λ positive definite, which holds near a minimum of the regularised problem
+/// (H + λI ⪰ 0 there). Where a direction of non-positive curvature turns up, the solve stops at the last
+/// iterate; if that is the first, the meta-gradient is ∇L_Q(φ) itself, the first-order approximation.
+public struct ImplicitMAML: GradientMetaLearner {
+    public let inner: InnerLoop
+    /// The proximal regulariser's strength λ.
+    public let lambda: Float
+    public let cgSteps: Int
+    /// Relative residual ‖r‖ / ‖∇L_Q(φ)‖ at which conjugate gradient stops early.
+    public let cgTolerance: Double
+
+    public init(inner: InnerLoop, lambda: Float, cgSteps: Int = 5, cgTolerance: Double = 1e-10) throws {
+        guard lambda > 0, lambda.isFinite else { throw MetaCoreError.argument("iMAML's regulariser λ must be a positive number, got \(lambda)") }
+        guard cgSteps >= 1 else { throw MetaCoreError.argument("iMAML needs at least 1 conjugate-gradient step, got \(cgSteps)") }
+        guard cgTolerance >= 0, cgTolerance.isFinite else { throw MetaCoreError.argument("the conjugate-gradient tolerance must be >= 0, got \(cgTolerance)") }
+        self.inner = inner; self.lambda = lambda; self.cgSteps = cgSteps; self.cgTolerance = cgTolerance
+    }
+
+    public var name: String { "imaml" }
+
+    /// φ ← φ − α (∇L_S(φ) + λ (φ − θ)), with θ the meta-parameters.
+    public func innerStep(_ theta: inout [Float], meta: [Float], support: Batch, workspace: Workspace) throws {
+        try workspace.gradient(at: theta, on: support, into: &workspace.innerGradient)
+        let (alpha, lambda) = (inner.learningRate, lambda)
+        theta.withUnsafeMutableBufferPointer { phi in
+            workspace.innerGradient.withUnsafeBufferPointer { g in
+                meta.withUnsafeBufferPointer { start in
+                    for i in phi.indices { phi[i] -= alpha * (g[i] + lambda * (phi[i] - start[i])) }
+                }
+            }
+        }
+    }
+
+    public func metaGradient(_ meta: [Float], task: Task, workspace: Workspace, into gradient: inout [Float]) throws -> LossValue {
+        workspace.heldPasses = 0   // the inner steps are not revisited
+        let phi = try adapt(meta, support: task.support, steps: inner.steps, workspace: workspace)
+        let value = try workspace.onQuerySet { try $0.gradient(at: phi, on: task.query, into: &gradient) }
+        workspace.heldPasses = 1   // the support pass at φ, for every product of the solve
+        defer { workspace.heldPasses = 0 }
+        gradient = try solve(at: phi, support: task.support, rightHandSide: gradient, workspace: workspace)
+        return value
+    }
+
+    /// x ≈ (I + H_S(φ)/λ)⁻¹ b by conjugate gradient from x = 0 (dot products in double).
+    public func solve(at phi: [Float], support: Batch, rightHandSide b: [Float], workspace: Workspace) throws -> [Float] {
+        func dot(_ u: [Float], _ v: [Float]) -> Double { zip(u, v).reduce(0.0) { $0 + Double($1.0) * Double($1.1) } }
+        var x = [Float](repeating: 0, count: b.count), r = b, p = b, ap: [Float] = []
+        var rr = dot(r, r)
+        let stop = cgTolerance * cgTolerance * rr
+        var steps = 0
+        while steps < cgSteps && rr > stop {
+            try workspace.hessianVectorProduct(at: phi, on: support, direction: p, into: &ap)
+            ap.scale(by: 1 / lambda)
+            ap.add(p)
+            let curvature = dot(p, ap)
+            guard curvature > 0, curvature.isFinite else { break }
+            let step = Float(rr / curvature)
+            x.add(p, scaledBy: step)
+            r.add(ap, scaledBy: -step)
+            let next = dot(r, r)
+            p.scale(by: Float(next / rr))
+            p.add(r)
+            rr = next
+            steps += 1
+        }
+        return steps == 0 ? b : x
+    }
+
+    static let registrations = [
+        AlgorithmEntry(name: "imaml", summary: "implicit MAML: proximal inner problem, implicit meta-gradient by conjugate gradient on H·v",
+                       options: [OptionSpec("imaml-lambda", .float(1e-6 ... 1e6), default: .float(2), help: "the proximal regulariser λ of the inner problem"),
+                                 OptionSpec("cg-steps", .int(1 ... 10_000), default: .int(5), help: "conjugate-gradient steps (Hessian-vector products) per task"),
+                                 OptionSpec("cg-tolerance", .float(0 ... 1), default: .float(1e-10), help: "stop conjugate gradient once the residual is this fraction of the query gradient")]) { config, options in
+            try ImplicitMAML(inner: try config.innerLoop(), lambda: Float(options.double("imaml-lambda")!),
+                             cgSteps: options.int("cg-steps")!, cgTolerance: options.double("cg-tolerance")!)
+        },
+    ]
+}

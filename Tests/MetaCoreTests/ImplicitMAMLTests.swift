@@ -1,0 +1,93 @@
+import CKernels
+import Testing
+@testable import MetaCore
+
+/// iMAML's two approximations checked apart: the conjugate-gradient solve against the exact linear solve
+/// (a model small enough to form its Hessian), and the implicit meta-gradient against finite differences of
+/// the meta-loss when the inner problem is solved to its optimum.
+@Suite("Implicit MAML")
+struct ImplicitMAMLTests {
+    /// 97 parameters: small enough for 97 Hessian-vector products to form H.
+    let model = try! Model.mlp([1, 8, 8, 1], activation: .tanh)
+
+    func task(_ seed: UInt64) throws -> Task {
+        var random = RandomSource(seed: seed)
+        return try SinusoidTasks(shots: 5).sample(&random)
+    }
+
+    func start(_ seed: UInt64) -> [Float] {
+        var random = RandomSource(seed: seed &+ 1)
+        return model.initialParameters(seed: seed).map { $0 + 0.05 * random.normal() }
+    }
+
+    /// (I + H/λ)⁻¹ b by conjugate gradient run to convergence equals LAPACKE's solve of the formed system;
+    /// five steps, iMAML's usual budget, are closer to it than the first-order b.
+    @Test func conjugateGradientEqualsTheExactSolve() throws {
+        let learner = try ImplicitMAML(inner: InnerLoop(steps: 50, learningRate: 0.05), lambda: 2, cgSteps: 400, cgTolerance: 1e-7)
+        let workspace = Workspace(model: model), p = model.parameterCount
+        for seed: UInt64 in [1, 2] {
+            let task = try task(seed), meta = start(seed)
+            let phi = try learner.adapt(meta, support: task.support, steps: learner.inner.steps, workspace: workspace)
+            var b: [Float] = []
+            _ = try workspace.gradient(at: phi, on: task.query, into: &b)
+            // A = I + H/λ, H formed column by column and symmetrised, in double.
+            var a = [Double](repeating: 0, count: p * p), column: [Float] = []
+            for j in 0 ..< p {
+                var e = [Float](repeating: 0, count: p)
+                e[j] = 1
+                try workspace.hessianVectorProduct(at: phi, on: task.support, direction: e, into: &column)
+                for i in 0 ..< p { a[i * p + j] += Double(column[i]) / Double(learner.lambda) / 2; a[j * p + i] += Double(column[i]) / Double(learner.lambda) / 2 }
+                a[j * p + j] += 1
+            }
+            var exact = b.map(Double.init)
+            #expect(mc_symmetric_solve(Int32(p), 1, &a, &exact) == 0)
+            let solved = try learner.solve(at: phi, support: task.support, rightHandSide: b, workspace: workspace)
+            let five = try ImplicitMAML(inner: learner.inner, lambda: learner.lambda, cgSteps: 5)
+                .solve(at: phi, support: task.support, rightHandSide: b, workspace: workspace)
+            func distance(_ x: [Float]) -> Double {
+                (zip(x, exact).reduce(0.0) { $0 + (Double($1.0) - $1.1) * (Double($1.0) - $1.1) } / exact.reduce(0.0) { $0 + $1 * $1 }).squareRoot()
+            }
+            #expect(distance(solved) < 1e-4, "task \(seed): conjugate gradient is \(distance(solved)) from the exact solve")
+            #expect(distance(five) < distance(b), "task \(seed): 5 steps \(distance(five)), first order \(distance(b))")
+        }
+    }
+
+    /// With the inner problem solved to its optimum (strongly convex at λ = 5, 200 steps), the implicit
+    /// meta-gradient is the derivative of the meta-loss: central differences along random directions, over all
+    /// meta-parameters and within each tensor.
+    @Test func implicitGradientEqualsFiniteDifferencesAtTheOptimum() throws {
+        let learner = try ImplicitMAML(inner: InnerLoop(steps: 200, learningRate: 0.05), lambda: 5, cgSteps: 200, cgTolerance: 1e-7)
+        let workspace = Workspace(model: model)
+        for seed: UInt64 in [3, 4] {
+            let task = try task(seed), meta = start(seed)
+            var gradient: [Float] = []
+            _ = try learner.metaGradient(meta, task: task, workspace: workspace, into: &gradient)
+            var random = RandomSource(seed: seed)
+            for (name, range) in [("all", 0 ..< meta.count)] + model.layout.entries.map({ ($0.name, $0.range) }) {
+                var u = [Float](repeating: 0, count: meta.count)
+                for i in range { u[i] = random.normal() }
+                u.scale(by: Float(1 / u.norm))
+                let analytic = zip(gradient, u).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+                let error = try [1e-2, 3e-3].map { h in
+                    let numeric = try FiniteDifferences.directional({ try learner.metaLoss($0, task: task, workspace: workspace).loss }, at: meta, along: u, step: h)
+                    return abs(analytic - numeric) / max(abs(numeric), 1e-4)
+                }.min()!
+                #expect(error < 2e-3, "task \(seed), \(name): relative error \(error)")
+            }
+        }
+    }
+
+    /// The products of one solve start from a single pass held at φ, and nothing of the inner trajectory is
+    /// held: the workspace's held passes are the same after 5 inner steps and after 40.
+    @Test func theSolveReusesOnePassAndKeepsNoTrajectory() throws {
+        let task = try task(5), meta = start(5)
+        for steps in [5, 40] {
+            let workspace = Workspace(model: model)
+            let learner = try ImplicitMAML(inner: InnerLoop(steps: steps, learningRate: 0.05), lambda: 2, cgSteps: 5, cgTolerance: 0)
+            var gradient: [Float] = []
+            _ = try learner.metaGradient(meta, task: task, workspace: workspace, into: &gradient)
+            #expect(workspace.reusedPasses == 4, "\(steps) steps: \(workspace.reusedPasses) products reused the held pass")
+            #expect(workspace.heldPasses == 0)
+        }
+    }
+}
