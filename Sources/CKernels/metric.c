@@ -210,3 +210,55 @@ double mc_ridge_loss(int ns, int nq, int d, int ways, const float *z, const int3
     if (dextra) { dextra[0] = dlambda; dextra[1] = dscale; dextra[2] = dbias; }
     return loss / nq;
 }
+
+/* Siamese networks. Pair (query i, support s): a = sum_j w_j |q_ij - s_sj| + b, p = sigmoid(a), target 1 if their
+ * labels agree. Binary cross-entropy, weighted so that same and different pairs each carry half of the loss (the
+ * balance of Koch et al.'s pair sampling), summed over all nq * ns pairs. dL/da = weight (p - y); |.|'s derivative
+ * is sign(q - s) (0 at 0). A query is classified as the label of its highest-scoring support row. */
+double mc_siamese_loss(int ns, int nq, int d, int ways, const float *z, const int32_t *labels, const float *w, float b,
+                       float *dz, double *dw, double *db, int *correct) {
+    (void)ways;
+    const float *query = z + (size_t)ns * d;
+    const int32_t *qlabels = labels + ns;
+    long same = 0;
+    for (int i = 0; i < nq; i++)
+        for (int s = 0; s < ns; s++) same += labels[s] == qlabels[i];
+    const long pairs = (long)nq * ns, different = pairs - same;
+    const double wsame = same ? 0.5 / same : 0.0, wdiff = different ? 0.5 / different : 0.0;
+    if (dz) {
+        memset(dz, 0, sizeof(float) * (size_t)(ns + nq) * d);
+        memset(dw, 0, sizeof(double) * (size_t)d);
+        *db = 0.0;
+    }
+    double loss = 0.0;
+    int hits = 0;
+    for (int i = 0; i < nq; i++) {
+        const float *q = query + (size_t)i * d;
+        double best = -INFINITY;
+        int guess = 0;
+        for (int s = 0; s < ns; s++) {
+            const float *x = z + (size_t)s * d;
+            double a = b;
+            for (int j = 0; j < d; j++) a += w[j] * fabs((double)q[j] - x[j]);
+            if (a > best) { best = a; guess = labels[s]; }
+            const int y = labels[s] == qlabels[i];
+            const double weight = y ? wsame : wdiff;
+            /* -log sigmoid(a) = softplus(-a), -log(1 - sigmoid(a)) = softplus(a), computed stably */
+            const double t = y ? -a : a;
+            loss += weight * (t > 0 ? t + log1p(exp(-t)) : log1p(exp(t)));
+            if (!dz) continue;
+            const double p = 1.0 / (1.0 + exp(-a)), da = weight * (p - y);
+            *db += da;
+            float *dq = dz + (size_t)(ns + i) * d, *dx = dz + (size_t)s * d;
+            for (int j = 0; j < d; j++) {
+                const double diff = (double)q[j] - x[j], sign = (diff > 0) - (diff < 0);
+                dw[j] += da * fabs(diff);
+                dq[j] += (float)(da * w[j] * sign);
+                dx[j] -= (float)(da * w[j] * sign);
+            }
+        }
+        hits += guess == qlabels[i];
+    }
+    if (correct) *correct = hits;
+    return loss;
+}

@@ -42,6 +42,9 @@ struct Eval: ParsableCommand {
                 if let accuracy = result.accuracy { line += String(format: "    %.2f%% ± %.2f%%", 100 * accuracy[k].mean, 100 * accuracy[k].confidence95) }
                 print(line)
             }
+            if let v = result.verification {
+                print(String(format: "pairs   %d same/different pairs: verification accuracy %.2f%% (balanced, at p = 0.5), ROC AUC %.4f", v.pairs, 100 * v.accuracy, v.auc))
+            }
             print("evaluated in \(formatDuration((clock.now - start).seconds))")
         }
     }

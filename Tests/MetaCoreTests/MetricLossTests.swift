@@ -20,9 +20,13 @@ struct MetricLossTests {
     }
 
     static let learners: [any MetricMetaLearner] = [PrototypicalNetworks(), MatchingNetworks(initialScale: 3),
-                                                    try! RidgeRegressionHead(lambda: 0.7, learnsLambda: true, initialScale: 2)]
-    /// The learners' own meta-parameters: Matching Networks' cosine scale; R2-D2's logit scale, bias and λ.
-    static let extras: [[Float]] = [[], [3], [2, 0.3, 0.7]]
+                                                    try! RidgeRegressionHead(lambda: 0.7, learnsLambda: true, initialScale: 2), SiameseNetworks()]
+    /// The learners' own meta-parameters: Matching Networks' cosine scale; R2-D2's logit scale, bias and λ;
+    /// the Siamese head's weights (one per feature of the 5- and 8-dimensional test embeddings) and bias.
+    static let extras: [[Float]] = [[], [3], [2, 0.3, 0.7], [-0.6, 0.4, -0.9, -0.2, 0.7, -0.5, -0.3, -0.8, 0.1]]
+
+    /// `extras[which]` for embeddings of dimension `d`.
+    static func extra(_ which: Int, d: Int) -> [Float] { which == 3 ? Array(extras[3].prefix(d)) + [0.2] : extras[which] }
 
     func loss(_ learner: any MetricMetaLearner, _ e: Episode, z: [Float], extra: [Float] = [],
               gradient: UnsafeMutablePointer<Float>?, extraGradient: inout [Float]) -> (Double, Int32) {
@@ -45,9 +49,11 @@ struct MetricLossTests {
         return loss(learner, e, z: z, extra: extra, gradient: nil, extraGradient: &unused)
     }
 
+    /// (Siamese networks' |·| has kinks that random embeddings put within a step of 1e-2: they are checked
+    /// away from them, below.)
     @Test(arguments: [0, 1, 2])
     func gradientMatchesFiniteDifferences(_ which: Int) {
-        let learner = Self.learners[which], extra = Self.extras[which]
+        let learner = Self.learners[which], extra = Self.extra(which, d: 5)
         for (ways, shots) in [(3, 1), (4, 3)] {
             let e = Episode(ways: ways, shots: shots, queries: 2, d: 5, seed: UInt64(ways * 10 + shots))
             var gradient = [Float](repeating: .nan, count: e.z.count), extraGradient = [Float](repeating: .nan, count: extra.count)
@@ -71,14 +77,14 @@ struct MetricLossTests {
     }
 
     /// Queries that sit on their class's support embedding are classified correctly by both learners.
-    @Test(arguments: [0, 1, 2])
+    @Test(arguments: [0, 1, 2, 3])
     func queriesOnTheirSupportAreClassifiedCorrectly(_ which: Int) {
         var e = Episode(ways: 5, shots: 1, queries: 3, d: 8, seed: 9)
         for q in 0 ..< e.query {
             let s = Int(e.labels[e.support + q])
             for j in 0 ..< e.d { e.z[(e.support + q) * e.d + j] = e.z[s * e.d + j] * 1.01 }
         }
-        let (value, correct) = loss(Self.learners[which], e, z: e.z, extra: Self.extras[which])
+        let (value, correct) = loss(Self.learners[which], e, z: e.z, extra: Self.extra(which, d: e.d).map { which == 3 ? -abs($0) : $0 })
         #expect(correct == Int32(e.query))
         #expect(value.isFinite && value > 0)
     }
@@ -95,6 +101,74 @@ struct MetricLossTests {
             }
         }
         #expect(loss(PrototypicalNetworks(), e, z: e.z, extra: []).0 < 1e-6)
+    }
+
+    /// Siamese pairs away from |·|'s kink (every coordinate of every query 0.5 or more from every support's):
+    /// the gradient equals central differences of step 1e-3, well inside the distance to the kink.
+    @Test func siameseGradientAwayFromTheKink() {
+        var e = Episode(ways: 3, shots: 2, queries: 2, d: 4, seed: 31)
+        for r in 0 ..< e.support { for j in 0 ..< e.d { e.z[r * e.d + j] = Float(r) * 1.3 + Float(j) * 0.1 } }
+        for q in 0 ..< e.query { for j in 0 ..< e.d { e.z[(e.support + q) * e.d + j] = Float(q) * 1.3 + 0.65 + Float(j) * 0.1 } }
+        let extra: [Float] = [-0.6, 0.4, -0.9, -0.2, 0.2], learner = SiameseNetworks()
+        var gradient = [Float](repeating: .nan, count: e.z.count), extraGradient = [Float](repeating: .nan, count: extra.count)
+        _ = gradient.withUnsafeMutableBufferPointer { loss(learner, e, z: e.z, extra: extra, gradient: $0.baseAddress, extraGradient: &extraGradient) }
+        var worst = 0.0
+        for i in e.z.indices {
+            var plus = e.z, minus = e.z
+            plus[i] += 1e-3; minus[i] -= 1e-3
+            let numeric = (loss(learner, e, z: plus, extra: extra).0 - loss(learner, e, z: minus, extra: extra).0) / Double(plus[i] - minus[i])
+            worst = max(worst, abs(numeric - Double(gradient[i])) / max(abs(numeric), 1e-3))
+        }
+        for i in extra.indices {
+            var plus = extra, minus = extra
+            plus[i] += 1e-3; minus[i] -= 1e-3
+            let numeric = (loss(learner, e, z: e.z, extra: plus).0 - loss(learner, e, z: e.z, extra: minus).0) / Double(plus[i] - minus[i])
+            worst = max(worst, abs(numeric - Double(extraGradient[i])) / max(abs(numeric), 1e-3))
+        }
+        #expect(worst < 1e-3, "worst relative error \(worst)")
+    }
+
+    /// The Siamese meta-gradient end to end — the embedding network's parameters, then w and b — on a linear
+    /// embedding whose query and support embeddings differ by at least 0.3 in every coordinate, so that steps
+    /// of 1e-3 along unit directions stay clear of |·|'s kinks (checked).
+    @Test func siameseMetaGradientThroughALinearEmbedding() throws {
+        let model = try Model(inputShape: [3], layers: [Linear(3, 4)])
+        let support: [Float] = [0, 0, 0, 2, 0, 0, 0, 2, 0], query: [Float] = [0.5, 0.7, 0.3, 2.4, 0.3, 0.6, 0.4, 2.5, -0.5]
+        let task = Task(support: try Batch(inputs: Tensor(shape: [3, 3], scalars: support), labels: [0, 1, 2]),
+                        query: try Batch(inputs: Tensor(shape: [3, 3], scalars: query), labels: [0, 1, 2]))
+        let learner = SiameseNetworks(), workspace = Workspace(model: model)
+        var meta = learner.initialMetaParameters(for: model, seed: 4)
+        // z = (x₁, x₂, x₃, x₁ + x₂ + x₃): every query coordinate 0.3 or more from every support's.
+        let weight = try #require(model.layout.entries.first { $0.name == "0.weight" }), bias = try #require(model.layout.entries.first { $0.name == "0.bias" })
+        meta.replaceSubrange(weight.range, with: [1, 0, 0, 0, 1, 0, 0, 0, 1, 1, 1, 1])
+        meta.replaceSubrange(bias.range, with: [0, 0, 0, 0])
+        meta[model.parameterCount ..< model.parameterCount + 4] = [-0.6, 0.4, -0.9, -0.2]
+        let embeddings = try workspace.predict(at: Array(meta[..<model.parameterCount]), inputs: Tensor(shape: [6, 3], scalars: support + query)).scalars
+        var closest = Float.infinity
+        for q in 3 ..< 6 { for r in 0 ..< 3 { for j in 0 ..< 4 { closest = min(closest, abs(embeddings[q * 4 + j] - embeddings[r * 4 + j])) } } }
+        try #require(closest > 0.2, "embeddings too close to a kink: \(closest)")
+        var gradient: [Float] = []
+        _ = try learner.metaGradient(meta, task: task, workspace: workspace, into: &gradient)
+        var random = RandomSource(seed: 8)
+        for (name, range) in [("all", 0 ..< meta.count)] + learner.extraMetaParameters(for: model) + model.layout.entries.map({ ($0.name, $0.range) }) {
+            var u = [Float](repeating: 0, count: meta.count)
+            for i in range { u[i] = random.normal() }
+            u.scale(by: Float(1 / u.norm))
+            let analytic = zip(gradient, u).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+            let numeric = try FiniteDifferences.directional({ try learner.metaLoss($0, task: task, workspace: workspace).loss }, at: meta, along: u, step: 1e-3)
+            #expect(abs(analytic - numeric) < 2e-3 * max(abs(numeric), 1e-2), "\(name): analytic \(analytic), finite differences \(numeric)")
+        }
+    }
+
+    /// The ROC area by ranks equals the fraction of (positive, negative) pairs in order, ties counting half.
+    @Test func areaUnderROCCountsOrderedPairs() {
+        var random = RandomSource(seed: 12)
+        let positives = (0 ..< 40).map { _ in Double(Int(random.normal() * 3 + 1)) }, negatives = (0 ..< 30).map { _ in Double(Int(random.normal() * 3)) }
+        var ordered = 0.0
+        for p in positives { for n in negatives { ordered += p > n ? 1 : p == n ? 0.5 : 0 } }
+        #expect(abs(SiameseNetworks.areaUnderROC(positives: positives, negatives: negatives) - ordered / 1200) < 1e-12)
+        #expect(SiameseNetworks.areaUnderROC(positives: [2, 3], negatives: [0, 1]) == 1)
+        #expect(SiameseNetworks.areaUnderROC(positives: [1], negatives: [1]) == 0.5)
     }
 
     /// R2-D2's loss by the textbook formula in double — the primal ridge solution W = (XᵀX + λI)⁻¹XᵀY with an

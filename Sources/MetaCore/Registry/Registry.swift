@@ -230,6 +230,7 @@ extension Registry.Catalogue {
 extension Registry {
     static let builtInAlgorithms = MAML.registrations + Reptile.registrations + MetaSGD.registrations + ANIL.registrations
         + Pretrained.registrations + PrototypicalNetworks.registrations + MatchingNetworks.registrations + RidgeRegressionHead.registrations
+        + SiameseNetworks.registrations
         + ImplicitMAML.registrations + OML.registrations
     static let builtInTaskFamilies = SinusoidTasks.registrations + OmniglotTasks.registrations
         + ContinualOmniglotTasks.registrations + IncrementalSineTasks.registrations + SyntheticImageTasks.registrations

@@ -16,6 +16,14 @@ public struct Evaluation: Sendable, Codable {
     /// The same for accuracy, for classification tasks.
     public let accuracy: [Estimate]?
     public let tasks: Int
+    /// Same-or-different verification over every (query, support) pair of the episodes: for learners that
+    /// score pairs (``SiameseNetworks``).
+    public var verification: Verification?
+
+    public struct Verification: Sendable, Codable {
+        /// Balanced accuracy of "same" at probability 0.5, the area under the ROC curve, and the pairs scored.
+        public let accuracy: Double, auc: Double, pairs: Int
+    }
 
     /// Adapts `meta` to each of `taskCount` tasks drawn from `seed` (the same tasks for every model given the
     /// same seed) and records the query loss after 0 … `steps` inner steps. Tasks run on `runner`'s threads,
@@ -83,9 +91,15 @@ extension Evaluation {
             }
             trainer.metaParameters = restored
         }
-        let result = try run(trainer.learner, meta: trainer.metaParameters, tasks: config.makeTasks(.test, data: data),
+        let tasks = try config.makeTasks(.test, data: data)
+        var result = try run(trainer.learner, meta: trainer.metaParameters, tasks: tasks,
                              taskCount: taskCount, steps: steps, queryCount: queries, seed: seed, runner: trainer.runner,
                              group: group)
+        if let siamese = trainer.learner as? SiameseNetworks {
+            let (accuracy, auc, pairs) = try siamese.verification(trainer.metaParameters, tasks: tasks, taskCount: taskCount,
+                                                                  queryCount: queries, seed: seed, runner: trainer.runner)
+            result.verification = Verification(accuracy: accuracy, auc: auc, pairs: pairs)
+        }
         return (result, trainer)
     }
 }
