@@ -41,7 +41,17 @@ let metaCases: [MetaCase] = [
     MetaCase(name: "Meta-SGD K=\(k), Conv-4 with BatchNorm", learner: { MetaSGD(inner: try InnerLoop(steps: k, learningRate: 0.3)) }, model: smallConv4, tasks: images),
     MetaCase(name: "ANIL K=\(k), MLP", learner: { ANIL(inner: try InnerLoop(steps: k, learningRate: 0.05)) }, model: tanhMLP, tasks: sine),
     MetaCase(name: "ANIL K=\(k), Conv-4 with BatchNorm", learner: { ANIL(inner: try InnerLoop(steps: k, learningRate: 0.3)) }, model: smallConv4, tasks: images),
+    // Half-way through the multi-step loss's annealing, so that every step's query loss carries weight.
+    MetaCase(name: "MAML++ K=\(k) (multi-step loss, learned rates), MLP", learner: { try mamlPlusPlus(k, 0.05) }, model: tanhMLP, tasks: sine),
+    MetaCase(name: "MAML++ K=\(k) (multi-step loss, learned rates), Conv-4 with BatchNorm", learner: { try mamlPlusPlus(k, 0.3) }, model: smallConv4, tasks: images),
 ] } + graphMetaCases
+
+/// MAML++ with every change on, at iteration 50 of a 100-iteration annealing of its multi-step loss.
+func mamlPlusPlus(_ steps: Int, _ rate: Float) throws -> any MetaLearner {
+    var schedule = MAMLPlusPlus.Schedule()
+    schedule.multiStepIterations = 100
+    return try MAMLPlusPlus(inner: InnerLoop(steps: steps, learningRate: rate), schedule: schedule).scheduled(at: 50)
+}
 
 /// The largest relative disagreement between the analytic meta-gradient and central finite differences of
 /// the meta-loss, over a random direction and one direction per meta-parameter tensor.

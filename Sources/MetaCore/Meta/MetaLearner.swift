@@ -67,6 +67,17 @@ extension MetaLearner {
     }
 }
 
+/// A learner whose training changes with the iteration (MAML++'s annealed loss weights, derivative order and
+/// meta learning rate): ``MetaTrainer`` meta-trains iteration t with ``scheduled(at:)`` and multiplies the
+/// meta learning rate by ``metaLearningRateFactor(at:)``. Both are pure functions of the iteration, so a
+/// resumed run follows the same schedule.
+public protocol ScheduledMetaLearner: MetaLearner {
+    /// The learner as it meta-trains iteration `iteration` (counted from 0).
+    func scheduled(at iteration: Int) -> any MetaLearner
+    /// The factor of the meta learning rate at `iteration` (1: none).
+    func metaLearningRateFactor(at iteration: Int) -> Float
+}
+
 /// A meta-learner that adapts by gradient steps on the support set: the MAML family.
 public protocol GradientMetaLearner: MetaLearner {
     /// The inner loop used for meta-training.

@@ -231,7 +231,7 @@ extension Registry {
     static let builtInAlgorithms = MAML.registrations + Reptile.registrations + MetaSGD.registrations + ANIL.registrations
         + Pretrained.registrations + PrototypicalNetworks.registrations + MatchingNetworks.registrations + RidgeRegressionHead.registrations
         + SiameseNetworks.registrations
-        + ImplicitMAML.registrations + OML.registrations
+        + ImplicitMAML.registrations + MAMLPlusPlus.registrations + OML.registrations
     static let builtInTaskFamilies = SinusoidTasks.registrations + OmniglotTasks.registrations
         + ContinualOmniglotTasks.registrations + IncrementalSineTasks.registrations + SyntheticImageTasks.registrations
     static let builtInBackbones = Backbones.registrations

@@ -71,7 +71,9 @@ public struct MetaTrainer {
         // (allocated at the first step, when the group is known; refused if they would not fit in memory).
         let kept = reduction == .ordered || group.size == 1 ? 0 ..< metaBatch : share
         if slots?.tasks != kept { slots = try TaskSlots(tasks: kept, width: metaParameters.count) }
-        let (learner, tasks, seed, iteration, meta, slots) = (learner, tasks, seed, iteration, metaParameters, slots!)
+        let scheduled = learner as? any ScheduledMetaLearner
+        let learner = scheduled?.scheduled(at: iteration) ?? learner
+        let (tasks, seed, iteration, meta, slots) = (tasks, seed, iteration, metaParameters, slots!)
         let values = try runner.map(share.count) { j, worker in
             let index = share.lowerBound + j
             var random = Self.taskRandom(seed: seed, iteration: iteration, index: index)
@@ -104,7 +106,7 @@ public struct MetaTrainer {
         guard norm.isFinite else {
             throw MetaCoreError.argument("meta-gradient is not finite at iteration \(iteration) (loss \(loss / Double(metaBatch))); lower the learning rates")
         }
-        optimizer.step(&metaParameters, gradient: sum)
+        optimizer.step(&metaParameters, gradient: sum, learningRateFactor: scheduled?.metaLearningRateFactor(at: iteration) ?? 1)
         self.iteration += 1
         return StepResult(loss: loss / Double(metaBatch), accuracy: classification ? Double(correct) / Double(count) : nil,
                           gradientNorm: norm)

@@ -5,10 +5,23 @@ import CKernels
 public protocol Optimizer: Sendable {
     /// parameters ← parameters − update(gradient).
     mutating func step(_ parameters: inout [Float], gradient: [Float])
+    /// The same step with the learning rate multiplied by `learningRateFactor` (a schedule's, such as MAML++'s
+    /// cosine annealing). The default scales the gradient, which is right for optimisers linear in it (SGD);
+    /// scale-invariant ones (Adam) implement it.
+    mutating func step(_ parameters: inout [Float], gradient: [Float], learningRateFactor: Float)
     /// Named state vectors and the step count, for checkpoints.
     var state: (step: Int, vectors: [String: [Float]]) { get }
     /// Restores ``state``; throws if the vectors do not fit `parameterCount`.
     mutating func restore(step: Int, vectors: [String: [Float]], parameterCount: Int) throws
+}
+
+extension Optimizer {
+    public mutating func step(_ parameters: inout [Float], gradient: [Float], learningRateFactor: Float) {
+        guard learningRateFactor != 1 else { return step(&parameters, gradient: gradient) }
+        var scaled = gradient
+        scaled.scale(by: learningRateFactor)
+        step(&parameters, gradient: scaled)
+    }
 }
 
 /// Plain stochastic gradient descent.
@@ -52,6 +65,10 @@ public struct Adam: Optimizer {
     }
 
     public mutating func step(_ parameters: inout [Float], gradient: [Float]) {
+        step(&parameters, gradient: gradient, learningRateFactor: 1)
+    }
+
+    public mutating func step(_ parameters: inout [Float], gradient: [Float], learningRateFactor: Float) {
         precondition(gradient.count == parameters.count, "gradient has \(gradient.count) entries, parameters \(parameters.count)")
         if m.count != parameters.count {
             m = [Float](repeating: 0, count: parameters.count)
@@ -59,7 +76,7 @@ public struct Adam: Optimizer {
         }
         steps += 1
         let c1 = 1 - pow(Double(beta1), Double(steps)), c2 = 1 - pow(Double(beta2), Double(steps))
-        let rate = Float(Double(learningRate) * c2.squareRoot() / c1), eps = Float(Double(epsilon) * c2.squareRoot())
+        let rate = Float(Double(learningRate) * Double(learningRateFactor) * c2.squareRoot() / c1), eps = Float(Double(epsilon) * c2.squareRoot())
         guard !parameters.isEmpty else { return }
         parameters.withUnsafeMutableBufferPointer { p in
             m.withUnsafeMutableBufferPointer { m in

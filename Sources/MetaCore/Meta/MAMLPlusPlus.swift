@@ -1,0 +1,206 @@
+import Foundation
+
+/// MAML++ (Antoniou, Edwards & Storkey 2019, "How to train your MAML"): MAML with its training fixed, each
+/// change switchable.
+///
+/// - **Multi-step loss** (`msl`): the meta-loss is Σₖ vₖ L_Q(θₖ₊₁), the query loss after every inner step,
+///   weighted; the weights start equal and anneal, over ``Schedule/multiStepIterations``, towards the last step
+///   (the non-final ones down to 0.03/K each), as in the reference code.
+/// - **Learned per-layer per-step learning rates** (`lslr`): step k updates parameter tensor t with its own
+///   rate αₖₜ, a meta-parameter (from the inner learning rate).
+/// - **Derivative-order annealing**: first order before ``Schedule/firstOrderIterations``, then second.
+/// - **Cosine annealing** of the meta learning rate over ``Schedule/cosineIterations`` down to
+///   ``Schedule/minimumLearningRateFactor`` of it.
+///
+/// Second order is exact: with g entering as v_{K−1}∇L_Q(θ_K), each step back from θₖ₊₁ = θₖ − Dₖ∇L_S(θₖ)
+/// gives ∂/∂αₖₜ = −Σ_{i∈t} ∇L_S(θₖ)ᵢ gᵢ and g ← g − H_S(θₖ)(Dₖ g) + v_{k−1}∇L_Q(θₖ) — one Hessian-vector product
+/// and one query gradient per step. First order drops the Hessian term and keeps the rates' gradient.
+/// (MAML++'s per-step batch-norm weights and per-step running statistics are not built: MetaCore's batch-norm
+/// uses each batch's own statistics.)
+public struct MAMLPlusPlus: ScheduledMetaLearner, GradientMetaLearner {
+    public struct Schedule: Sendable, Equatable {
+        /// Iterations over which the multi-step loss weights anneal towards the last step (MAML++: 10 epochs
+        /// of 500).
+        public var multiStepIterations = 5000
+        /// Iterations trained in first order before second order (0: second order throughout).
+        public var firstOrderIterations = 0
+        /// The cosine annealing's period in iterations (0: a constant meta learning rate).
+        public var cosineIterations = 0
+        /// The meta learning rate's floor, as a fraction of it (MAML++: 1e-5 / 1e-3).
+        public var minimumLearningRateFactor: Float = 0.01
+        public init() {}
+    }
+
+    public let inner: InnerLoop
+    public let multiStepLoss: Bool
+    public let learnsRates: Bool
+    public let schedule: Schedule
+    /// The weights of the query losses after steps 1 … K at the current iteration (see ``scheduled(at:)``).
+    public let lossWeights: [Double]
+    public let order: MAML.Order
+
+    public init(inner: InnerLoop, multiStepLoss: Bool = true, learnsRates: Bool = true, schedule: Schedule = Schedule()) throws {
+        guard inner.steps >= 1 else { throw MetaCoreError.argument("MAML++ needs at least 1 inner step, got \(inner.steps)") }
+        guard schedule.multiStepIterations >= 0, schedule.firstOrderIterations >= 0, schedule.cosineIterations >= 0 else {
+            throw MetaCoreError.argument("MAML++'s schedule lengths must be >= 0")
+        }
+        guard schedule.minimumLearningRateFactor >= 0, schedule.minimumLearningRateFactor <= 1 else {
+            throw MetaCoreError.argument("MAML++'s minimum meta learning rate factor must be in [0, 1], got \(schedule.minimumLearningRateFactor)")
+        }
+        self.inner = inner; self.multiStepLoss = multiStepLoss; self.learnsRates = learnsRates; self.schedule = schedule
+        self.lossWeights = Self.lossWeights(steps: inner.steps, iteration: 0, annealing: schedule.multiStepIterations, enabled: multiStepLoss)
+        self.order = schedule.firstOrderIterations > 0 ? .first : .second
+    }
+
+    private init(_ base: MAMLPlusPlus, lossWeights: [Double], order: MAML.Order) {
+        inner = base.inner; multiStepLoss = base.multiStepLoss; learnsRates = base.learnsRates; schedule = base.schedule
+        self.lossWeights = lossWeights; self.order = order
+    }
+
+    public var name: String { "maml++" }
+
+    /// MAML++'s per-step loss importance at `iteration`: 1/K each at first; the non-final weights fall
+    /// linearly to 0.03/K over `annealing` iterations, and the last rises to 1 − (K−1)·0.03/K. Without the
+    /// multi-step loss, only the last step counts.
+    public static func lossWeights(steps k: Int, iteration: Int, annealing: Int, enabled: Bool) -> [Double] {
+        guard enabled else { return (0 ..< k).map { $0 == k - 1 ? 1 : 0 } }
+        let n = Double(k), progress = annealing > 0 ? Double(iteration) / Double(annealing) : .infinity
+        let floor = 0.03 / n, decay = progress / n   // the reference's epoch × (1/K / epochs)
+        var weights = [Double](repeating: max(1 / n - decay, floor), count: k)
+        weights[k - 1] = min(1 / n + decay * (n - 1), 1 - (n - 1) * floor)
+        return weights
+    }
+
+    public func scheduled(at iteration: Int) -> any MetaLearner {
+        MAMLPlusPlus(self, lossWeights: Self.lossWeights(steps: inner.steps, iteration: iteration, annealing: schedule.multiStepIterations,
+                                                         enabled: multiStepLoss),
+                     order: iteration < schedule.firstOrderIterations ? .first : .second)
+    }
+
+    public func metaLearningRateFactor(at iteration: Int) -> Float {
+        guard schedule.cosineIterations > 0 else { return 1 }
+        let low = Double(schedule.minimumLearningRateFactor), t = Double(min(iteration, schedule.cosineIterations))
+        return Float(low + (1 - low) * (1 + cos(Double.pi * t / Double(schedule.cosineIterations))) / 2)
+    }
+
+    // MARK: Meta-parameters: θ, then with learned rates αₖₜ for step k and tensor t (step-major).
+
+    public func initialMetaParameters(for model: Model, seed: UInt64) -> [Float] {
+        model.initialParameters(seed: seed)
+            + (learnsRates ? [Float](repeating: inner.learningRate, count: inner.steps * model.layout.entries.count) : [])
+    }
+
+    /// `lslr.<k>`: step k's rates, one per parameter tensor in the model's layout order.
+    public func extraMetaParameters(for model: Model) -> [(name: String, range: Range<Int>)] {
+        guard learnsRates else { return [] }
+        let p = model.parameterCount, t = model.layout.entries.count
+        return (0 ..< inner.steps).map { k in ("lslr.\(k)", p + k * t ..< p + (k + 1) * t) }
+    }
+
+    /// The rate of tensor `tensor` at inner step `step` (steps beyond K use the last step's).
+    func rate(_ meta: [Float], model: Model, step: Int, tensor: Int) -> Float {
+        learnsRates ? meta[model.parameterCount + min(step, inner.steps - 1) * model.layout.entries.count + tensor] : inner.learningRate
+    }
+
+    /// θ ← θ − Dₖ `gradient`.
+    func update(_ theta: inout [Float], gradient: [Float], meta: [Float], model: Model, step: Int) {
+        for (t, entry) in model.layout.entries.enumerated() {
+            let alpha = rate(meta, model: model, step: step, tensor: t)
+            for i in entry.range { theta[i] -= alpha * gradient[i] }
+        }
+    }
+
+    /// Inner step k from `theta`; returns the support gradient it took.
+    @discardableResult
+    func innerStep(_ theta: inout [Float], step: Int, meta: [Float], support: Batch, workspace: Workspace) throws -> [Float] {
+        try workspace.gradient(at: theta, on: support, into: &workspace.innerGradient)
+        update(&theta, gradient: workspace.innerGradient, meta: meta, model: workspace.model, step: step)
+        return workspace.innerGradient
+    }
+
+    /// The first step's rule (``GradientMetaLearner``'s; MAML++'s own passes number their steps).
+    public func innerStep(_ theta: inout [Float], meta: [Float], support: Batch, workspace: Workspace) throws {
+        try innerStep(&theta, step: 0, meta: meta, support: support, workspace: workspace)
+    }
+
+    public func adaptationCurve(_ meta: [Float], task: Task, steps: Int, workspace: Workspace) throws -> [LossValue] {
+        var theta = modelParameters(meta, model: workspace.model)
+        var curve = [try workspace.loss(at: theta, on: task.query)]
+        for k in 0 ..< steps {
+            try innerStep(&theta, step: k, meta: meta, support: task.support, workspace: workspace)
+            curve.append(try workspace.loss(at: theta, on: task.query))
+        }
+        return curve
+    }
+
+    /// Σₖ vₖ L_Q(θₖ₊₁), with the accuracy after the last step.
+    public func metaLoss(_ meta: [Float], task: Task, workspace: Workspace) throws -> LossValue {
+        let curve = try adaptationCurve(meta, task: task, steps: inner.steps, workspace: workspace)
+        var value = curve[inner.steps]
+        value.loss = zip(lossWeights, curve.dropFirst()).reduce(0) { $0 + $1.0 * $1.1.loss }
+        return value
+    }
+
+    public func metaGradient(_ meta: [Float], task: Task, workspace: Workspace, into gradient: inout [Float]) throws -> LossValue {
+        let model = workspace.model, p = model.parameterCount, k = inner.steps
+        workspace.heldPasses = order == .second ? k : 0
+        var trajectory = [modelParameters(meta, model: model)], supportGradients: [[Float]] = []
+        for step in 0 ..< k {
+            var theta = trajectory[step]
+            supportGradients.append(try innerStep(&theta, step: step, meta: meta, support: task.support, workspace: workspace))
+            trajectory.append(theta)
+        }
+        var last = LossValue(loss: 0, correct: nil, count: 0), loss = 0.0
+        var queryGradient: [Float] = []
+        /// g += vₖ ∇L_Q(θₖ₊₁), on the query set's workspace (the support passes stay held).
+        func addQueryGradient(after step: Int, to g: inout [Float]) throws {
+            guard lossWeights[step] != 0 else { return }
+            let value = try workspace.onQuerySet { try $0.gradient(at: trajectory[step + 1], on: task.query, into: &queryGradient) }
+            loss += lossWeights[step] * value.loss
+            if step == k - 1 { last = value }
+            g.add(queryGradient, scaledBy: Float(lossWeights[step]))
+        }
+        var g = [Float](repeating: 0, count: p), rateGradient = [Float](repeating: 0, count: learnsRates ? k * model.layout.entries.count : 0)
+        try addQueryGradient(after: k - 1, to: &g)
+        if lossWeights[k - 1] == 0 {   // the final accuracy is reported even when its loss carries no weight
+            last = try workspace.onQuerySet { try $0.loss(at: trajectory[k], on: task.query) }
+        }
+        var direction = [Float](repeating: 0, count: p)
+        for step in stride(from: k - 1, through: 0, by: -1) {
+            let s = supportGradients[step]
+            for (t, entry) in model.layout.entries.enumerated() {
+                let alpha = rate(meta, model: model, step: step, tensor: t)
+                var dot = 0.0
+                for i in entry.range { direction[i] = alpha * g[i]; dot += Double(s[i]) * Double(g[i]) }
+                if learnsRates { rateGradient[step * model.layout.entries.count + t] = Float(-dot) }
+            }
+            if order == .second {
+                try workspace.hessianVectorProduct(at: trajectory[step], on: task.support, direction: direction,
+                                                   into: &workspace.hessianVector, gradient: &workspace.innerGradient)
+                g.add(workspace.hessianVector, scaledBy: -1)
+            }
+            if step > 0 { try addQueryGradient(after: step - 1, to: &g) }
+        }
+        gradient = g + rateGradient
+        last.loss = loss
+        return last
+    }
+
+    static let registrations = [
+        AlgorithmEntry(name: "maml++", summary: "MAML++: multi-step loss, learned per-layer per-step rates, derivative-order and cosine annealing",
+                       options: [OptionSpec("msl", .bool, default: .bool(true), help: "multi-step loss: the weighted query loss after every inner step"),
+                                 OptionSpec("msl-iterations", .int(0 ... Int.max), default: .int(5000), help: "iterations over which the multi-step loss anneals towards the last step"),
+                                 OptionSpec("lslr", .bool, default: .bool(true), help: "learn a rate per parameter tensor per inner step"),
+                                 OptionSpec("first-order-iterations", .int(0 ... Int.max), default: .int(0), help: "train in first order for this many iterations, then second"),
+                                 OptionSpec("cosine-iterations", .int(0 ... Int.max), default: .int(0), help: "cosine-anneal the meta learning rate over this many iterations (0: constant)"),
+                                 OptionSpec("min-meta-lr-factor", .float(0 ... 1), default: .float(0.01), help: "the cosine annealing's floor, as a fraction of --meta-lr")]) { config, options in
+            var schedule = Schedule()
+            schedule.multiStepIterations = options.int("msl-iterations")!
+            schedule.firstOrderIterations = options.int("first-order-iterations")!
+            schedule.cosineIterations = options.int("cosine-iterations")!
+            schedule.minimumLearningRateFactor = Float(options.double("min-meta-lr-factor")!)
+            return try MAMLPlusPlus(inner: try config.innerLoop(), multiStepLoss: options.bool("msl")!, learnsRates: options.bool("lslr")!,
+                                    schedule: schedule)
+        },
+    ]
+}
