@@ -3,6 +3,24 @@ import Testing
 @testable import MetaCore
 
 /// MAML++'s schedules and its reductions to MAML; its exact meta-gradient is among `metaCases`.
+/// MAML++ without per-step copies whose batch-norm parameters are not adapted by the inner loop: the
+/// reference for the copies' summed gradient. (Its rates on the batch-norm tensors are zero.)
+struct FrozenBatchNorm {
+    let learner: MAMLPlusPlus, batchNorm: [Range<Int>]
+    init(_ learner: MAMLPlusPlus, _ batchNorm: [Range<Int>]) { self.learner = learner; self.batchNorm = batchNorm }
+
+    func metaGradient(_ meta: [Float], task: Task, workspace: Workspace, into gradient: inout [Float]) throws -> LossValue {
+        // Zeroing the batch-norm tensors' rates through a learner with learned rates set to α and 0.
+        let rates = try MAMLPlusPlus(inner: learner.inner, learnsRates: true, perStepBatchNorm: false)
+        let model = workspace.model, starts = Set(batchNorm.map(\.lowerBound))
+        let perStep = model.layout.entries.map { starts.contains($0.offset) ? 0 : learner.inner.learningRate }
+        let full = meta + (0 ..< learner.inner.steps).flatMap { _ in perStep }
+        let value = try rates.metaGradient(full, task: task, workspace: workspace, into: &gradient)
+        gradient = Array(gradient[..<model.parameterCount])
+        return value
+    }
+}
+
 @Suite("MAML++")
 struct MAMLPlusPlusTests {
     /// The multi-step loss weights follow the reference code's schedule: equal at first, the non-final ones
@@ -45,13 +63,46 @@ struct MAMLPlusPlusTests {
         for (order, firstOrderIterations) in [(MAML.Order.second, 0), (.first, 1)] {
             var schedule = MAMLPlusPlus.Schedule()
             schedule.firstOrderIterations = firstOrderIterations
-            let plain = try MAMLPlusPlus(inner: InnerLoop(steps: 3, learningRate: 0.05), multiStepLoss: false, learnsRates: false, schedule: schedule)
+            let plain = try MAMLPlusPlus(inner: InnerLoop(steps: 3, learningRate: 0.05), multiStepLoss: false, learnsRates: false,
+                                         perStepBatchNorm: false, schedule: schedule)
             var a: [Float] = [], b: [Float] = []
             let va = try plain.scheduled(at: 0).metaGradient(meta, task: task, workspace: workspace, into: &a)
             let vb = try MAML(inner: plain.inner, order: order).metaGradient(meta, task: task, workspace: workspace, into: &b)
             let difference = zip(a, b).map { abs($0 - $1) }.max()!, scale = b.map(abs).max()!
             #expect(a.count == b.count && difference <= 1e-5 * scale, "\(order): largest difference \(difference) of \(scale)")
             #expect(abs(va.loss - vb.loss) < 1e-9 && va.correct == vb.correct)
+        }
+    }
+
+    /// Per-step batch-norm: the inner loop leaves every batch-norm parameter as it was, each step's copy is a
+    /// meta-parameter of its own (named `bn.<k>`), and with the same values in every copy the meta-loss is
+    /// that of one shared set whose gradient is the copies' sum.
+    @Test func perStepBatchNormParametersAreTheStepsOwn() throws {
+        let model = try smallConv4(), workspace = Workspace(model: model)
+        var random = RandomSource(seed: 3)
+        let task = try SyntheticImageTasks(ways: 3, shots: 2, queries: 2, inputShape: [1, 8, 8]).sample(&random)
+        let learner = try MAMLPlusPlus(inner: InnerLoop(steps: 3, learningRate: 0.3), learnsRates: false)
+        let meta = learner.initialMetaParameters(for: model, seed: 3), bn = learner.batchNormRanges(model)
+        #expect(learner.extraMetaParameters(for: model).map(\.name) == ["bn.1", "bn.2"])
+        #expect(bn.count == 4 && meta.count == model.parameterCount + 2 * bn.reduce(0) { $0 + $1.count })
+        let adapted = try learner.adaptationCurve(meta, task: task, steps: 3, workspace: workspace)
+        #expect(adapted.count == 4)
+        var theta = Array(meta[..<model.parameterCount])
+        for k in 0 ..< 3 { try learner.innerStep(&theta, step: k, meta: meta, support: task.support, workspace: workspace) }
+        #expect(bn.allSatisfy { theta[$0] == meta[$0] })
+        // The copies' gradients summed are the gradient of the shared set (the plain MAML++ without copies).
+        var split: [Float] = [], shared: [Float] = []
+        _ = try learner.metaGradient(meta, task: task, workspace: workspace, into: &split)
+        let one = try MAMLPlusPlus(inner: learner.inner, learnsRates: false, perStepBatchNorm: false)
+        _ = try FrozenBatchNorm(one, bn).metaGradient(Array(meta[..<model.parameterCount]), task: task, workspace: workspace, into: &shared)
+        let size = bn.reduce(0) { $0 + $1.count }
+        var offset = 0
+        for range in bn {
+            for i in range {
+                let total = split[i] + split[model.parameterCount + offset + i - range.lowerBound] + split[model.parameterCount + size + offset + i - range.lowerBound]
+                #expect(abs(total - shared[i]) <= 1e-4 * max(1, abs(shared[i])), "parameter \(i): \(total) vs \(shared[i])")
+            }
+            offset += range.count
         }
     }
 
