@@ -49,6 +49,30 @@ struct MetricLossTests {
         return loss(learner, e, z: z, extra: extra, gradient: nil, extraGradient: &unused)
     }
 
+    /// The largest relative disagreement between the episode loss's gradient (embeddings and the learner's own
+    /// parameters) and central differences of `step`. The loss is computed in double from the float inputs, so
+    /// each difference is divided by the step the floats really took.
+    func finiteDifferenceError(_ learner: any MetricMetaLearner, _ e: Episode, extra: [Float], step: Float) -> Double {
+        var gradient = [Float](repeating: .nan, count: e.z.count), extraGradient = [Float](repeating: .nan, count: extra.count)
+        _ = gradient.withUnsafeMutableBufferPointer { loss(learner, e, z: e.z, extra: extra, gradient: $0.baseAddress, extraGradient: &extraGradient) }
+        var worst = 0.0
+        func compare(_ analytic: Float, _ plus: (z: [Float], extra: [Float]), _ minus: (z: [Float], extra: [Float]), _ taken: Float) {
+            let numeric = (loss(learner, e, z: plus.z, extra: plus.extra).0 - loss(learner, e, z: minus.z, extra: minus.extra).0) / Double(taken)
+            worst = max(worst, abs(numeric - Double(analytic)) / max(abs(numeric), 1e-3))
+        }
+        for i in e.z.indices {
+            var plus = e.z, minus = e.z
+            plus[i] += step; minus[i] -= step
+            compare(gradient[i], (plus, extra), (minus, extra), plus[i] - minus[i])
+        }
+        for i in extra.indices {
+            var plus = extra, minus = extra
+            plus[i] += step; minus[i] -= step
+            compare(extraGradient[i], (e.z, plus), (e.z, minus), plus[i] - minus[i])
+        }
+        return worst
+    }
+
     /// (Siamese networks' |·| has kinks that random embeddings put within a step of 1e-2: they are checked
     /// away from them, below.)
     @Test(arguments: [0, 1, 2])
@@ -56,22 +80,7 @@ struct MetricLossTests {
         let learner = Self.learners[which], extra = Self.extra(which, d: 5)
         for (ways, shots) in [(3, 1), (4, 3)] {
             let e = Episode(ways: ways, shots: shots, queries: 2, d: 5, seed: UInt64(ways * 10 + shots))
-            var gradient = [Float](repeating: .nan, count: e.z.count), extraGradient = [Float](repeating: .nan, count: extra.count)
-            _ = gradient.withUnsafeMutableBufferPointer { loss(learner, e, z: e.z, extra: extra, gradient: $0.baseAddress, extraGradient: &extraGradient) }
-            var worst = 0.0
-            // The loss is computed in double from the float inputs: divide by the step the floats really took.
-            for i in e.z.indices {
-                var plus = e.z, minus = e.z
-                plus[i] += 1e-2; minus[i] -= 1e-2
-                let numeric = (loss(learner, e, z: plus, extra: extra).0 - loss(learner, e, z: minus, extra: extra).0) / Double(plus[i] - minus[i])
-                worst = max(worst, abs(numeric - Double(gradient[i])) / max(abs(numeric), 1e-3))
-            }
-            for i in extra.indices {
-                var plus = extra, minus = extra
-                plus[i] += 1e-2; minus[i] -= 1e-2
-                let numeric = (loss(learner, e, z: e.z, extra: plus).0 - loss(learner, e, z: e.z, extra: minus).0) / Double(plus[i] - minus[i])
-                worst = max(worst, abs(numeric - Double(extraGradient[i])) / max(abs(numeric), 1e-3))
-            }
+            let worst = finiteDifferenceError(learner, e, extra: extra, step: 1e-2)
             #expect(worst < 2e-3, "\(learner.name) \(ways)-way \(shots)-shot: worst relative error \(worst)")
         }
     }
@@ -110,21 +119,7 @@ struct MetricLossTests {
         for r in 0 ..< e.support { for j in 0 ..< e.d { e.z[r * e.d + j] = Float(r) * 1.3 + Float(j) * 0.1 } }
         for q in 0 ..< e.query { for j in 0 ..< e.d { e.z[(e.support + q) * e.d + j] = Float(q) * 1.3 + 0.65 + Float(j) * 0.1 } }
         let extra: [Float] = [-0.6, 0.4, -0.9, -0.2, 0.2], learner = SiameseNetworks()
-        var gradient = [Float](repeating: .nan, count: e.z.count), extraGradient = [Float](repeating: .nan, count: extra.count)
-        _ = gradient.withUnsafeMutableBufferPointer { loss(learner, e, z: e.z, extra: extra, gradient: $0.baseAddress, extraGradient: &extraGradient) }
-        var worst = 0.0
-        for i in e.z.indices {
-            var plus = e.z, minus = e.z
-            plus[i] += 1e-3; minus[i] -= 1e-3
-            let numeric = (loss(learner, e, z: plus, extra: extra).0 - loss(learner, e, z: minus, extra: extra).0) / Double(plus[i] - minus[i])
-            worst = max(worst, abs(numeric - Double(gradient[i])) / max(abs(numeric), 1e-3))
-        }
-        for i in extra.indices {
-            var plus = extra, minus = extra
-            plus[i] += 1e-3; minus[i] -= 1e-3
-            let numeric = (loss(learner, e, z: e.z, extra: plus).0 - loss(learner, e, z: e.z, extra: minus).0) / Double(plus[i] - minus[i])
-            worst = max(worst, abs(numeric - Double(extraGradient[i])) / max(abs(numeric), 1e-3))
-        }
+        let worst = finiteDifferenceError(learner, e, extra: extra, step: 1e-3)
         #expect(worst < 1e-3, "worst relative error \(worst)")
     }
 
