@@ -86,6 +86,10 @@ struct RegistryTests {
 
         let (evaluation, _) = try Evaluation.run(checkpoint: a, taskCount: 20, steps: 3, seed: 5)
         #expect(evaluation.loss.count == 4 && evaluation.loss[3].mean < evaluation.loss[0].mean, "\(evaluation.loss.map(\.mean))")
+        // An overridden episode shape rebuilds the trainer; it still reports the checkpoint's iteration.
+        let (_, shots) = try Evaluation.run(checkpoint: a, configuration: TrainingCheckpoint.configuration(of: a).applying(["--shots", "3"]),
+                                            taskCount: 2, steps: 1, seed: 5)
+        #expect(shots.iteration == 6)
         #expect(throws: MetaCoreError.self) {   // another backbone would evaluate another run
             try Evaluation.run(checkpoint: a, configuration: config.applying(["--hidden", "4"]), taskCount: 2, steps: 1, seed: 5)
         }

@@ -84,8 +84,9 @@ extension Evaluation {
         let queries = queryCount ?? family.evaluationQueries ?? stored.queries
         config.queries = stored.queries
         if config != stored {
-            let restored = trainer.metaParameters
+            let (restored, iteration) = (trainer.metaParameters, trainer.iteration)
             trainer = try config.makeTrainer(data: data, threads: threads)
+            trainer.iteration = iteration   // the checkpoint's, which the report names
             guard restored.count == trainer.metaParameters.count else {
                 throw MetaCoreError.shape("the checkpoint's model has \(restored.count) meta-parameters; with these overrides it would need \(trainer.metaParameters.count) (a classifier's head fixes its number of ways)")
             }
