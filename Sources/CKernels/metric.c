@@ -216,7 +216,7 @@ double mc_ridge_loss(int ns, int nq, int d, int ways, const float *z, const int3
  * balance of Koch et al.'s pair sampling), summed over all nq * ns pairs. dL/da = weight (p - y); |.|'s derivative
  * is sign(q - s) (0 at 0). A query is classified as the label of its highest-scoring support row. */
 double mc_siamese_loss(int ns, int nq, int d, int ways, const float *z, const int32_t *labels, const float *w, float b,
-                       float *dz, double *dw, double *db, int *correct) {
+                       float *dz, double *dw, double *db, double *scores, int *correct) {
     (void)ways;
     const float *query = z + (size_t)ns * d;
     const int32_t *qlabels = labels + ns;
@@ -240,6 +240,7 @@ double mc_siamese_loss(int ns, int nq, int d, int ways, const float *z, const in
             const float *x = z + (size_t)s * d;
             double a = b;
             for (int j = 0; j < d; j++) a += w[j] * fabs((double)q[j] - x[j]);
+            if (scores) scores[(size_t)i * ns + s] = a;
             if (a > best) { best = a; guess = labels[s]; }
             const int y = labels[s] == qlabels[i];
             const double weight = y ? wsame : wdiff;

@@ -29,7 +29,7 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         let threads = threadOptions.count, json = output.json, group = Cluster.group
-        if group.size > 1 && workload == "all" || workload == "kernels" && group.size > 1 {
+        if group.size > 1 && ["all", "kernels"].contains(workload) {
             throw ValidationError("under MPI, bench one workload at a time (--workload \(Workload.names.joined(separator: "|"))); kernel rates are a single process's figures")
         }
         var report = Report(threads: threads)

@@ -83,22 +83,20 @@ struct Continual: ParsableCommand {
         let model = trainer.model, theta = Array(trainer.metaParameters[0 ..< model.parameterCount])
         let points = try reportedPoints(config, classification: continual.isClassification)
         let clock = ContinuousClock(), start = clock.now
-        var matrices: [[[Double]]] = [], description = ""
+        var matrices: [[[Double]]] = []
         var progress = ProgressLine(interval: 30)
+        // With --adapt head the rule learns on the head alone, over the frozen body's features.
+        let split = adapt == "head" ? try model.split(headLayers: options.int("head-layers") ?? 1) : nil
+        let (runModel, runTheta) = split.map { ($0.head, Array(theta[$0.body.parameterCount...])) } ?? (model, theta)
+        let description = try makeLearner(config, options: options, adapted: 0 ..< runModel.parameterCount).description
         // Under MPI each rank streams its share of the runs; the matrices are gathered in run order.
         let group = Cluster.group
         for r in group.share(of: runs) {
             var stream = try continual.stream(.init(configuration: config, options: options, data: data, classes: points.last!,
                                                     stageSize: stageSize, trainPoints: trainPoints, testPoints: testPoints,
                                                     seed: seed &+ UInt64(r)))
-            var (runModel, runTheta) = (model, theta)
-            if adapt == "head" {
-                let (body, head) = try model.split(headLayers: options.int("head-layers") ?? 1)
-                stream = try stream.features(of: body, parameters: Array(theta[..<body.parameterCount]))
-                (runModel, runTheta) = (head, Array(theta[body.parameterCount...]))
-            }
+            if let body = split?.body { stream = try stream.features(of: body, parameters: Array(theta[..<body.parameterCount])) }
             var rule = try makeLearner(config, options: options, adapted: 0 ..< runModel.parameterCount)
-            description = rule.description
             let result = try ContinualEvaluation.run(&rule, parameters: runTheta, stream: stream, workspace: Workspace(model: runModel),
                                                      seed: seed &+ UInt64(r)) { stage, row in
                 let seen = stream.classesSeen?[stage] ?? stage + 1
@@ -116,10 +114,6 @@ struct Continual: ParsableCommand {
             var rest = row[...], matrix: [[Double]] = []
             while !rest.isEmpty { matrix.append(Array(rest.prefix(matrix.count + 1))); rest = rest.dropFirst(matrix.count) }
             return matrix
-        }
-        if description.isEmpty {   // this rank ran none of the runs
-            let adapted = adapt == "head" ? try model.split(headLayers: options.int("head-layers") ?? 1).1.parameterCount : model.parameterCount
-            description = try makeLearner(config, options: options, adapted: 0 ..< adapted).description
         }
         let report = try makeReport(config, classification: continual.isClassification, iteration: trainer.iteration,
                                     learner: description, matrices: matrices, seconds: (clock.now - start).seconds)

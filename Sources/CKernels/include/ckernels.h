@@ -424,9 +424,10 @@ static inline size_t mc_ridge_scratch(int ns, int nq, int d, int ways) {
 /* Siamese networks (Koch et al. 2015): every (query, support) pair scored a = w . |q - s| + b (w [d]), its
  * probability of being the same class sigmoid(a); binary cross-entropy with the same-class and the
  * different-class pairs each weighted to half of the loss. A query's prediction is the label of its
- * highest-scoring support row. With dz, dw [d] and db receive dL/dw and dL/db (doubles). */
+ * highest-scoring support row. With dz, dw [d] and db receive dL/dw and dL/db (doubles). scores (may be NULL)
+ * [nq, ns] receives every pair's a. */
 double mc_siamese_loss(int ns, int nq, int d, int ways, const float *z, const int32_t *labels, const float *w, float b,
-                       float *dz, double *dw, double *db, int *correct);
+                       float *dz, double *dw, double *db, double *scores, int *correct);
 
 /* ---------------------------------------------------------------------------------------------------------
  * Dense symmetric solves (linsolve.c), in double.

@@ -30,7 +30,7 @@ public struct SiameseNetworks: MetricMetaLearner {
                             correct: inout Int32) -> Double {
         var dw = [Double](repeating: 0, count: dimension), db = 0.0
         let loss = mc_siamese_loss(Int32(support), Int32(query), Int32(dimension), Int32(ways), z, labels, extra.baseAddress!,
-                                   extra[dimension], gradient, &dw, &db, &correct)
+                                   extra[dimension], gradient, &dw, &db, nil, &correct)
         if gradient != nil {
             for j in 0 ..< dimension { extraGradient[j] = Float(dw[j]) }
             extraGradient[dimension] = Float(db)
@@ -45,19 +45,18 @@ public struct SiameseNetworks: MetricMetaLearner {
             throw MetaCoreError.argument("siamese networks verify pairs of labelled images")
         }
         let model = workspace.model, p = model.parameterCount, d = model.outputShape.reduce(1, *)
-        let w = meta[p ..< p + d], b = Double(meta[p + d])
-        var pairs: [(score: Double, same: Bool)] = []
+        let labels = s + q
+        var scores = [Double](repeating: 0, count: q.count * s.count)
         let inputs = try task.support.concatenated(with: task.query).inputs
         _ = try workspace.loss(at: modelParameters(meta, model: model), inputs: inputs) { z, _ in
-            for i in q.indices {
-                for j in s.indices {
-                    var a = b
-                    for (k, weight) in w.enumerated() { a += Double(weight) * Double(abs(z[(s.count + i) * d + k] - z[j * d + k])) }
-                    pairs.append((a, q[i] == s[j]))
-                }
+            var correct: Int32 = 0, db = 0.0
+            _ = meta[p ..< p + d + 1].withUnsafeBufferPointer { w in
+                mc_siamese_loss(Int32(s.count), Int32(q.count), Int32(d), 0, z.baseAddress!, labels, w.baseAddress!, w[d],
+                                nil, nil, &db, &scores, &correct)
             }
             return LossValue(loss: 0, correct: nil, count: 1)
         }
+        let pairs = (0 ..< q.count).flatMap { i in (0 ..< s.count).map { j in (score: scores[i * s.count + j], same: q[i] == s[j]) } }
         return pairs
     }
 
