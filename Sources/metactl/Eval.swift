@@ -8,7 +8,8 @@ struct Eval: ParsableCommand {
         abstract: "Mean post-adaptation loss (and accuracy) with a 95% confidence interval over fixed held-out tasks.",
         discussion: "The checkpoint's configuration (its algorithm, task family, split, backbone) is used as stored; "
             + "\(Evaluation.overridableSettings.sorted().map { "--\($0)" }.joined(separator: ", ")) may change it "
-            + "(--queries: per task or class; default 100 for sine, 15 for omniglot). Metric learners may change --ways.")
+            + "(--queries: per task or class; default 100 for sine, 15 for omniglot), and so may a task family's test-episode options "
+            + "(omniglot: --episodes). Metric learners may change --ways.")
 
     @Option(help: "Checkpoint written by `metactl train`.") var checkpoint: String
     @Option(parsing: .unconditional, help: "Held-out tasks (episodes).") var tasks = 600

@@ -303,6 +303,39 @@ struct OmniglotTests {
         _ = try Evaluation.run(checkpoint: file, data: source, taskCount: 2, steps: 0, seed: 1)
         #expect { try Evaluation.run(checkpoint: file, configuration: TrainingCheckpoint.configuration(of: file).applying(["--split", "vinyals"]),
                                      data: source, taskCount: 2, steps: 0, seed: 1) } throws: { "\($0)".contains("--split lake") }
+        // The episodes' classes shape the test only, so evaluation may change them.
+        let within = try TrainingCheckpoint.configuration(of: file).applying(["--episodes", "within-alphabet"])
+        _ = try Evaluation.run(checkpoint: file, configuration: within, data: source, taskCount: 2, steps: 0, seed: 1)
+    }
+
+    /// Within-alphabet episodes draw all their classes from one alphabet, every alphabet big enough in turn;
+    /// an alphabet too small for the ways is never drawn, and ways beyond every alphabet are refused.
+    @Test func withinAlphabetEpisodesStayInOneAlphabet() throws {
+        let data = try omniglot, test = data.characters(in: .evaluation)
+        var owner: [[UInt8]: Int] = [:]   // every test drawing's character
+        for c in test { for d in 0 ..< 20 { owner[Array(data.image(character: c, drawing: d))] = c } }
+        /// The characters of an episode of `tasks` from `random`, read off its support images (one shot each).
+        func classes(of tasks: OmniglotTasks, _ random: inout RandomSource) throws -> [Omniglot.CharacterClass] {
+            let support = try tasks.sample(&random).support.inputs.scalars
+            return try (0 ..< tasks.ways).map { row in
+                let image = support[row * 784 ..< (row + 1) * 784].map { UInt8(($0 * 255).rounded()) }
+                return data.characters[try #require(owner[image], "support image \(row) is no test drawing")]
+            }
+        }
+        let tasks = try OmniglotTasks(data, characters: test, ways: 20, shots: 1, queries: 1, episodes: .withinAlphabet)
+        var random = RandomSource(seed: 4), seen = Set<String>()
+        for _ in 0 ..< 40 {
+            let alphabets = Set(try classes(of: tasks, &random).map(\.alphabet))
+            #expect(alphabets.count == 1, "an episode drew from \(alphabets.sorted())")
+            seen.formUnion(alphabets)
+        }
+        #expect(seen.count >= 12, "the 20 evaluation alphabets all have 20 or more characters; 40 episodes drew \(seen.count)")
+        let any = try OmniglotTasks(data, characters: test, ways: 20, shots: 1, queries: 1)
+        #expect(Set(try classes(of: any, &random).map(\.alphabet)).count > 1)
+        let big = try OmniglotTasks(data, characters: test, ways: 30, shots: 1, queries: 1, episodes: .withinAlphabet)
+        #expect(big.alphabets.allSatisfy { $0.count >= 30 } && big.alphabets.count < 20)
+        #expect { try OmniglotTasks(data, characters: test, ways: 48, shots: 1, queries: 1, episodes: .withinAlphabet) }
+            throws: { "\($0)".contains("the largest here has 47") }
     }
 
     /// A few hundred 5-way 1-shot episodes of Prototypical Networks lift test accuracy far above chance (20%)

@@ -67,9 +67,14 @@ public struct OptionSpec: Sendable {
     public let kind: Kind
     /// `nil`: the component works out a value (from the task family, say) when none is given.
     public let defaultValue: OptionValue?
+    /// Whether `metactl eval` may change it from the checkpoint's value: it shapes the test episodes only, so
+    /// the trained model stays the same (see ``Evaluation/overridableSettings``).
+    public let evaluationMayChange: Bool
 
-    public init(_ name: String, _ kind: Kind, default defaultValue: OptionValue? = nil, help: String) {
+    public init(_ name: String, _ kind: Kind, default defaultValue: OptionValue? = nil, evaluationMayChange: Bool = false,
+                help: String) {
         self.name = name; self.kind = kind; self.defaultValue = defaultValue; self.help = help
+        self.evaluationMayChange = evaluationMayChange
     }
 
     /// What the help text shows for the accepted values.

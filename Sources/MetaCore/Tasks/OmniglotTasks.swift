@@ -2,7 +2,7 @@
 ///
 /// A class is a character at one rotation: with `rotations: [0, 1, 2, 3]` each character gives four classes
 /// (0°, 90°, 180°, 270°), the augmentation of the few-shot literature. An episode draws `ways` distinct classes
-/// and, for each, `shots + queries` distinct drawings; class `j` of the episode gets label `j`, so labels follow
+/// (of any alphabets, or of one: ``Episodes``) and, for each, `shots + queries` distinct drawings; class `j` of the episode gets label `j`, so labels follow
 /// the random order the classes were drawn in. Support and query sets are class-major, inputs `[1, side, side]`
 /// in [0, 1] with ink 1. Sampling is a pure function of the random source.
 public struct OmniglotTasks: TaskDistribution {
@@ -12,12 +12,24 @@ public struct OmniglotTasks: TaskDistribution {
         public let quarterTurns: Int
     }
 
+    /// Which classes an episode may draw together.
+    public enum Episodes: String, Sendable, CaseIterable {
+        /// Any `ways` classes (Vinyals et al. 2016's episodes).
+        case any
+        /// `ways` classes of one alphabet, the alphabet drawn uniformly among those with that many classes:
+        /// Lake et al. 2015's within-alphabet one-shot task, whose characters look alike.
+        case withinAlphabet = "within-alphabet"
+    }
+
     public let dataset: Omniglot
     public let classes: [ImageClass]
     public let ways: Int
     public let shots: Int
     /// Query drawings per class.
     public let queries: Int
+    public let episodes: Episodes
+    /// Within-alphabet episodes: for every alphabet with at least `ways` classes, its indices into `classes`.
+    let alphabets: [[Int]]
 
     /// - Parameters:
     ///   - dataset: the loaded Omniglot images.
@@ -26,7 +38,9 @@ public struct OmniglotTasks: TaskDistribution {
     ///   - ways: classes per episode.
     ///   - shots: support drawings per class.
     ///   - queries: query drawings per class (`shots + queries` must not exceed 20).
-    public init(_ dataset: Omniglot, characters: [Int], rotations: [Int] = [0], ways: Int, shots: Int, queries: Int) throws {
+    ///   - episodes: whether an episode's classes come from any alphabets or from one.
+    public init(_ dataset: Omniglot, characters: [Int], rotations: [Int] = [0], ways: Int, shots: Int, queries: Int,
+                episodes: Episodes = .any) throws {
         guard ways >= 2 else { throw MetaCoreError.argument("an episode needs at least 2 ways (classes), got \(ways)") }
         guard shots >= 1, queries >= 1 else {
             throw MetaCoreError.argument("an episode needs at least 1 shot and 1 query per class, got \(shots) and \(queries)")
@@ -43,8 +57,20 @@ public struct OmniglotTasks: TaskDistribution {
             throw MetaCoreError.argument("\(ways)-way episodes need \(ways) classes; \(characters.count) characters x \(rotations.count) rotations give \(classes.count)")
         }
         try Self.checkDrawings(shots: shots, queries: queries)
+        var alphabets: [[Int]] = []
+        if episodes == .withinAlphabet {
+            let grouped = Dictionary(grouping: classes.indices) { i in
+                let character = dataset.characters[classes[i].character]
+                return "\(character.part.rawValue)/\(character.alphabet)"
+            }
+            alphabets = grouped.keys.sorted().map { grouped[$0]! }.filter { $0.count >= ways }
+            guard !alphabets.isEmpty else {
+                throw MetaCoreError.argument("within-alphabet \(ways)-way episodes need an alphabet with \(ways) classes; the largest here has \(grouped.values.map(\.count).max() ?? 0)")
+            }
+        }
         self.dataset = dataset; self.classes = classes
         self.ways = ways; self.shots = shots; self.queries = queries
+        self.episodes = episodes; self.alphabets = alphabets
     }
 
     private static func checkDrawings(shots: Int, queries: Int) throws {
@@ -62,7 +88,13 @@ public struct OmniglotTasks: TaskDistribution {
         let queries = queryCount ?? self.queries
         guard queries >= 1 else { throw MetaCoreError.argument("an episode needs at least 1 query per class, got \(queries)") }
         try Self.checkDrawings(shots: shots, queries: queries)
-        let chosen = Self.choose(ways, from: classes.count, using: &random)
+        let chosen: [Int]
+        switch episodes {
+        case .any: chosen = Self.choose(ways, from: classes.count, using: &random)
+        case .withinAlphabet:
+            let alphabet = alphabets[Int(random.next() % UInt64(alphabets.count))]
+            chosen = Self.choose(ways, from: alphabet.count, using: &random).map { alphabet[$0] }
+        }
         let picked = chosen.map { _ in Self.choose(shots + queries, from: Omniglot.drawingsPerCharacter, using: &random) }
         func batch(_ range: Range<Int>) throws -> Batch {
             var drawings: [Omniglot.Drawing] = [], labels: [Int32] = []
@@ -110,13 +142,17 @@ extension OmniglotTasks {
     static let registrations = [
         TaskFamilyEntry(name: "omniglot", summary: "N-way K-shot episodes of Omniglot characters",
                         options: [OptionSpec("split", .choice(Split.allCases.map(\.rawValue)), default: .string("vinyals"),
-                                             help: "character split: vinyals (random 1200/423) or lake (background/evaluation alphabets)")],
+                                             help: "character split: vinyals (random 1200/423) or lake (background/evaluation alphabets)"),
+                                  OptionSpec("episodes", .choice(Episodes.allCases.map(\.rawValue)), default: .string("any"),
+                                             evaluationMayChange: true,
+                                             help: "an episode's classes: any, or all of one alphabet (Lake et al.'s within-alphabet task)")],
                         dataset: Omniglot.self, defaultBackbone: "conv4", evaluationQueries: 15) { request in
             let dataset = try request.data.load(Omniglot.self), config = request.configuration
             let characters = try Split(rawValue: request.options.string("split")!)!.characters(of: dataset)
             return try OmniglotTasks(dataset, characters: request.split == .train ? characters.train : characters.test,
                                      rotations: request.split == .train ? trainRotations : [0],
-                                     ways: request.ways(), shots: config.shots, queries: config.queries)
+                                     ways: request.ways(), shots: config.shots, queries: config.queries,
+                                     episodes: Episodes(rawValue: request.options.string("episodes")!)!)
         },
     ]
 }

@@ -59,12 +59,13 @@ public struct Evaluation: Sendable, Codable {
 }
 
 extension Evaluation {
-    /// The settings `metactl eval` may change from a checkpoint's: the episodes' shape and the adaptation rate.
-    /// Anything else (another split, another backbone) would evaluate a different run.
+    /// The settings `metactl eval` may change from a checkpoint's: the episodes' shape and the adaptation rate,
+    /// and the components' options marked ``OptionSpec/evaluationMayChange`` (Omniglot's `episodes`). Anything
+    /// else (another split, another backbone) would evaluate a different run.
     public static let overridableSettings: Set<String> = ["ways", "shots", "queries", "inner-lr"]
 
     /// Evaluates the meta-parameters of checkpoint `file` as `metactl eval` does: on `configuration`, the
-    /// checkpoint's own with at most ``overridableSettings`` changed, on the meta-test split of its task family,
+    /// checkpoint's own with at most ``overridableSettings`` (and options evaluation may change) changed, on the meta-test split of its task family,
     /// with `queryCount` queries per task (`nil`: the family's evaluation default, else the training queries;
     /// `queries` in `configuration` is ignored).
     /// Episodes are split across the ranks of `group`.
@@ -75,9 +76,10 @@ extension Evaluation {
         let stored = try TrainingCheckpoint.configuration(of: file)
         var (trainer, _) = try TrainingCheckpoint.restore(file, data: data, threads: threads)
         var config = configuration ?? stored
-        let changed = Set(config.differences(from: stored)).subtracting(overridableSettings)
+        let mayChange = overridableSettings.union(try stored.declaredOptions().values.filter(\.evaluationMayChange).map(\.name))
+        let changed = Set(config.differences(from: stored)).subtracting(mayChange)
         guard changed.isEmpty else {
-            throw MetaCoreError.argument("evaluation can change only \(overridableSettings.sorted().map { "--\($0)" }.joined(separator: ", ")) of the checkpoint's run; it was trained with "
+            throw MetaCoreError.argument("evaluation can change only \(mayChange.sorted().map { "--\($0)" }.joined(separator: ", ")) of the checkpoint's run; it was trained with "
                 + changed.sorted().map { name in "--\(name) \(stored.arguments.first { $0.name == name }?.value ?? "unset")" }.joined(separator: ", "))
         }
         let family = try config.components().taskFamily
