@@ -10,6 +10,10 @@ struct Bench: ParsableCommand {
     @OptionGroup var threadOptions: ThreadOptions
     @Option(help: "What to run: kernels, \(Workload.names.joined(separator: ", ")), or all.") var workload = "all"
     @Option(parsing: .unconditional, help: "Timed repetitions per figure (median reported, after a warm-up).") var repetitions = 5
+    @Option(help: "Run batch-norm, ReLU and max-pooling fused (on, the default) or each on its own (off), to measure fusion.")
+    var fusion: Fusion = .on
+
+    enum Fusion: String, ExpressibleByArgument, CaseIterable { case on, off }
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
@@ -69,7 +73,8 @@ struct Bench: ParsableCommand {
             print("\n" + header + "(\(ranks)threads: \(threads)\(ceiling))")
         }
         for w in workloads {
-            let result = try WorkloadBenchmarks.run(w, threads: threads, repetitions: repetitions, group: Cluster.group)
+            let result = try WorkloadBenchmarks.run(w, threads: threads, repetitions: repetitions, fusesLayers: fusion == .on,
+                                                    group: Cluster.group)
             report.workloads.append(result)
             if !json {
                 let memory = result.peakMemoryBytes.map { String(format: "%8.0f MB", Double($0) / 1e6) } ?? "         ?"

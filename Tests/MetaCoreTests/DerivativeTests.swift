@@ -86,6 +86,10 @@ let layerDerivativeCases: [DerivativeCase] = [
     DerivativeCase(name: "MaxPool and Flatten between layers", make: {
         try Model(inputShape: [1, 6, 6], layers: [Conv2d(1, 2, kernel: 3, padding: 1), MaxPool(2), Flatten(), Linear(18, 3)])
     }),
+    DerivativeCase(name: "BatchNorm, ReLU, MaxPool (run fused), 7x7: a row and column no window covers", make: {
+        try Model(inputShape: [2, 7, 7], layers: [Conv2d(2, 3, kernel: 3, padding: 1), BatchNorm(3), ReLU(), MaxPool(2),
+                                                  Flatten(), Linear(27, 3)])
+    }),
     DerivativeCase(name: "MLP 1-40-40-1 (ReLU), MSE", make: { try Model.mlp([1, 40, 40, 1]) },
                    batch: 10, classification: false),
     DerivativeCase(name: "MLP 1-40-40-1 (tanh), MSE", make: { try Model.mlp([1, 40, 40, 1], activation: .tanh) },

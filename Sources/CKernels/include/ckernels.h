@@ -362,6 +362,35 @@ void mc_batchnorm_inference_rbackward(int n, int c, int s, int c0, int c1, float
                                       float *Rdx, float *Rdgamma, float *Rdbeta);
 
 /* ---------------------------------------------------------------------------------------------------------
+ * Batch normalisation, ReLU and 2x2 max-pooling fused (bn_relu_pool.c): y = maxpool2(relu(batchnorm(x))), which
+ * is relu(maxpool2(batchnorm(x))), with batch statistics, x [N, C, H, W] -> y [N, C, H/2, W/2] (floor mode), the passes of the three in a row
+ * without their intermediate tensors. argmax [N, C, H/2, W/2] holds the flat index h*W + w of each window's
+ * winner in its plane, or -1 where the window's maximum is not positive (ReLU passes nothing back). mean,
+ * invstd, Rx_mean and xhat_Rx_mean [C] are batch-norm's (see above). Results equal the unfused passes'
+ * (mc_batchnorm_*, mc_relu_*, mc_maxpool_*): the forward and R-forward to the bit, the backward and
+ * R-backward up to the order of their sums. Channels c0 <= ch < c1, as batch-norm's.
+ * ------------------------------------------------------------------------------------------------------- */
+
+void mc_bn_relu_pool_forward(int n, int c, int h, int w, int c0, int c1, float eps, const float *x,
+                             const float *gamma, const float *beta, float *y, int32_t *argmax,
+                             float *mean, float *invstd);
+/* dx (may be NULL) [N, C, H, W], dgamma, dbeta from dy [N, C, H/2, W/2]. */
+void mc_bn_relu_pool_backward(int n, int c, int h, int w, int c0, int c1, const float *x, const float *mean,
+                              const float *invstd, const float *gamma, const int32_t *argmax, const float *dy,
+                              float *dx, float *dgamma, float *dbeta);
+/* Ry [N, C, H/2, W/2] from Rx (may be NULL) and the direction's Vgamma, Vbeta; saves Rx_mean, xhat_Rx_mean. */
+void mc_bn_relu_pool_rforward(int n, int c, int h, int w, int c0, int c1, const float *x, const float *mean,
+                              const float *invstd, const float *gamma, const int32_t *argmax, const float *Rx,
+                              const float *Vgamma, const float *Vbeta, float *Ry, float *Rx_mean,
+                              float *xhat_Rx_mean);
+/* Rdx (may be NULL) [N, C, H, W], Rdgamma, Rdbeta from dy and Rdy [N, C, H/2, W/2] (Rx may be NULL). */
+void mc_bn_relu_pool_rbackward(int n, int c, int h, int w, int c0, int c1, const float *x, const float *mean,
+                               const float *invstd, const float *gamma, const float *Vgamma,
+                               const int32_t *argmax, const float *Rx, const float *Rx_mean,
+                               const float *xhat_Rx_mean, const float *dy, const float *Rdy,
+                               float *Rdx, float *Rdgamma, float *Rdbeta);
+
+/* ---------------------------------------------------------------------------------------------------------
  * Losses (loss.c), averaged over the batch.
  * ------------------------------------------------------------------------------------------------------- */
 

@@ -21,12 +21,20 @@ public final class Workspace {
     /// ``TaskRunner`` runs a meta-batch; a lone large task gets them all. Values below 1 count as 1. With more
     /// than one, the passes set BLAS to one thread (``BLAS/threads``, process-wide), as the first workspace does.
     public var threads = 1
+    /// Whether the passes run batch-norm, ReLU and 2x2 max-pooling in a row as one fused step (``LayerFusion``):
+    /// the same results (the backward passes' sums added in another order) in less time and memory. On by
+    /// default; `.inference` mode runs unfused.
+    public var fusesLayers = true {
+        didSet { if fusesLayers != oldValue { for pass in held { pass.buffers.free() }; held = [] } }
+    }
+    /// The model's fusable runs, and for each node the run it belongs to.
+    private let fusions: [LayerFusion], fusionOfNode: [Int?]
 
     /// Buffers laid out for `batch` samples. Allocated lazily by need: a forward-only evaluation never pays
     /// for gradient or R-operator memory. Offsets are per value (activations and their gradients and
     /// R-derivatives; -1 for a model input, which needs no gradient or R-derivative) or per node.
     private struct Layout {
-        var batch = 0, threads = 1
+        var batch = 0, threads = 1, fused = false
         var ints = 0, rOperator = 0
         /// The plan in use. Two are laid out: everything kept (`kept`), for the R-passes that read it and for
         /// held passes; or, for a forward pass or a gradient alone (`transient`), each activation only until the
@@ -79,6 +87,8 @@ public final class Workspace {
     /// How many Hessian-vector products started from a held pass (for the tests).
     private(set) var reusedPasses = 0
     private var queryWorkspace: Workspace?
+    /// Bytes of the buffers the last passes ran in, scratch space aside (for the tests).
+    var bufferBytes: Int { live.bytes + MemoryLayout<Float>.stride * rArena.capacity }
 
     private var layout = Layout()
     /// The buffers the passes run in; the R-passes' own buffers and the layers' scratch space are not kept
@@ -97,6 +107,10 @@ public final class Workspace {
         var lastUse: [Int: Int] = [:]
         for (index, node) in model.nodes.enumerated() { lastUse[node.owner] = index }
         writesParameters = model.nodes.indices.map { lastUse[model.nodes[$0].owner] == $0 }
+        fusions = LayerFusion.find(in: model)
+        var fusionOfNode = [Int?](repeating: nil, count: model.nodes.count)
+        for (f, fusion) in fusions.enumerated() { for l in fusion.nodes { fusionOfNode[l] = f } }
+        self.fusionOfNode = fusionOfNode
         _ = Self.singleThreadedBLAS
     }
 
@@ -114,7 +128,7 @@ public final class Workspace {
     }
 
     /// Runs `body` with a second workspace for the same model that follows this one's ``normalization``,
-    /// ``threads`` and ``state`` (copied in, and the state copied back): the learners run their passes on a
+    /// ``threads``, ``fusesLayers`` and ``state`` (copied in, and the state copied back): the learners run their passes on a
     /// task's query set there, so that this workspace keeps its last pass on the support set for the
     /// Hessian-vector product at the same point. Its buffers are kept between calls like this workspace's; its
     /// scratch space (convolution workspaces) is this one's, lent for the call.
@@ -123,6 +137,7 @@ public final class Workspace {
         queryWorkspace = other
         other.normalization = normalization
         other.threads = threads
+        other.fusesLayers = fusesLayers
         other.state = state
         // The two never run at once: the query passes use this workspace's scratch (convolution workspaces).
         swap(&scratchArena, &other.scratchArena)
@@ -371,6 +386,21 @@ public final class Workspace {
                     let count = n * model.shapes[output].reduce(1, *)
                     for edge in plan.extra[output] { add(base + edge, into: base + plan.gradient[output], count: count) }
                 }
+                if layout.fused, let f = fusionOfNode[l] {
+                    let fusion = fusions[f], (first, last) = (fusion.nodes.lowerBound, fusion.nodes.upperBound)
+                    guard l == (reverse ? last : first) else { continue }   // the run's other nodes: done with it
+                    func nodePass(_ k: Int) -> LayerPass {
+                        pass(k, batch: n, input: input, theta: theta, state: s.baseAddress, v: v, gradient: gradient, hv: hv)
+                    }
+                    let p = LayerFusion.pass(norm: nodePass(first), pool: nodePass(fusion.pool), last: nodePass(last))
+                    switch direction {
+                    case .forward: fusion.step.forward(p)
+                    case .backward: fusion.step.backward(p)
+                    case .rForward: fusion.step.rForward(p)
+                    case .rBackward: fusion.step.rBackward(p)
+                    }
+                    continue
+                }
                 switch node.step {
                 case .layer(let layer):
                     let p = pass(l, batch: n, input: input, theta: theta, state: s.baseAddress, v: v, gradient: gradient, hv: hv)
@@ -487,8 +517,10 @@ public final class Workspace {
 
     /// Lays the buffers out for `n` samples and makes sure the arenas `stage` needs are large enough.
     private func reserve(batch n: Int, stage: Stage, transient: Bool = false) {
-        let threads = max(1, self.threads)
-        if layout.batch != n || layout.threads != threads { layout = Self.layout(model: model, batch: n, threads: threads) }
+        let threads = max(1, self.threads), fused = fusesLayers && !fusions.isEmpty && normalization != .inference
+        if layout.batch != n || layout.threads != threads || layout.fused != fused {
+            layout = Self.layout(model: model, batch: n, threads: threads, fusions: fused ? fusions : [])
+        }
         layout.plan = transient ? layout.transient : layout.kept
         live.forward.reserve(layout.plan.forward)
         live.ints.reserve(layout.ints)
@@ -497,12 +529,20 @@ public final class Workspace {
         if stage >= .rOperator { rArena.reserve(layout.rOperator) }
     }
 
-    private static func layout(model: Model, batch n: Int, threads: Int) -> Layout {
+    /// The layout for `n` samples on `threads` threads, running `fusions` fused: their interior values get no
+    /// memory.
+    private static func layout(model: Model, batch n: Int, threads: Int, fusions: [LayerFusion]) -> Layout {
         var layout = Layout()
         layout.batch = n
         layout.threads = threads
+        layout.fused = !fusions.isEmpty
         let inputs = model.inputShapes.count, values = model.shapes.count
-        let sizes = model.shapes.map { n * $0.reduce(1, *) }
+        var sizes = model.shapes.map { n * $0.reduce(1, *) }
+        for v in fusions.flatMap({ $0.interiorValues(of: model) }) { sizes[v] = 0 }
+        // A fused run executes at its first node going forward and at its last going back: its output is
+        // written, and its input's gradient, that much earlier.
+        var forwardNode = Array(model.nodes.indices), backwardNode = forwardNode
+        for fusion in fusions { for l in fusion.nodes { (forwardNode[l], backwardNode[l]) = (fusion.nodes.lowerBound, fusion.nodes.upperBound) } }
         let memory = model.nodes.indices.map {
             model.nodes[$0].step.memory(batch: n, inputs: model.nodes[$0].inputs.map { model.shapes[$0] }, threads: threads)
         }
@@ -528,14 +568,14 @@ public final class Workspace {
             let producer = last - (v - inputs)
             let lastReader = v == model.output ? nil : readers[v].last
             gradientInterval[v] = intervals.count
-            intervals.append((lastReader.map { last - $0.node } ?? -1, producer, sizes[v]))
+            intervals.append((lastReader.map { last - backwardNode[$0.node] } ?? -1, producer, sizes[v]))
             for reader in readers[v] {
                 if let lastReader, reader == lastReader {
                     edgeInterval[reader.node][reader.slot] = gradientInterval[v]
                 } else {
                     edgeInterval[reader.node][reader.slot] = intervals.count
                     extraIntervals[v].append(intervals.count)
-                    intervals.append((last - reader.node, producer, sizes[v]))
+                    intervals.append((last - backwardNode[reader.node], producer, sizes[v]))
                 }
             }
         }
@@ -554,7 +594,7 @@ public final class Workspace {
                 end = max(end, reader.node)
                 if model.nodes[reader.node].step.backwardReads.contains(.input) { end = max(end, 2 * count - reader.node) }
             }
-            return (v < inputs ? -1 : v - inputs, end, sizes[v])
+            return (v < inputs ? -1 : forwardNode[v - inputs], end, sizes[v])
         }
         func gradients(_ offsets: [Int], size: Int, at base: Int = 0) -> GradientPlan {
             GradientPlan(size: size + tiedSize, gradient: gradientInterval.map { $0 < 0 ? -1 : base + offsets[$0] },

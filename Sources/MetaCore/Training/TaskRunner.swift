@@ -34,6 +34,8 @@ public final class TaskRunner: @unchecked Sendable {
     /// reassociation, in the memory of one task's workspaces rather than one per thread — for large tasks,
     /// such as ResNet-12 episodes, whose passes split well.
     public var tasksAtOnce: Int
+    /// Whether the workers' passes fuse batch-norm, ReLU and max-pooling (``Workspace/fusesLayers``; default true).
+    public var fusesLayers = true { didSet { for worker in workers { worker.workspace.fusesLayers = fusesLayers } } }
     /// A task whose forward activations take this many bytes is large (see ``tasksAtOnce``).
     public static let largeTaskBytes = 512 << 20
     private let workers: [Worker]

@@ -1,0 +1,155 @@
+/* Batch normalisation (batch statistics), ReLU and 2x2 max-pooling as one step: Conv-4's block after each
+ * convolution, y = maxpool2(relu(batchnorm(x))) = relu(maxpool2(batchnorm(x))), every derivative through the
+ * batch statistics.
+ *
+ * Fused, no pass writes the [N, C, H, W] outputs of batch-norm and ReLU or their gradients. What flows back
+ * through the pool reaches one value per window (none where the window's maximum is not positive), so the
+ * backward passes sum over the pooled values and write dx (Rdx) in one dense pass. Every value is the
+ * unfused passes' own expression (batchnorm.h): the forward and R-forward passes agree with batchnorm.c,
+ * activation.c and pool.c to the bit, and the backward passes differ only in the order their sums add up. */
+#include "ckernels.h"
+#include "batchnorm.h"
+
+/* Pooled plane (i, ch) of an [N, C, H/2, W/2] tensor of os values per plane. */
+#define POOLED(p, i) ((p) + ((size_t)(i) * c + ch) * os)
+
+MC_INLINE float relu(float v) { return v > 0.0f ? v : 0.0f; }
+
+MC_CLONES void mc_bn_relu_pool_forward(int n, int c, int h, int w, int c0, int c1, float eps, const float *x,
+                                       const float *gamma, const float *beta, float *y, int32_t *argmax,
+                                       float *mean, float *invstd) {
+    const int s = h * w, oh = h / 2, ow = w / 2, os = oh * ow;
+    FOR_BLOCK(cb, ce) {
+        block_statistics(n, c, s, cb, ce, eps, x, mean, invstd);
+        for (int i = 0; i < n; i++)
+            for (int ch = cb; ch < ce; ch++) {
+                const float fm = mean[ch], r = invstd[ch], g = gamma[ch], b = beta[ch];
+                const float *restrict xi = PLANE(x, i);
+                float *restrict yi = POOLED(y, i);
+                int32_t *restrict ai = POOLED(argmax, i);
+                for (int oy = 0; oy < oh; oy++)
+                    for (int ox = 0; ox < ow; ox++) {
+                        const int top = 2 * oy * w + 2 * ox, at[4] = {top, top + 1, top + w, top + w + 1};
+                        /* The pool's rule on ReLU's values: the first maximum in row order, which is the first
+                         * maximum of batch-norm's wherever it is positive (the only winners that pass anything). */
+                        float v = relu(g * bn_xhat(xi[top], fm, r) + b);
+                        int best = top;
+                        for (int q = 1; q < 4; q++) {
+                            const float t = relu(g * bn_xhat(xi[at[q]], fm, r) + b);
+                            if (t > v) { v = t; best = at[q]; }
+                        }
+                        yi[oy * ow + ox] = v;
+                        ai[oy * ow + ox] = v > 0.0f ? best : -1;
+                    }
+            }
+    }
+}
+
+MC_CLONES void mc_bn_relu_pool_backward(int n, int c, int h, int w, int c0, int c1, const float *x, const float *mean,
+                                        const float *invstd, const float *gamma, const int32_t *argmax, const float *dy,
+                                        float *dx, float *dgamma, float *dbeta) {
+    const int s = h * w, os = (h / 2) * (w / 2);
+    const double m = (double)n * s;
+    FOR_BLOCK(cb, ce) {
+        double sdy[MC_BN_CHANNELS] = {0}, sdyx[MC_BN_CHANNELS] = {0};
+        for (int i = 0; i < n; i++)
+            for (int ch = cb; ch < ce; ch++) {
+                const float fm = mean[ch], r = invstd[ch];
+                const float *xi = PLANE(x, i), *d = POOLED(dy, i);
+                const int32_t *ai = POOLED(argmax, i);
+                for (int o = 0; o < os; o++)
+                    if (ai[o] >= 0) {
+                        sdy[ch - cb] += d[o];
+                        sdyx[ch - cb] += (double)d[o] * bn_xhat(xi[ai[o]], fm, r);
+                    }
+            }
+        float A[MC_BN_CHANNELS], B[MC_BN_CHANNELS];
+        backward_coefficients(cb, ce, m, gamma, sdy, sdyx, dgamma, dbeta, A, B);
+        if (!dx) continue;
+        for (int i = 0; i < n; i++)
+            for (int ch = cb; ch < ce; ch++) {
+                const float g = gamma[ch], r = invstd[ch], fm = mean[ch], a = A[ch - cb], b = B[ch - cb];
+                const float *restrict xi = PLANE(x, i), *restrict d = POOLED(dy, i);
+                const int32_t *restrict ai = POOLED(argmax, i);
+                float *restrict out = PLANE(dx, i);
+                /* dy is 0 where nothing flows back: there dx is the batch statistics' part alone. */
+                for (int j = 0; j < s; j++) out[j] = bn_dx(r, g, a, b, bn_xhat(xi[j], fm, r), 0.0f);
+                for (int o = 0; o < os; o++)
+                    if (ai[o] >= 0) out[ai[o]] = bn_dx(r, g, a, b, bn_xhat(xi[ai[o]], fm, r), d[o]);
+            }
+    }
+}
+
+MC_CLONES void mc_bn_relu_pool_rforward(int n, int c, int h, int w, int c0, int c1, const float *x, const float *mean,
+                                        const float *invstd, const float *gamma, const int32_t *argmax, const float *Rx,
+                                        const float *Vgamma, const float *Vbeta, float *Ry, float *Rx_mean,
+                                        float *xhat_Rx_mean) {
+    const int s = h * w, os = (h / 2) * (w / 2);
+    FOR_BLOCK(cb, ce) {
+        block_rstatistics(n, c, s, cb, ce, x, mean, invstd, Rx, Rx_mean, xhat_Rx_mean);
+        for (int i = 0; i < n; i++)
+            for (int ch = cb; ch < ce; ch++) {
+                const float r = invstd[ch], fm = mean[ch], g = gamma[ch], vg = Vgamma[ch], vb = Vbeta[ch];
+                const float mRx = Rx_mean[ch], mxRx = xhat_Rx_mean[ch];
+                const float *restrict xi = PLANE(x, i), *restrict rx = Rx ? PLANE(Rx, i) : NULL;
+                const int32_t *restrict ai = POOLED(argmax, i);
+                float *restrict ry = POOLED(Ry, i);
+                for (int o = 0; o < os; o++) {
+                    const int j = ai[o];
+                    if (j < 0) { ry[o] = 0.0f; continue; }
+                    const float xhj = bn_xhat(xi[j], fm, r);
+                    ry[o] = rx ? g * bn_rxhat(r, rx[j], mRx, mxRx, xhj) + vg * xhj + vb : vg * xhj + vb;
+                }
+            }
+    }
+}
+
+MC_CLONES void mc_bn_relu_pool_rbackward(int n, int c, int h, int w, int c0, int c1, const float *x, const float *mean,
+                                         const float *invstd, const float *gamma, const float *Vgamma,
+                                         const int32_t *argmax, const float *Rx, const float *Rx_mean,
+                                         const float *xhat_Rx_mean, const float *dy, const float *Rdy,
+                                         float *Rdx, float *Rdgamma, float *Rdbeta) {
+    const int s = h * w, os = (h / 2) * (w / 2);
+    const double m = (double)n * s;
+    FOR_BLOCK(cb, ce) {
+        bn_rsums t = {{0}};
+        for (int i = 0; i < n; i++)
+            for (int ch = cb; ch < ce; ch++) {
+                const int k = ch - cb;
+                const float r = invstd[ch], fm = mean[ch], mRx = Rx_mean[ch], mxRx = xhat_Rx_mean[ch];
+                const float *xi = PLANE(x, i), *rx = Rx ? PLANE(Rx, i) : NULL, *d = POOLED(dy, i), *rd = POOLED(Rdy, i);
+                const int32_t *ai = POOLED(argmax, i);
+                for (int o = 0; o < os; o++) {
+                    const int j = ai[o];
+                    if (j < 0) continue;
+                    const float xhj = bn_xhat(xi[j], fm, r);
+                    t.dy[k] += d[o]; t.dyx[k] += (double)d[o] * xhj;
+                    t.Rdy[k] += rd[o]; t.Rdyx[k] += (double)rd[o] * xhj;
+                    if (rx) t.dyRx[k] += (double)d[o] * bn_rxhat(r, rx[j], mRx, mxRx, xhj);
+                }
+            }
+        float A[MC_BN_CHANNELS], B[MC_BN_CHANNELS], RA[MC_BN_CHANNELS], RB[MC_BN_CHANNELS];
+        rbackward_coefficients(cb, ce, m, gamma, Vgamma, &t, Rdgamma, Rdbeta, A, B, RA, RB);
+        if (!Rdx) continue;
+        for (int i = 0; i < n; i++)
+            for (int ch = cb; ch < ce; ch++) {
+                const int k = ch - cb;
+                const float g = gamma[ch], vg = Vgamma[ch], r = invstd[ch], fm = mean[ch];
+                const float mRx = Rx_mean[ch], mxRx = xhat_Rx_mean[ch], Rr = -r * r * mxRx;
+                const float *restrict xi = PLANE(x, i), *restrict rx = Rx ? PLANE(Rx, i) : NULL;
+                const float *restrict d = POOLED(dy, i), *restrict rd = POOLED(Rdy, i);
+                const int32_t *restrict ai = POOLED(argmax, i);
+                float *restrict out = PLANE(Rdx, i);
+                for (int j = 0; j < s; j++) {
+                    const float xhj = bn_xhat(xi[j], fm, r), rxhj = rx ? bn_rxhat(r, rx[j], mRx, mxRx, xhj) : 0.0f;
+                    out[j] = bn_rdx(r, Rr, g, vg, A[k], B[k], RA[k], RB[k], xhj, rxhj, 0.0f, 0.0f);
+                }
+                for (int o = 0; o < os; o++) {
+                    const int j = ai[o];
+                    if (j < 0) continue;
+                    const float xhj = bn_xhat(xi[j], fm, r), rxhj = rx ? bn_rxhat(r, rx[j], mRx, mxRx, xhj) : 0.0f;
+                    out[j] = bn_rdx(r, Rr, g, vg, A[k], B[k], RA[k], RB[k], xhj, rxhj, d[o], rd[o]);
+                }
+            }
+    }
+}
