@@ -15,6 +15,27 @@
 
 MC_INLINE float relu(float v) { return v > 0.0f ? v : 0.0f; }
 
+/* Adds the sums of d and of d * xhat over a pooled plane's winners (ai[o] >= 0) to *sd and *sdx: four
+ * interleaved chains of each, kept in registers, so that the adds do not wait on one another. */
+MC_INLINE void winner_sums(int os, const float *restrict xi, float fm, float r, const int32_t *restrict ai,
+                           const float *restrict d, double *sd, double *sdx) {
+    double a[4] = {0}, b[4] = {0};
+    int o = 0;
+    for (; o + 4 <= os; o += 4)
+        for (int q = 0; q < 4; q++) {
+            const int j = ai[o + q];
+            const float w = j >= 0 ? d[o + q] : 0.0f;
+            a[q] += w;
+            b[q] += (double)w * bn_xhat(xi[j >= 0 ? j : 0], fm, r);
+        }
+    for (; o < os; o++) {
+        const int j = ai[o];
+        if (j >= 0) { a[0] += d[o]; b[0] += (double)d[o] * bn_xhat(xi[j], fm, r); }
+    }
+    *sd += (a[0] + a[1]) + (a[2] + a[3]);
+    *sdx += (b[0] + b[1]) + (b[2] + b[3]);
+}
+
 MC_CLONES void mc_bn_relu_pool_forward(int n, int c, int h, int w, int c0, int c1, float eps, const float *x,
                                        const float *gamma, const float *beta, float *y, int32_t *argmax,
                                        float *mean, float *invstd) {
@@ -53,16 +74,8 @@ MC_CLONES void mc_bn_relu_pool_backward(int n, int c, int h, int w, int c0, int 
     FOR_BLOCK(cb, ce) {
         double sdy[MC_BN_CHANNELS] = {0}, sdyx[MC_BN_CHANNELS] = {0};
         for (int i = 0; i < n; i++)
-            for (int ch = cb; ch < ce; ch++) {
-                const float fm = mean[ch], r = invstd[ch];
-                const float *xi = PLANE(x, i), *d = POOLED(dy, i);
-                const int32_t *ai = POOLED(argmax, i);
-                for (int o = 0; o < os; o++)
-                    if (ai[o] >= 0) {
-                        sdy[ch - cb] += d[o];
-                        sdyx[ch - cb] += (double)d[o] * bn_xhat(xi[ai[o]], fm, r);
-                    }
-            }
+            for (int ch = cb; ch < ce; ch++)
+                winner_sums(os, PLANE(x, i), mean[ch], invstd[ch], POOLED(argmax, i), POOLED(dy, i), &sdy[ch - cb], &sdyx[ch - cb]);
         float A[MC_BN_CHANNELS], B[MC_BN_CHANNELS];
         backward_coefficients(cb, ce, m, gamma, sdy, sdyx, dgamma, dbeta, A, B);
         if (!dx) continue;
@@ -119,14 +132,17 @@ MC_CLONES void mc_bn_relu_pool_rbackward(int n, int c, int h, int w, int c0, int
                 const float r = invstd[ch], fm = mean[ch], mRx = Rx_mean[ch], mxRx = xhat_Rx_mean[ch];
                 const float *xi = PLANE(x, i), *rx = Rx ? PLANE(Rx, i) : NULL, *d = POOLED(dy, i), *rd = POOLED(Rdy, i);
                 const int32_t *ai = POOLED(argmax, i);
+                /* The plane's sums in registers (five independent chains), then into the block's. */
+                double sd = 0, sdx = 0, srd = 0, srdx = 0, sdrx = 0;
                 for (int o = 0; o < os; o++) {
                     const int j = ai[o];
                     if (j < 0) continue;
                     const float xhj = bn_xhat(xi[j], fm, r);
-                    t.dy[k] += d[o]; t.dyx[k] += (double)d[o] * xhj;
-                    t.Rdy[k] += rd[o]; t.Rdyx[k] += (double)rd[o] * xhj;
-                    if (rx) t.dyRx[k] += (double)d[o] * bn_rxhat(r, rx[j], mRx, mxRx, xhj);
+                    sd += d[o]; sdx += (double)d[o] * xhj;
+                    srd += rd[o]; srdx += (double)rd[o] * xhj;
+                    if (rx) sdrx += (double)d[o] * bn_rxhat(r, rx[j], mRx, mxRx, xhj);
                 }
+                t.dy[k] += sd; t.dyx[k] += sdx; t.Rdy[k] += srd; t.Rdyx[k] += srdx; t.dyRx[k] += sdrx;
             }
         float A[MC_BN_CHANNELS], B[MC_BN_CHANNELS], RA[MC_BN_CHANNELS], RB[MC_BN_CHANNELS];
         rbackward_coefficients(cb, ce, m, gamma, Vgamma, &t, Rdgamma, Rdbeta, A, B, RA, RB);

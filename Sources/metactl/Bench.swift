@@ -11,9 +11,11 @@ struct Bench: ParsableCommand {
     @Option(help: "What to run: kernels, \(Workload.names.joined(separator: ", ")), or all.") var workload = "all"
     @Option(parsing: .unconditional, help: "Timed repetitions per figure (median reported, after a warm-up).") var repetitions = 5
     @Option(help: "Run batch-norm, ReLU and max-pooling fused (on, the default) or each on its own (off), to measure fusion.")
-    var fusion: Fusion = .on
+    var fusion: Toggle = .on
+    @Option(help: "Run the tasks a thread takes of a meta-batch of small tasks as one task of the model stacked across them (on, the default) or one by one (off), to measure stacking.")
+    var stacking: Toggle = .on
 
-    enum Fusion: String, ExpressibleByArgument, CaseIterable { case on, off }
+    enum Toggle: String, ExpressibleByArgument, CaseIterable { case on, off }
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
@@ -74,7 +76,7 @@ struct Bench: ParsableCommand {
         }
         for w in workloads {
             let result = try WorkloadBenchmarks.run(w, threads: threads, repetitions: repetitions, fusesLayers: fusion == .on,
-                                                    group: Cluster.group)
+                                                    stacksTasks: stacking == .on, group: Cluster.group)
             report.workloads.append(result)
             if !json {
                 let memory = result.peakMemoryBytes.map { String(format: "%8.0f MB", Double($0) / 1e6) } ?? "         ?"

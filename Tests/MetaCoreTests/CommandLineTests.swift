@@ -219,4 +219,27 @@ struct CommandLineTests {
             for option in entry.options { #expect(help.contains("--\(option.name) "), "\(option.name)") }
         }
     }
+
+    /// `metactl episodes` writes a run's initial parameters and the very tasks its first iterations train on.
+    @Test func episodesAreTheRunsOwn() throws {
+        let flags = ["--algorithm", "fomaml", "--meta-batch", "3", "--shots", "4", "--queries", "5", "--seed", "7"]
+        let result = try runMetactl(["episodes"] + flags + ["--first", "2", "--output", "e.safetensors"], in: directory)
+        #expect(result.status == 0, "\(result.err)")
+        let file = try SafeTensors.read(from: file("e.safetensors"))
+        var config = TrainingConfiguration()
+        config = try config.applying(flags, source: "test")
+        let trainer = try config.resolved().makeTrainer()
+        for entry in trainer.model.layout.entries {
+            #expect(file.tensor(named: entry.name)?.scalars == Array(trainer.metaParameters[entry.range]), "\(entry.name)")
+        }
+        let support = try #require(file.tensor(named: "support.inputs")), targets = try #require(file.tensor(named: "query.targets"))
+        #expect(support.shape == [6, 4, 1] && targets.shape == [6, 5, 1])
+        // Task 1 of iteration 1 is the fifth.
+        var random = MetaTrainer.taskRandom(seed: 7, iteration: 1, index: 1)
+        let task = try trainer.tasks.sample(&random)
+        #expect(Array(support.scalars[16 ..< 20]) == task.support.inputs.scalars)
+        guard case .values(let values) = task.query.targets else { Issue.record("sine tasks are regression"); return }
+        #expect(Array(targets.scalars[20 ..< 25]) == values.scalars)
+        #expect(try runMetactl(["episodes", "--first", "0", "--output", "f.safetensors"], in: directory).err.contains("--first must be at least 1"))
+    }
 }

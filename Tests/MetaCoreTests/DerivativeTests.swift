@@ -61,6 +61,12 @@ let layerDerivativeCases: [DerivativeCase] = [
     DerivativeCase(name: "Sigmoid between layers", make: {
         try Model(inputShape: [4], layers: [Linear(4, 6), Sigmoid(), Linear(6, 3)])
     }),
+    DerivativeCase(name: "MLP stacked across 3 tasks (GroupedLinear, per-group loss)", make: {
+        ModelStack(try Model(inputShape: [4], layers: [Linear(4, 5), Tanh(), Linear(5, 3)]), groups: 3)!.stacked
+    }),
+    DerivativeCase(name: "MLP stacked across 2 tasks, MSE", make: {
+        ModelStack(try Model.mlp([3, 5, 2], activation: .sigmoid), groups: 2)!.stacked
+    }, classification: false),
     DerivativeCase(name: "Conv-4 of LeakyReLU blocks, batch-norm", make: {
         try Model.conv4(classes: 3, inputShape: [1, 8, 8], channels: 3, blocks: 2, activation: .leakyRelu)
     }),

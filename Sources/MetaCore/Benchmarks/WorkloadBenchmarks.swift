@@ -124,15 +124,17 @@ public enum WorkloadBenchmarks {
     /// `repetitions` timed blocks of meta-steps, each block long enough to last about `minimumSeconds`.
     /// Under a `group` of several ranks, every rank runs it, the meta-batch split across them, and rank 0's
     /// clock decides the warm-up and the block length for all. `fusesLayers: false` runs the passes unfused
-    /// (``Workspace/fusesLayers``), to measure what fusion brings.
+    /// (``Workspace/fusesLayers``), to measure what fusion brings; `stacksTasks: false` runs the tasks one by one
+    /// (``TaskRunner/stacksTasks``).
     public static func run(_ workload: Workload, threads: Int, repetitions: Int = 5, warmUp: Double = 1,
-                           minimumSeconds: Double = 0.5, fusesLayers: Bool = true,
+                           minimumSeconds: Double = 0.5, fusesLayers: Bool = true, stacksTasks: Bool = true,
                            group: any ProcessGroup = SingleProcess()) throws -> WorkloadResult {
         guard repetitions > 0 else { throw MetaCoreError.argument("repetitions must be positive, got \(repetitions)") }
         ProcessMemory.resetPeak()
         var trainer = try workload.makeTrainer(threads: threads)
         trainer.group = group
         trainer.runner.fusesLayers = fusesLayers
+        trainer.runner.stacksTasks = stacksTasks
         let flops = try workload.flopsPerStep(trainer)
         let clock = ContinuousClock()
         var start = clock.now, warmUpSteps = 0

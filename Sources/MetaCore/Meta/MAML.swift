@@ -6,7 +6,7 @@
 /// stored parameter vectors, not with a recorded graph; the inner steps' forward and backward passes are kept
 /// for their products within ``Workspace/heldPassBytes`` (recomputed beyond it). First order drops the Hessian
 /// terms: g = ∇L_Q(θ_K).
-public struct MAML: InnerUpdateLearner {
+public struct MAML: InnerUpdateLearner, StackableMetaLearner {
     public enum Order: String, Sendable, Codable { case first, second }
     public let inner: InnerLoop
     public let order: Order

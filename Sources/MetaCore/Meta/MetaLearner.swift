@@ -78,6 +78,12 @@ public protocol ScheduledMetaLearner: MetaLearner {
     func metaLearningRateFactor(at iteration: Int) -> Float
 }
 
+/// A learner whose meta-gradients for several tasks are its meta-gradient on one task of the model stacked
+/// across them (``ModelStack``), side by side: its meta-parameters are the model's parameters, and it treats
+/// them elementwise between passes (a scalar inner rate on all of them, updates of θ by θ). ``MetaTrainer``
+/// then runs a thread's tasks as one.
+public protocol StackableMetaLearner: MetaLearner {}
+
 /// A meta-learner that adapts by gradient steps on the support set: the MAML family.
 public protocol GradientMetaLearner: MetaLearner {
     /// The inner loop used for meta-training.

@@ -7,7 +7,7 @@
 ///
 /// The inner optimiser is SGD (as in the paper's sinusoid experiments) or Adam (as in its few-shot image
 /// experiments), fresh for every task.
-public struct Reptile: InnerUpdateLearner {
+public struct Reptile: InnerUpdateLearner, StackableMetaLearner {
     public enum InnerOptimizer: String, Sendable, Codable, CaseIterable { case sgd, adam }
     public let inner: InnerLoop
     public let innerOptimizer: InnerOptimizer

@@ -90,6 +90,9 @@ public struct Batch: Sendable, Equatable {
         guard sampleShape == model.inputShape else {
             throw MetaCoreError.shape("batch samples are \(describe(sampleShape)) but the model takes \(describe(model.inputShape))")
         }
+        guard count % model.groups == 0 else {
+            throw MetaCoreError.shape("a batch of \(count) samples does not split into the model's \(model.groups) equal groups")
+        }
         switch targets {
         case .labels(let labels):
             guard model.outputShape.count == 1 else {
@@ -113,6 +116,9 @@ public struct LossValue: Sendable, Equatable {
     /// Samples whose arg-max output is their label (`nil` for regression).
     public var correct: Int?
     public var count: Int
+    /// For a model of several groups (``Model/groups``, a ``ModelStack``), each group's value; `loss` is then
+    /// their sum (what the passes differentiate), `correct` and `count` their totals. Empty otherwise.
+    public var groups: [LossValue] = []
     /// `correct / count`, or `nil` for regression.
     public var accuracy: Double? { correct.map { Double($0) / Double(count) } }
 }

@@ -85,6 +85,10 @@ public struct Model: Sendable {
     public let layout: ParameterLayout
     /// Where each state tensor (BatchNorm running statistics) sits in the flat state vector.
     public let stateLayout: ParameterLayout
+    /// Independent groups the model's batches are made of (``ModelStack``): 1 for a model of its own. With
+    /// more, a batch is that many equal blocks of samples and the loss is the sum of the blocks' losses, each
+    /// averaged over its block.
+    public internal(set) var groups = 1
 
     /// Composes `layers` into a chain, checking that each accepts the previous one's output; throws naming the
     /// first layer that does not fit.

@@ -327,37 +327,48 @@ public final class Workspace {
     /// Whether BatchNorm layers update their running statistics (`.training` mode).
     private var isTraining: Bool { if case .training = normalization { true } else { false } }
 
-    /// The loss of the last activation against the batch's targets; with `gradient`, also dL/dz.
+    /// The loss of the last activation against the batch's targets; with `gradient`, also dL/dz. A model of
+    /// several groups (``Model/groups``) has each group's loss on its block of samples, and their sum.
     private func lossForward(_ batch: Batch, gradient: Bool) -> LossValue {
-        let n = batch.count, last = model.output, outputs = n * model.outputShape.reduce(1, *)
-        let z = live.forward.base + layout.plan.activation[last], probs = live.forward.base + layout.probs
-        let dz = live.backward.base + layout.plan.backward.gradient[last]
-        switch batch.targets {
-        case .labels(let labels):
-            return labels.withUnsafeBufferPointer { t in
-                var correct: Int32 = 0
-                let loss = mc_softmax_xent_forward(Int32(n), Int32(outputs / n), z, t.baseAddress, probs, &correct)
-                if gradient { mc_softmax_xent_backward(Int32(n), Int32(outputs / n), probs, t.baseAddress, dz) }
-                return LossValue(loss: loss, correct: Int(correct), count: n)
-            }
-        case .values(let targets):
-            return targets.scalars.withUnsafeBufferPointer { t in
-                let loss = mc_mse_forward(outputs, z, t.baseAddress)
-                if gradient { mc_mse_backward(outputs, z, t.baseAddress, dz) }
-                return LossValue(loss: loss, correct: nil, count: n)
+        let groups = model.groups, n = batch.count / groups, width = model.outputShape.reduce(1, *)
+        let z = live.forward.base + layout.plan.activation[model.output], probs = live.forward.base + layout.probs
+        let dz = live.backward.base + layout.plan.backward.gradient[model.output]
+        func value(_ t: Int) -> LossValue {
+            let at = t * n * width
+            switch batch.targets {
+            case .labels(let labels):
+                return labels.withUnsafeBufferPointer { all in
+                    var correct: Int32 = 0
+                    let labels = all.baseAddress! + t * n
+                    let loss = mc_softmax_xent_forward(Int32(n), Int32(width), z + at, labels, probs + at, &correct)
+                    if gradient { mc_softmax_xent_backward(Int32(n), Int32(width), probs + at, labels, dz + at) }
+                    return LossValue(loss: loss, correct: Int(correct), count: n)
+                }
+            case .values(let targets):
+                return targets.scalars.withUnsafeBufferPointer { all in
+                    let loss = mc_mse_forward(n * width, z + at, all.baseAddress! + at)
+                    if gradient { mc_mse_backward(n * width, z + at, all.baseAddress! + at, dz + at) }
+                    return LossValue(loss: loss, correct: nil, count: n)
+                }
             }
         }
+        guard groups > 1 else { return value(0) }
+        let values = (0 ..< groups).map(value)
+        let correct = values.compactMap(\.correct)
+        return LossValue(loss: values.reduce(0) { $0 + $1.loss }, correct: correct.isEmpty ? nil : correct.reduce(0, +),
+                         count: batch.count, groups: values)
     }
 
-    /// The R-derivative of dL/dz: the loss's Hessian with respect to its input applied to Rz.
+    /// The R-derivative of dL/dz: the loss's Hessian with respect to its input applied to Rz (group by group).
     private func lossRBackward(_ batch: Batch) {
-        let n = batch.count, last = model.output, outputs = n * model.outputShape.reduce(1, *)
+        let groups = model.groups, n = batch.count / groups, width = model.outputShape.reduce(1, *), last = model.output
         let Rz = rArena.base + layout.rActivation[last], Rdz = rArena.base + layout.r.gradient[last]
-        switch batch.targets {
-        case .labels:
-            mc_softmax_xent_rbackward(Int32(n), Int32(outputs / n), live.forward.base + layout.probs, Rz, Rdz)
-        case .values:
-            mc_mse_rbackward(outputs, Rz, Rdz)
+        for t in 0 ..< groups {
+            let at = t * n * width
+            switch batch.targets {
+            case .labels: mc_softmax_xent_rbackward(Int32(n), Int32(width), live.forward.base + layout.probs + at, Rz + at, Rdz + at)
+            case .values: mc_mse_rbackward(n * width, Rz + at, Rdz + at)
+            }
         }
     }
 

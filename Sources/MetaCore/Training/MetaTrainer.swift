@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Meta-training: each iteration samples a meta-batch of tasks, averages the learner's meta-gradients,
 /// optionally clips their norm, and takes one meta-optimiser step.
@@ -28,6 +29,7 @@ public struct MetaTrainer {
     /// Seconds the last ``step()`` spent exchanging results between the ranks (and summing the meta-gradients).
     public private(set) var exchangeSeconds = 0.0
     private var slots: TaskSlots?
+    private let stacks = ModelStacks()
 
     public init(learner: any MetaLearner, model: Model, tasks: any TaskDistribution, optimizer: any Optimizer,
                 metaBatch: Int, clip: Float? = nil, seed: UInt64, threads: Int = 1) throws {
@@ -49,6 +51,15 @@ public struct MetaTrainer {
     }
 
     public var model: Model { runner.model }
+
+    /// The blocks of consecutive tasks of `share` that run stacked, one per thread, if they do: the runner
+    /// stacks tasks, the learner allows it, there are tasks for two groups at least and the model stacks.
+    private func stackedBlocks(_ share: Range<Int>, learner: any MetaLearner) -> [Range<Int>]? {
+        let blocks = min(runner.threads, runner.tasksAtOnce, share.count)
+        guard runner.stacksTasks, learner is any StackableMetaLearner, share.count >= 2 * blocks,
+              stacks.stack(model, groups: share.count / blocks) != nil else { return nil }
+        return (0 ..< blocks).map { b in share.lowerBound + share.count * b / blocks ..< share.lowerBound + share.count * (b + 1) / blocks }
+    }
 
     public struct StepResult: Sendable {
         /// Mean query loss after adaptation over the meta-batch, and mean accuracy for classification.
@@ -74,13 +85,32 @@ public struct MetaTrainer {
         let scheduled = learner as? any ScheduledMetaLearner
         let learner = scheduled?.scheduled(at: iteration) ?? learner
         let (tasks, seed, iteration, meta, slots) = (tasks, seed, iteration, metaParameters, slots!)
-        let values = try runner.map(share.count) { j, worker in
-            let index = share.lowerBound + j
+        func sample(_ index: Int) throws -> Task {
             var random = Self.taskRandom(seed: seed, iteration: iteration, index: index)
-            let task = try tasks.sample(&random)
+            return try tasks.sample(&random)
+        }
+        func run(_ task: Task, _ index: Int, on worker: TaskRunner.Worker) throws -> LossValue {
             let value = try learner.metaGradient(meta, task: task, workspace: worker.workspace, into: &worker.vector)
             slots.store(index, worker.vector)
             return value
+        }
+        let values: [LossValue]
+        if let blocks = stackedBlocks(share, learner: learner) {
+            // Each thread's block of tasks as one task of the stacked model; tasks of unequal sizes one by one.
+            let (stacks, model) = (self.stacks, self.model)
+            values = try runner.map(blocks.count) { b, worker -> [LossValue] in
+                let block = blocks[b], blockTasks = try block.map(sample)
+                guard let stack = stacks.stack(model, groups: block.count), let task = try stack.stack(blockTasks) else {
+                    return try zip(blockTasks, block).map { try run($0, $1, on: worker) }
+                }
+                stack.stack(meta, into: &worker.stackedParameters)
+                let value = try learner.metaGradient(worker.stackedParameters, task: task, workspace: worker.workspace(for: stack),
+                                                     into: &worker.stackedVector)
+                for (group, index) in block.enumerated() { slots.store(index) { stack.unstack(worker.stackedVector, group: group, into: $0) } }
+                return value.groups
+            }.flatMap { $0 }
+        } else {
+            values = try runner.map(share.count) { j, worker in try run(sample(share.lowerBound + j), share.lowerBound + j, on: worker) }
         }
         let clock = ContinuousClock(), exchangeStart = clock.now
         // Each task's loss, correct answers (-1: not classification) and count, in task order on every rank.
@@ -148,6 +178,9 @@ private final class TaskSlots: @unchecked Sendable {
         gradient.withUnsafeBufferPointer { slot(index).update(from: $0.baseAddress!, count: width) }
     }
 
+    /// Lets `write` fill task `index`'s slot (`width` floats).
+    func store(_ index: Int, _ write: (UnsafeMutablePointer<Float>) -> Void) { write(slot(index)) }
+
     /// Every rank's tasks' gradients, from the ranks that ran them (`shares[r]` tasks each, in task order; the
     /// slots hold the whole meta-batch).
     func gather(_ shares: [Int], _ group: any ProcessGroup) throws {
@@ -158,5 +191,20 @@ private final class TaskSlots: @unchecked Sendable {
     func add(_ index: Int, into sum: inout [Float]) {
         let g = UnsafeBufferPointer(start: slot(index), count: width)
         sum.withUnsafeMutableBufferPointer { s in for i in 0 ..< width { s[i] += g[i] } }
+    }
+}
+
+/// The stacks of a trainer's model by group count, made when first asked for (`nil` where the model does not
+/// stack). Shared by the threads of a meta-step.
+private final class ModelStacks: @unchecked Sendable {
+    private let lock = Mutex<[Int: ModelStack?]>([:])
+
+    func stack(_ model: Model, groups: Int) -> ModelStack? {
+        lock.withLock { stacks in
+            if let stack = stacks[groups] { return stack }
+            let stack = ModelStack(model, groups: groups)
+            stacks[groups] = stack
+            return stack
+        }
     }
 }

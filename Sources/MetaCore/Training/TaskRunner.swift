@@ -20,7 +20,18 @@ public final class TaskRunner: @unchecked Sendable {
         public let workspace: Workspace
         /// A reusable vector for a task's result (a meta-gradient), so that steady-state work does not allocate.
         public var vector: [Float] = []
+        /// The stacked model's parameters and meta-gradient when the worker runs tasks stacked (``ModelStack``).
+        var stackedParameters: [Float] = [], stackedVector: [Float] = []
+        private var stackedWorkspaces: [Int: Workspace] = [:]
         init(model: Model) { workspace = Workspace(model: model) }
+
+        /// The workspace of `stack`'s stacked model (one per group count, kept), on one thread.
+        func workspace(for stack: ModelStack) -> Workspace {
+            if let workspace = stackedWorkspaces[stack.groups] { return workspace }
+            let workspace = Workspace(model: stack.stacked)
+            stackedWorkspaces[stack.groups] = workspace
+            return workspace
+        }
     }
 
     /// More threads than any machine MetaCore runs on has cores (each thread holds a workspace).
@@ -36,6 +47,11 @@ public final class TaskRunner: @unchecked Sendable {
     public var tasksAtOnce: Int
     /// Whether the workers' passes fuse batch-norm, ReLU and max-pooling (``Workspace/fusesLayers``; default true).
     public var fusesLayers = true { didSet { for worker in workers { worker.workspace.fusesLayers = fusesLayers } } }
+    /// Whether ``MetaTrainer`` runs the tasks each thread takes of a meta-batch as one task of the model stacked
+    /// across them (``ModelStack``), where the model, the learner (``StackableMetaLearner``) and the tasks'
+    /// sizes allow: the same results to the bit, with the per-pass overhead paid once per thread instead of
+    /// once per task (default true).
+    public var stacksTasks = true
     /// A task whose forward activations take this many bytes is large (see ``tasksAtOnce``).
     public static let largeTaskBytes = 512 << 20
     private let workers: [Worker]

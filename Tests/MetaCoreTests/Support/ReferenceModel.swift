@@ -37,24 +37,30 @@ struct ReferenceModel {
                 values.append(forward(operation, node.inputs.map { values[$0] }, n: n, inputs: node.inputs.map { model.shapes[$0] }, output: output))
             }
         }
-        let x = values[model.output]
-        switch batch.targets {
-        case .labels(let labels):
-            let k = model.outputShape[0]
-            var total = HyperDual.zero
-            for i in 0 ..< n {
-                let row = Array(x[i * k ..< (i + 1) * k])
-                let m = row.map(\.a).max()!
-                var sum = HyperDual.zero
-                for z in row { sum += (z - HyperDual(m)).exp }
-                total += sum.log + HyperDual(m) - row[Int(labels[i])]
+        // The mean loss of each group's samples (all of them for a model of one group), summed.
+        let x = values[model.output], per = n / model.groups, width = model.outputShape.reduce(1, *)
+        var loss = HyperDual.zero
+        for group in 0 ..< model.groups {
+            let samples = group * per ..< (group + 1) * per
+            var sum = HyperDual.zero
+            switch batch.targets {
+            case .labels(let labels):
+                for i in samples {
+                    let row = Array(x[i * width ..< (i + 1) * width])
+                    let m = row.map(\.a).max()!
+                    var exps = HyperDual.zero
+                    for z in row { exps += (z - HyperDual(m)).exp }
+                    sum += exps.log + HyperDual(m) - row[Int(labels[i])]
+                }
+                loss += sum / Double(per)
+            case .values(let targets):
+                for j in samples.lowerBound * width ..< samples.upperBound * width {
+                    let d = x[j] - HyperDual(Double(targets.scalars[j])); sum += d * d
+                }
+                loss += sum / Double(per * width)
             }
-            return total / Double(n)
-        case .values(let targets):
-            var total = HyperDual.zero
-            for (z, t) in zip(x, targets.scalars) { let d = z - HyperDual(Double(t)); total += d * d }
-            return total / Double(x.count)
         }
+        return loss
     }
 
     private func forward(_ layer: any Layer, _ x: [HyperDual], n: Int, input: [Int], output: [Int],
@@ -66,6 +72,16 @@ struct ReferenceModel {
                 let (s, j) = index.quotientAndRemainder(dividingBy: o)
                 var acc = p[o * i + j]
                 for q in 0 ..< i { acc += x[s * i + q] * p[j * i + q] }
+                return acc
+            }
+        case let grouped as GroupedLinear:
+            // Sample s is in group s / (n / groups), whose weight and bias start at that group's block.
+            let (i, o) = (grouped.linear.inputs, grouped.linear.outputs), block = o * i + o, per = n / grouped.groups
+            return (0 ..< n * o).map { index in
+                let (s, j) = index.quotientAndRemainder(dividingBy: o)
+                let w = s / per * block
+                var acc = p[w + o * i + j]
+                for q in 0 ..< i { acc += x[s * i + q] * p[w + j * i + q] }
                 return acc
             }
         case let conv as Conv2d:

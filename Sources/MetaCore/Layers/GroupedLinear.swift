@@ -1,0 +1,71 @@
+import CKernels
+
+/// `groups` independent ``Linear`` layers side by side: the batch is `groups` equal blocks of samples, and
+/// block t goes through layer t. The parameters are the layers' own, one after the other, each its weight
+/// `[outputs, inputs]` then its bias `[outputs]`.
+///
+/// A model stacked across tasks (``ModelStack``) has one in place of each ``Linear``. Every group's products
+/// are the calls the layer makes on its own block, so each group's outputs, gradients and R-derivatives are
+/// the unstacked layer's to the bit.
+public struct GroupedLinear: Layer {
+    public var backwardReads: BackwardReads { .input }
+    public let groups: Int
+    /// The layer every group is a copy of.
+    public let linear: Linear
+
+    public init(groups: Int, _ linear: Linear) throws {
+        guard groups >= 1 else { throw MetaCoreError.argument("GroupedLinear needs at least 1 group, got \(groups)") }
+        self.groups = groups
+        self.linear = linear
+    }
+
+    public func outputShape(for input: [Int]) throws -> [Int] { try linear.outputShape(for: input) }
+
+    public var parameterShapes: [(name: String, shape: [Int])] { [("groups", [groups, groupSize])] }
+
+    /// Each group initialised as ``linear`` is, one after the other from `random`.
+    public func initialize(_ parameters: UnsafeMutableBufferPointer<Float>, using random: inout RandomSource) {
+        for t in 0 ..< groups {
+            linear.initialize(UnsafeMutableBufferPointer(rebasing: parameters[t * groupSize ..< (t + 1) * groupSize]), using: &random)
+        }
+    }
+
+    private var weights: Int { linear.outputs * linear.inputs }
+    /// One group's parameters: its weight, then its bias.
+    private var groupSize: Int { weights + linear.outputs }
+
+    /// Calls `body` for each group with its samples' count and the offsets of its block: of inputs, outputs
+    /// and parameters.
+    private func forEachGroup(_ p: LayerPass, _ body: (_ n: Int32, _ input: Int, _ output: Int, _ parameters: Int) -> Void) {
+        precondition(p.batch % groups == 0, "a batch of \(p.batch) samples does not split into \(groups) equal groups")
+        let n = p.batch / groups
+        for t in 0 ..< groups { body(Int32(n), t * n * linear.inputs, t * n * linear.outputs, t * groupSize) }
+    }
+
+    public func forward(_ p: LayerPass) {
+        let (i, o) = (Int32(linear.inputs), Int32(linear.outputs))
+        forEachGroup(p) { n, x, y, w in mc_linear_forward(n, i, o, p.x + x, p.theta + w, p.theta + w + weights, p.y + y) }
+    }
+
+    public func backward(_ p: LayerPass) {
+        let (i, o) = (Int32(linear.inputs), Int32(linear.outputs))
+        forEachGroup(p) { n, x, y, w in
+            mc_linear_backward(n, i, o, p.x + x, p.theta + w, p.dy + y, p.dx.map { $0 + x }, p.gradient + w, p.gradient + w + weights)
+        }
+    }
+
+    public func rForward(_ p: LayerPass) {
+        let (i, o) = (Int32(linear.inputs), Int32(linear.outputs))
+        forEachGroup(p) { n, x, y, w in
+            mc_linear_rforward(n, i, o, p.x + x, p.Rx.map { $0 + x }, p.theta + w, p.v + w, p.v + w + weights, p.Ry + y)
+        }
+    }
+
+    public func rBackward(_ p: LayerPass) {
+        let (i, o) = (Int32(linear.inputs), Int32(linear.outputs))
+        forEachGroup(p) { n, x, y, w in
+            mc_linear_rbackward(n, i, o, p.x + x, p.Rx.map { $0 + x }, p.theta + w, p.v + w, p.dy + y, p.Rdy + y,
+                                p.Rdx.map { $0 + x }, p.hv + w, p.hv + w + weights)
+        }
+    }
+}

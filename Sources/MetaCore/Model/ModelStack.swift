@@ -1,0 +1,118 @@
+/// A layer whose samples do not interact and that has no parameters or state: a pass over a batch is the
+/// passes over its samples, value for value (activations, reshapes). A model stacked across tasks
+/// (``ModelStack``) runs such a layer once over every task's samples.
+public protocol PerSampleLayer: Layer {}
+
+extension ReLU: PerSampleLayer {}
+extension LeakyReLU: PerSampleLayer {}
+extension Tanh: PerSampleLayer {}
+extension Sigmoid: PerSampleLayer {}
+extension Flatten: PerSampleLayer {}
+
+/// A model run on several tasks at once — what JAX's `vmap` does for a meta-batch: ``stacked`` is `groups`
+/// copies of ``base`` side by side, each with parameters of its own, on a batch of `groups` equal blocks of
+/// samples (one task's each), and its loss is the sum of the blocks' losses (``Model/groups``). Its gradient
+/// and Hessian-vector products are then the tasks' own, side by side: the passes of a meta-batch of small
+/// tasks pay the per-pass overhead once instead of once per task.
+///
+/// Every group computes with the very calls the base model makes on its own, so each task's results are
+/// the same to the bit (``MetaTrainer`` stacks the tasks it runs on one thread; ``TaskRunner/stacksTasks``).
+///
+/// A model can be stacked if it is a chain of ``Linear`` layers and ``PerSampleLayer``s (an MLP).
+public struct ModelStack: Sendable {
+    public let base: Model, stacked: Model
+    public let groups: Int
+    /// For each of the base model's layers with parameters: their range in the base model's vector and in the
+    /// stacked one, whose range holds the `groups` copies one after the other.
+    private let ranges: [(one: Range<Int>, all: Range<Int>)]
+
+    /// The stack of `groups` copies of `base`; `nil` if `base` is not a chain of ``Linear`` layers and
+    /// ``PerSampleLayer``s, or is stacked already.
+    public init?(_ base: Model, groups: Int) {
+        guard groups >= 1, base.groups == 1, base.inputShapes.count == 1,
+              base.nodes.indices.allSatisfy({ base.nodes[$0].inputs == [$0] && base.nodes[$0].owner == $0 }) else { return nil }
+        var layers: [any Layer] = []
+        for node in base.nodes {
+            guard let layer = node.layer else { return nil }
+            switch layer {
+            case let linear as Linear: guard let grouped = try? GroupedLinear(groups: groups, linear) else { return nil }; layers.append(grouped)
+            case let layer as any PerSampleLayer: layers.append(layer)
+            default: return nil
+            }
+        }
+        guard var stacked = try? Model(inputShape: base.inputShape, layers: layers) else { return nil }
+        stacked.groups = groups
+        self.base = base; self.stacked = stacked; self.groups = groups
+        ranges = base.nodes.indices.compactMap { l in
+            let range = base.parameterRange(ofLayer: l)
+            return range.isEmpty ? nil : (one: range, all: stacked.parameterRange(ofLayer: l))
+        }
+    }
+
+    /// The stacked model's parameters with every group at `parameters` (the base model's), written into
+    /// `stacked` (resized if needed).
+    public func stack(_ parameters: [Float], into stacked: inout [Float]) {
+        precondition(parameters.count == base.parameterCount, "\(parameters.count) parameters for a model of \(base.parameterCount)")
+        if stacked.count != self.stacked.parameterCount { stacked = [Float](repeating: 0, count: self.stacked.parameterCount) }
+        parameters.withUnsafeBufferPointer { p in
+            stacked.withUnsafeMutableBufferPointer { s in
+                for (one, all) in ranges {
+                    for t in 0 ..< groups { (s.baseAddress! + all.lowerBound + t * one.count).update(from: p.baseAddress! + one.lowerBound, count: one.count) }
+                }
+            }
+        }
+    }
+
+    /// Group `group`'s part of a stacked vector (parameters, a gradient), as a vector of the base model,
+    /// written to `output` (`base.parameterCount` floats).
+    public func unstack(_ stacked: [Float], group: Int, into output: UnsafeMutablePointer<Float>) {
+        precondition(stacked.count == self.stacked.parameterCount && (0 ..< groups).contains(group))
+        stacked.withUnsafeBufferPointer { s in
+            for (one, all) in ranges {
+                (output + one.lowerBound).update(from: s.baseAddress! + all.lowerBound + group * one.count, count: one.count)
+            }
+        }
+    }
+
+    /// `tasks` (one per group) as one task of the stacked model: their support sets one after the other, and
+    /// their query sets. `nil` unless there are ``groups`` of them and all support sets have one size, all
+    /// query sets another, and all targets one kind.
+    public func stack(_ tasks: [Task]) throws -> Task? {
+        guard tasks.count == groups,
+              let support = try Batch.joined(tasks.map(\.support)), let query = try Batch.joined(tasks.map(\.query)) else { return nil }
+        return Task(support: support, query: query)
+    }
+}
+
+extension Batch {
+    /// `batches` one after the other, if they all have the same number of samples, per-sample shape, kind of
+    /// target and target shape; `nil` otherwise.
+    static func joined(_ batches: [Batch]) throws -> Batch? {
+        guard let first = batches.first else { return nil }
+        let size = first.inputs.scalars.count
+        guard batches.allSatisfy({ $0.inputs.shape == first.inputs.shape }) else { return nil }
+        var inputs: [Float] = []
+        inputs.reserveCapacity(size * batches.count)
+        for batch in batches { inputs += batch.inputs.scalars }
+        let shape = [first.count * batches.count] + first.sampleShape
+        switch first.targets {
+        case .labels:
+            var labels: [Int32] = []
+            labels.reserveCapacity(first.count * batches.count)
+            for batch in batches {
+                guard case .labels(let l) = batch.targets else { return nil }
+                labels += l
+            }
+            return try Batch(inputs: Tensor(shape: shape, scalars: inputs), labels: labels)
+        case .values(let v0):
+            var values: [Float] = []
+            values.reserveCapacity(v0.scalars.count * batches.count)
+            for batch in batches {
+                guard case .values(let v) = batch.targets, v.shape == v0.shape else { return nil }
+                values += v.scalars
+            }
+            return try Batch(inputs: Tensor(shape: shape, scalars: inputs),
+                             values: Tensor(shape: [v0.shape[0] * batches.count] + Array(v0.shape.dropFirst()), scalars: values))
+        }
+    }
+}
