@@ -25,10 +25,13 @@ struct Train: ParsableCommand {
     @Option(help: "Under MPI: ordered (every task's meta-gradient gathered and summed in task order: the same result for any number of ranks) | sum (an allreduce of each rank's sum: less traffic, equal up to rounding).")
     var reduction = GradientReduction.ordered
     @Flag(help: "Continue the run stored in --checkpoint instead of starting afresh (--iterations may extend it; nothing else may change).") var resume = false
+    @Option(help: "Start a new run from the weights in this safetensors file (a MetaCore checkpoint, or a PyTorch state_dict of the same architecture: names as 0.weight, 1.bias, …) instead of a fresh initialisation.")
+    var initFrom: String?
     @Flag(help: "Print the resolved configuration as a --config file and exit without training.") var printConfig = false
 
     func validate() throws {
         guard progressEvery > 0 else { throw ValidationError("--progress-every must be a positive number of seconds") }
+        if resume && initFrom != nil { throw ValidationError("--init-from starts a new run; --resume continues one from its checkpoint") }
     }
 
     func run() throws {
@@ -57,6 +60,10 @@ struct Train: ParsableCommand {
             if printConfig { return print(ConfigurationFile.render(try config.resolved(), extra: dataArgument(config)), terminator: "") }
             session = try TrainingSession(configuration: config, data: dataset.source(for: config), output: output, threads: threads.count,
                                        group: Cluster.group, reduction: reduction)
+            if let initFrom {
+                let line = try session.initialize(from: SafeTensors.read(from: URL(fileURLWithPath: initFrom)), source: initFrom)
+                if Cluster.group.isPrimary { printError(line) }
+            }
         }
         var progress = ProgressLine(interval: progressEvery)
         let summary = try session.run { state in

@@ -242,4 +242,28 @@ struct CommandLineTests {
         #expect(Array(targets.scalars[20 ..< 25]) == values.scalars)
         #expect(try runMetactl(["episodes", "--first", "0", "--output", "f.safetensors"], in: directory).err.contains("--first must be at least 1"))
     }
+
+    /// `metactl export` writes the model's parameters alone, and `train --init-from` of it starts from them.
+    @Test func exportedWeightsStartANewRun() throws {
+        let flags = ["--algorithm", "metasgd", "--meta-batch", "2", "--shots", "3", "--queries", "3", "--hidden", "8", "--seed", "5", "--threads", "1"]
+        #expect(try runMetactl(["train"] + flags + ["--iterations", "4", "--checkpoint", "a.safetensors"], in: directory).status == 0)
+        let exported = try runMetactl(["export", "--checkpoint", "a.safetensors", "--output", "w.safetensors"], in: directory)
+        #expect(exported.status == 0, "\(exported.err)")
+        let a = try SafeTensors.read(from: file("a.safetensors")), w = try SafeTensors.read(from: file("w.safetensors"))
+        #expect(w.tensors.map(\.name) == ["0.weight", "0.bias", "2.weight", "2.bias"], "the model's parameters alone: \(w.tensors.map(\.name))")
+        for (name, tensor) in w.tensors { #expect(a.tensor(named: name) == tensor) }
+        #expect(w.metadata["format"] == "pt" && w.metadata["metacore.architecture"]?.contains("Linear") == true)
+        let started = try runMetactl(["train"] + flags + ["--iterations", "1", "--init-from", "w.safetensors", "--checkpoint", "b.safetensors"], in: directory)
+        #expect(started.status == 0 && started.err.contains("started from 4 tensors of w.safetensors"), "\(started.err)")
+        // A trainer started from the exported file has the checkpoint's model parameters (Meta-SGD's rates, not
+        // exported, start afresh).
+        var config = try TrainingCheckpoint.configuration(of: a)
+        config.iterations = 1
+        var fresh = try config.makeTrainer()
+        _ = try fresh.initialize(from: w, source: "w")
+        let restored = try TrainingCheckpoint.restore(a).0
+        #expect(Array(fresh.metaParameters[..<fresh.model.parameterCount]) == Array(restored.metaParameters[..<restored.model.parameterCount]))
+        let refused = try runMetactl(["train", "--resume", "--init-from", "w.safetensors", "--checkpoint", "a.safetensors"], in: directory)
+        #expect(refused.status != 0 && refused.err.contains("--init-from starts a new run"))
+    }
 }

@@ -68,6 +68,41 @@ struct HostileInputTests {
         #expect(throws: Never.self) { _ = try SafeTensors(decoding: safetensorsBytes(header: good, payload: 12), source: "x") }
     }
 
+    /// Every dtype of the format is read: the floating-point ones converted to float32, exactly where float32
+    /// holds the value; integer and boolean tensors set aside and named.
+    @Test func safetensorsOfEveryDtypeAreRead() throws {
+        var payload = Data()
+        func append<T: FixedWidthInteger>(_ values: [T]) { for v in values { withUnsafeBytes(of: v.littleEndian) { payload.append(contentsOf: $0) } } }
+        append([(1.5 as Double).bitPattern, (-0.25 as Double).bitPattern])   // F64, bytes 0 ..< 16
+        append([0x3C00, 0xC000, 0x0001, 0x7C00] as [UInt16])                 // F16: 1, -2, 2^-24, inf; 16 ..< 24
+        append([0x3F80, 0xC0A0] as [UInt16])                                 // BF16: 1, -5; 24 ..< 28
+        append([0x38, 0x01, 0x7E] as [UInt8])                                // F8_E4M3: 1, 2^-9, 448; 28 ..< 31
+        append([0x3C, 0xC0] as [UInt8])                                      // F8_E5M2: 1, -2; 31 ..< 33
+        append([5] as [Int64])                                               // I64; 33 ..< 41
+        append([1, 0, 1] as [UInt8])                                         // BOOL; 41 ..< 44
+        let header = #"{"d":{"dtype":"F64","shape":[2],"data_offsets":[0,16]},"h":{"dtype":"F16","shape":[2,2],"data_offsets":[16,24]},"#
+            + #""b":{"dtype":"BF16","shape":[2],"data_offsets":[24,28]},"e4":{"dtype":"F8_E4M3","shape":[3],"data_offsets":[28,31]},"#
+            + #""e5":{"dtype":"F8_E5M2","shape":[2],"data_offsets":[31,33]},"1.num_batches_tracked":{"dtype":"I64","shape":[],"data_offsets":[33,41]},"#
+            + #""t":{"dtype":"BOOL","shape":[3],"data_offsets":[41,44]}}"#
+        var bytes = safetensorsBytes(header: header, payload: 0)
+        bytes.append(payload)
+        let file = try SafeTensors(decoding: bytes, source: "x")
+        #expect(file.tensor(named: "d")?.scalars == [1.5, -0.25])
+        #expect(file.tensor(named: "h")?.scalars == [1, -2, 0x1p-24, .infinity] && file.tensor(named: "h")?.shape == [2, 2])
+        #expect(file.tensor(named: "b")?.scalars == [1, -5])
+        #expect(file.tensor(named: "e4")?.scalars == [1, 0x1p-9, 448])
+        #expect(file.tensor(named: "e5")?.scalars == [1, -2])
+        #expect(file.tensor(named: "1.num_batches_tracked") == nil && file.tensor(named: "t") == nil)
+        #expect(file.skipped.map(\.name) == ["1.num_batches_tracked", "t"] && file.skipped[0].dtype == "I64")
+        #expect(Set(file.converted.map(\.dtype)) == ["F64", "F16", "BF16", "F8_E4M3", "F8_E5M2"])
+        let summary = try #require(file.readingSummary)
+        #expect(summary.contains("1 BF16 tensor") && summary.contains("ignored 2 integer tensors: 1.num_batches_tracked (I64), t (BOOL)"), "\(summary)")
+        // A dtype's size decides the byte range; an unknown dtype is named.
+        expectCorrupt(safetensorsBytes(header: #"{"a":{"dtype":"F16","shape":[3],"data_offsets":[0,4]}}"#, payload: 4), "does not match its byte range")
+        expectCorrupt(safetensorsBytes(header: #"{"a":{"dtype":"F128","shape":[1],"data_offsets":[0,16]}}"#, payload: 16), "dtype F128, which is not one of")
+        #expect(try SafeTensors(decoding: safetensorsBytes(header: #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, payload: 4), source: "x").readingSummary == nil)
+    }
+
     @Test func safetensorsHeadersAreStrictJSON() {
         let twice = #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#
         expectCorrupt(safetensorsBytes(header: twice, payload: 4), "appears twice")

@@ -91,6 +91,13 @@ public struct TrainingSession {
         resumed = true
     }
 
+    /// Starts this new run from the weights in `file` (see ``MetaTrainer/initialize(from:source:)``); returns a
+    /// line saying what was read.
+    public mutating func initialize(from file: SafeTensors, source: String) throws -> String {
+        guard !resumed else { throw MetaCoreError.argument("a resumed run continues from its checkpoint; start a new run to start from other weights") }
+        return try trainer.initialize(from: file, source: source)
+    }
+
     /// How a run ended.
     public struct Summary: Sendable {
         public let iterations: Int
