@@ -197,25 +197,79 @@ func draw(_ reports: [ContinualReport], to path: String, title: String? = nil) t
     try writeAtomically(Data(try plot.svg().utf8), to: URL(fileURLWithPath: path))
 }
 
-/// Draws several `metactl continual --output` reports on one chart.
+/// Draws curves on one SVG chart: continual-learning reports, or training logs and learning curves.
 struct Plot: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Draw continual-learning curves from `metactl continual --output` reports as one SVG chart.")
+    static let configuration = CommandConfiguration(
+        abstract: "Draw curves as one SVG chart: `metactl continual --output` reports, or `metactl train --log` logs (JSON lines) and `scripts/learning-curve.sh` curves (CSV).")
 
-    @Argument(help: "Report files (JSON).") var reports: [String]
+    @Argument(help: "The files: continual reports, or training logs and learning curves (one series each).") var files: [String]
     @Option(help: "SVG file to write.") var output: String
     @Option(help: "Chart title.") var title: String?
+    @Option(help: "Training logs and curves: the x axis, iterations or minutes (of training).") var x: XAxis = .iterations
+    @Option(help: "Training logs: the y axis, loss or accuracy (default: accuracy where every log has it, else loss).") var y: YAxis?
+    @Option(help: "Series labels, comma-separated (default: the file names).") var labels: String?
+
+    enum XAxis: String, ExpressibleByArgument, CaseIterable { case iterations, minutes }
+    enum YAxis: String, ExpressibleByArgument, CaseIterable { case loss, accuracy }
+
+    /// A file's curve: a continual report, a training log, or a learning curve (accuracy in percent).
+    enum Curve {
+        case report(ContinualReport), log(TrainingLog), curve([(iteration: Double, minutes: Double, accuracy: Double)])
+    }
 
     func run() throws {
-        let decoded = try reports.map { path -> ContinualReport in
-            let data: Data
-            do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-                throw ValidationError("cannot read \(path): \(MetaCoreError.message(for: error))")
-            }
-            do { return try JSONDecoder().decode(ContinualReport.self, from: data) } catch {
-                throw ValidationError("\(path) is not a `metactl continual` report: \(error)")
+        let names = labels.map { $0.split(separator: ",").map(String.init) } ?? files.map { URL(fileURLWithPath: $0).deletingPathExtension().lastPathComponent }
+        guard names.count == files.count else { throw ValidationError("--labels names \(names.count) series for \(files.count) files") }
+        let curves = try files.map(Self.read)
+        let reports = curves.compactMap { if case .report(let r) = $0 { r } else { nil } }
+        if !reports.isEmpty {
+            guard reports.count == curves.count else { throw ValidationError("continual reports and training curves cannot share a chart") }
+            try draw(reports, to: output, title: title)
+            return print("wrote \(output)")
+        }
+        let logs = curves.compactMap { if case .log(let l) = $0 { l } else { nil } }
+        let accuracy = y.map { $0 == .accuracy } ?? logs.allSatisfy { $0.records.allSatisfy { $0.accuracy != nil } }
+        if accuracy, let log = logs.firstIndex(where: { $0.records.contains { $0.accuracy == nil } }) {
+            throw ValidationError("\(files[log]) has no accuracy (a regression run?); plot --y loss")
+        }
+        if !accuracy, curves.contains(where: { if case .curve = $0 { true } else { false } }) {
+            throw ValidationError("a learning curve has accuracy only; plot --y accuracy")
+        }
+        let minutes = x == .minutes
+        let series = zip(names, curves).map { name, curve -> LinePlot.Series in
+            switch curve {
+            case .log(let log):
+                return LinePlot.Series(label: name, points: log.records.map {
+                    (minutes ? $0.seconds / 60 : Double($0.iteration), accuracy ? 100 * $0.accuracy! : $0.loss)
+                })
+            case .curve(let rows): return LinePlot.Series(label: name, points: rows.map { (minutes ? $0.minutes : $0.iteration, $0.accuracy) })
+            case .report: preconditionFailure("reports are drawn above")
             }
         }
-        try draw(decoded, to: output, title: title)
+        let plot = LinePlot(title: title ?? (accuracy ? "accuracy" : "loss") + " during training", xLabel: minutes ? "minutes of training" : "iterations",
+                            yLabel: accuracy ? "accuracy (%)" : "loss", series: series)
+        try writeAtomically(Data(try plot.svg().utf8), to: URL(fileURLWithPath: output))
         print("wrote \(output)")
+    }
+
+    static func read(_ path: String) throws -> Curve {
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw ValidationError("cannot read \(path): \(MetaCoreError.message(for: error))")
+        }
+        if let report = try? JSONDecoder().decode(ContinualReport.self, from: data) { return .report(report) }
+        let text = String(decoding: data, as: UTF8.self)
+        guard text.hasPrefix("iteration,minutes,accuracy") else { return .log(try TrainingLog(decoding: data, source: path)) }
+        var rows: [(iteration: Double, minutes: Double, accuracy: Double)] = []
+        for (index, line) in text.split(separator: "\n").enumerated().dropFirst() {
+            let fields = line.split(separator: ",").map { Double($0.trimmingCharacters(in: .whitespaces)) }
+            guard fields.count >= 3, let iteration = fields[0], let minutes = fields[1], let accuracy = fields[2],
+                  [iteration, minutes, accuracy].allSatisfy(\.isFinite) else {
+                throw ValidationError("\(path), line \(index + 1): not iteration,minutes,accuracy numbers: \(line.prefix(80))")
+            }
+            rows.append((iteration, minutes, accuracy))
+        }
+        guard !rows.isEmpty else { throw ValidationError("\(path) is a learning curve without rows") }
+        return .curve(rows)
     }
 }

@@ -266,4 +266,27 @@ struct CommandLineTests {
         let refused = try runMetactl(["train", "--resume", "--init-from", "w.safetensors", "--checkpoint", "a.safetensors"], in: directory)
         #expect(refused.status != 0 && refused.err.contains("--init-from starts a new run"))
     }
+
+    /// `metactl plot` draws training logs and learning curves, and names the line of a log it cannot read.
+    @Test func plotDrawsTrainingLogsAndCurves() throws {
+        let trained = try runMetactl(["train", "--meta-batch", "2", "--iterations", "60", "--log-every", "20", "--threads", "1",
+                                      "--checkpoint", "s.safetensors", "--log", "sine.jsonl"], in: directory)
+        #expect(trained.status == 0, "\(trained.err)")
+        let loss = try runMetactl(["plot", "sine.jsonl", "--output", "loss.svg", "--x", "minutes"], in: directory)
+        #expect(loss.status == 0, "\(loss.err)")
+        let svg = try String(contentsOf: file("loss.svg"), encoding: .utf8)
+        #expect(svg.contains("loss during training") && svg.contains("minutes of training") && svg.contains(">sine<"))
+        #expect(svg.components(separatedBy: "<circle").count - 1 == 3, "one point per log line")
+        #expect(try runMetactl(["plot", "sine.jsonl", "--output", "x.svg", "--y", "accuracy"], in: directory).err.contains("has no accuracy"))
+        // A classification log beside a learning curve, labelled.
+        try #"{"accuracy":0.5,"iteration":100,"loss":1.2,"seconds":30}\#n{"accuracy":0.75,"iteration":200,"loss":0.7,"seconds":61}\#n"#
+            .write(to: file("run.jsonl"), atomically: true, encoding: .utf8)
+        try "iteration,minutes,accuracy,ci95\n100,0.5,60.0,1.0\n200,1.0,80.5,0.9\n".write(to: file("curve.csv"), atomically: true, encoding: .utf8)
+        let both = try runMetactl(["plot", "run.jsonl", "curve.csv", "--labels", "training,test episodes", "--output", "both.svg"], in: directory)
+        #expect(both.status == 0, "\(both.err)")
+        let chart = try String(contentsOf: file("both.svg"), encoding: .utf8)
+        #expect(chart.contains(">training<") && chart.contains(">test episodes<") && chart.contains("accuracy (%)"))
+        try "{\"iteration\":1,\"loss\":1,\"seconds\":1}\n{\"iteration\":2,\"loss\":\"x\",\"seconds\":2}\n".write(to: file("bad.jsonl"), atomically: true, encoding: .utf8)
+        #expect(try runMetactl(["plot", "bad.jsonl", "--output", "b.svg"], in: directory).err.contains("line 2: 'loss' is not a finite number"))
+    }
 }
