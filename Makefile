@@ -6,7 +6,7 @@ DEB_PACKAGES := libopenblas-dev liblapacke-dev libzip-dev libpng-dev zlib1g-dev 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BENCH_DIR := bench-results
 
-.PHONY: deps build test sanitize fuzz run bench bench-mpi docs clean
+.PHONY: deps build test sanitize fuzz run bench bench-mpi docs protos clean
 
 # Installs the Debian packages the C targets link against (BLAS/LAPACK for the kernels; zip, PNG, zlib to read
 # datasets; Open MPI for multi-process runs, optional to the build); does nothing when they are already present.
@@ -19,6 +19,16 @@ deps:
 
 build: deps
 	$(SWIFT) build -c release
+
+# Regenerates the Swift types of Protos/*.proto with swift-protobuf's protoc-gen-swift (built from the package
+# this one depends on) and protoc (Debian: protobuf-compiler, installed here if missing). The generated files are
+# committed: the build needs neither.
+PROTO_OUT := Sources/MetaCore/Training/TensorBoard
+protos:
+	@command -v protoc >/dev/null || ($(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends protobuf-compiler)
+	$(SWIFT) build -c release --product protoc-gen-swift
+	protoc --plugin=protoc-gen-swift=$$($(SWIFT) build -c release --show-bin-path)/protoc-gen-swift \
+	    --swift_opt=Visibility=Public --swift_out=$(PROTO_OUT) -I Protos Protos/tensorboard.proto
 
 # Builds metactl first: the command-line tests run it.
 test: deps

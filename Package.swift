@@ -22,6 +22,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         // `metactl train --config FILE`: run descriptions in YAML.
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        // TensorBoard event files: the messages of Protos/tensorboard.proto (generated code committed).
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.28.0"),
         // `make docs`: DocC documentation of the library.
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"),
     ],
@@ -37,7 +39,7 @@ let package = Package(
             name: "CDataIO",
             linkerSettings: [.linkedLibrary("zip"), .linkedLibrary("png"), .linkedLibrary("z"), .linkedLibrary("m")]
         ),
-        .target(name: "MetaCore", dependencies: ["CKernels", "CDataIO"]),
+        .target(name: "MetaCore", dependencies: ["CKernels", "CDataIO", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .executableTarget(
             name: "metactl",
             dependencies: ["MetaCore", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -55,7 +57,8 @@ let package = Package(
         .target(name: "MetaCoreMPI", dependencies: ["MetaCore", "COpenMPI"]),
     ] : []) + [
         // METACORE_MPI: metactl was built with Open MPI, so the tests run it under mpirun.
-        .testTarget(name: "MetaCoreTests", dependencies: ["MetaCore", "CKernels", "CDataIO"], resources: [.copy("Fixtures")],
+        .testTarget(name: "MetaCoreTests", dependencies: ["MetaCore", "CKernels", "CDataIO", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+                    resources: [.copy("Fixtures")],
                     swiftSettings: openMPI ? [.define("METACORE_MPI")] : []),
     ]
 )

@@ -19,6 +19,8 @@ struct Eval: ParsableCommand {
     @OptionGroup var threads: ThreadOptions
     @OptionGroup var dataset: DatasetOptions
     @OptionGroup var output: OutputOptions
+    @Option(help: "Also write the result as TensorBoard scalars at the checkpoint's iteration to an event file in this directory (eval/<N>-way <K>-shot/accuracy, after the last step; eval/.../loss).")
+    var tensorboard: String?
 
     func validate() throws {
         guard (1 ... 1_000_000).contains(tasks) else { throw ValidationError("--tasks must be between 1 and 1000000, got \(tasks)") }
@@ -47,6 +49,12 @@ struct Eval: ParsableCommand {
                 print(String(format: "pairs   %d same/different pairs: verification accuracy %.2f%% (balanced, at p = 0.5), ROC AUC %.4f", v.pairs, 100 * v.accuracy, v.auc))
             }
             print("evaluated in \(formatDuration((clock.now - start).seconds))")
+        }
+        if let tensorboard, Cluster.group.isPrimary {
+            let setting = "eval/" + (config.ways.map { "\($0)-way \(config.shots)-shot" } ?? "\(config.shots)-shot")
+            var scalars = [("\(setting)/loss", result.loss.last!.mean)]
+            if let accuracy = result.accuracy { scalars.append(("\(setting)/accuracy", accuracy.last!.mean)) }
+            try TensorBoardWriter(directory: URL(fileURLWithPath: tensorboard)).add(scalars, step: trainer.iteration)
         }
     }
 }

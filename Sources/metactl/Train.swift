@@ -19,6 +19,8 @@ struct Train: ParsableCommand {
     @Option(parsing: .unconditional, help: "Write the checkpoint every N iterations.") var checkpointEvery = 1000
     @Option(parsing: .unconditional, help: "Also keep a copy of the checkpoint every N iterations, as NAME-ITERATION.safetensors (for learning curves).") var snapshotEvery: Int?
     @Option(help: "Metrics log (JSON lines), one line every --log-every iterations.") var log: String?
+    @Option(help: "Also write the metrics as TensorBoard scalars (loss, accuracy, gradient norm, meta learning rate, minutes) to an event file in this directory, every --log-every iterations: tensorboard --logdir DIR.")
+    var tensorboard: String?
     @Option(parsing: .unconditional, help: "Iterations between metrics lines.") var logEvery = 100
     @Option(parsing: .unconditional, help: "Stop (with a checkpoint) after this many minutes of training in this run (a --resume run has its own limit), even before --iterations.") var timeLimit: Double?
     @Option(parsing: .unconditional, help: "Seconds between progress lines when stderr is not a terminal (on a terminal the line updates live).") var progressEvery: Double = 30
@@ -37,7 +39,8 @@ struct Train: ParsableCommand {
     func run() throws {
         let output = try TrainingSession.Output(checkpoint: URL(fileURLWithPath: checkpoint), checkpointEvery: checkpointEvery,
                                                 snapshotEvery: snapshotEvery, log: log.map { URL(fileURLWithPath: $0) },
-                                                logEvery: logEvery, timeLimit: timeLimit)
+                                                logEvery: logEvery, timeLimit: timeLimit,
+                                                tensorboard: tensorboard.map { URL(fileURLWithPath: $0) })
         var session: TrainingSession
         if resume {
             let file = try SafeTensors.read(from: output.checkpoint)

@@ -21,15 +21,18 @@ public struct TrainingSession {
         public var logEvery = 100
         /// Stop, with a checkpoint, after this many minutes of this run.
         public var timeLimit: Double?
+        /// Also write the metrics as TensorBoard scalars (``TensorBoardWriter``) to an event file in this directory,
+        /// at every log line.
+        public var tensorboard: URL?
 
         public init(checkpoint: URL, checkpointEvery: Int = 1000, snapshotEvery: Int? = nil, log: URL? = nil, logEvery: Int = 100,
-                    timeLimit: Double? = nil) throws {
+                    timeLimit: Double? = nil, tensorboard: URL? = nil) throws {
             guard checkpointEvery > 0, logEvery > 0, (snapshotEvery ?? 1) > 0 else {
                 throw MetaCoreError.argument("the checkpoint, snapshot and log intervals must be positive")
             }
             guard (timeLimit ?? 1) > 0 else { throw MetaCoreError.argument("the time limit must be a positive number of minutes") }
             self.checkpoint = checkpoint; self.checkpointEvery = checkpointEvery; self.snapshotEvery = snapshotEvery
-            self.log = log; self.logEvery = logEvery; self.timeLimit = timeLimit
+            self.log = log; self.logEvery = logEvery; self.timeLimit = timeLimit; self.tensorboard = tensorboard
         }
     }
 
@@ -121,6 +124,8 @@ public struct TrainingSession {
             return FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
         }
         defer { try? logHandle?.close() }
+        let board = try (writes ? output.tensorboard : nil).map(TensorBoardWriter.init(directory:))
+        let scheduled = trainer.learner as? any ScheduledMetaLearner
         let clock = ContinuousClock(), start = clock.now, first = trainer.iteration
         var recent = 0.0, recentAccuracy = 0.0, recentCount = 0
         var shown: (loss: Double, accuracy: Double?) = (.nan, nil)
@@ -142,6 +147,11 @@ public struct TrainingSession {
                     do { try logHandle.write(contentsOf: line) } catch {
                         throw MetaCoreError(.io, "cannot write the log \(output.log!.path): \(describe(error))")
                     }
+                }
+                if let board {
+                    let rate = Double(configuration.metaLearningRate) * Double(scheduled?.metaLearningRateFactor(at: done - 1) ?? 1)
+                    try board.add([("train/loss", loss), ("train/gradient_norm", result.gradientNorm), ("train/meta_learning_rate", rate),
+                                   ("train/minutes", trainedSeconds / 60)] + (accuracy.map { [("train/accuracy", $0)] } ?? []), step: done)
                 }
                 recent = 0; recentAccuracy = 0; recentCount = 0
             }
