@@ -10,32 +10,10 @@ query loss before adaptation and after it (the latter is what `metactl train --l
 parameters and of PyTorch's final ones, on the last iteration's tasks.
 Needs torch and numpy (see ../shared/peers/README.md); nothing in the build or the tests runs it.
 """
-import argparse, json, struct
-import numpy as np
-import torch, torch.nn as nn, torch.nn.functional as F
+import argparse
+import torch, torch.nn.functional as F
 from torch.func import functional_call
-
-def read_safetensors(path):
-    with open(path, 'rb') as f:
-        n = struct.unpack('<Q', f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    tensors = {}
-    for name, entry in header.items():
-        if name == '__metadata__':
-            continue
-        assert entry['dtype'] == 'F32', f"{name}: {entry['dtype']}"
-        begin, end = entry['data_offsets']
-        tensors[name] = torch.from_numpy(np.frombuffer(data[begin:end], dtype='<f4').reshape(entry['shape']).copy())
-    return tensors, header.get('__metadata__', {})
-
-def conv4(ways):
-    layers, c = [], 1
-    for _ in range(4):
-        # MetaCore pools before the ReLU: the same function and derivatives, and the same parameter indices.
-        layers += [nn.Conv2d(c, 64, 3, padding=1), nn.BatchNorm2d(64, track_running_stats=False), nn.MaxPool2d(2), nn.ReLU()]
-        c = 64
-    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(64, ways))
+from metacore_files import conv4, read_safetensors
 
 def main():
     parser = argparse.ArgumentParser()

@@ -10,22 +10,10 @@ sides can be compared. Needs torch and numpy; nothing in the build or the tests 
 """
 import argparse, json, struct
 import numpy as np
-import torch, torch.nn as nn
+import torch
+from metacore_files import conv4, read_safetensors as read
 
 DTYPES = {torch.float32: ('F32', np.float32), torch.int64: ('I64', np.int64)}
-
-def read(path):
-    with open(path, 'rb') as f:
-        n = struct.unpack('<Q', f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for k, v in header.items():
-        if k == '__metadata__':
-            continue
-        b, e = v['data_offsets']
-        out[k] = torch.from_numpy(np.frombuffer(data[b:e], dtype='<f4').reshape(v['shape']).copy())
-    return out, header.get('__metadata__', {})
 
 def write(path, tensors, bf16):
     header, blobs, offset = {}, [], 0
@@ -43,14 +31,6 @@ def write(path, tensors, bf16):
     with open(path, 'wb') as f:
         f.write(struct.pack('<Q', len(text))); f.write(text)
         for raw in blobs: f.write(raw)
-
-def conv4(ways, running_stats):
-    layers, c = [], 1
-    for _ in range(4):
-        # MetaCore pools before the ReLU: the same function, and the same layer indices.
-        layers += [nn.Conv2d(c, 64, 3, padding=1), nn.BatchNorm2d(64, track_running_stats=running_stats), nn.MaxPool2d(2), nn.ReLU()]
-        c = 64
-    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(64, ways))
 
 def main():
     p = argparse.ArgumentParser()
