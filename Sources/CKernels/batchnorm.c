@@ -49,12 +49,8 @@ MC_CLONES void mc_batchnorm_backward(int n, int c, int s, int c0, int c1, const 
         backward_coefficients(cb, ce, m, gamma, sdy, sdyx, dgamma, dbeta, A, B);
         if (!dx) continue;
         for (int i = 0; i < n; i++)
-            for (int ch = cb; ch < ce; ch++) {
-                const float g = gamma[ch], r = invstd[ch], fm = mean[ch], a = A[ch - cb], b = B[ch - cb];
-                const float *restrict d = PLANE(dy, i), *restrict xi = PLANE(x, i);
-                float *restrict out = PLANE(dx, i);
-                for (int j = 0; j < s; j++) out[j] = bn_dx(r, g, a, b, bn_xhat(xi[j], fm, r), d[j]);
-            }
+            for (int ch = cb; ch < ce; ch++)
+                dx_plane(s, PLANE(x, i), PLANE(dy, i), mean[ch], invstd[ch], gamma[ch], A[ch - cb], B[ch - cb], PLANE(dx, i));
     }
 }
 
@@ -111,16 +107,8 @@ MC_CLONES void mc_batchnorm_rbackward(int n, int c, int s, int c0, int c1, const
         if (!Rdx) continue;
         for (int i = 0; i < n; i++)
             for (int ch = cb; ch < ce; ch++) {
-                const int k = ch - cb;
-                const float g = gamma[ch], vg = Vgamma[ch], r = invstd[ch], fm = mean[ch];
-                const float mRx = Rx_mean[ch], mxRx = xhat_Rx_mean[ch], Rr = -r * r * mxRx;
-                const float *restrict d = PLANE(dy, i), *restrict rd = PLANE(Rdy, i), *restrict xi = PLANE(x, i);
-                const float *restrict rx = Rx ? PLANE(Rx, i) : NULL;
-                float *restrict out = PLANE(Rdx, i);
-                for (int j = 0; j < s; j++) {
-                    const float xhj = bn_xhat(xi[j], fm, r), rxhj = rx ? bn_rxhat(r, rx[j], mRx, mxRx, xhj) : 0.0f;
-                    out[j] = bn_rdx(r, Rr, g, vg, A[k], B[k], RA[k], RB[k], xhj, rxhj, d[j], rd[j]);
-                }
+                const bn_rchannel k = rchannel(ch, cb, mean, invstd, gamma, Vgamma, Rx_mean, xhat_Rx_mean, A, B, RA, RB);
+                rdx_plane(s, &k, PLANE(x, i), Rx ? PLANE(Rx, i) : NULL, PLANE(dy, i), PLANE(Rdy, i), PLANE(Rdx, i));
             }
     }
 }

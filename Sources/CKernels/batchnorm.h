@@ -19,6 +19,40 @@ MC_INLINE float bn_rdx(float r, float Rr, float g, float vg, float A, float B, f
     return Rr * (dxh - A - xh * B) + r * (Rdxh - RA - rxh * B - xh * RB);
 }
 
+/* dx of one plane's s values from dy = d (NULL: zero everywhere, the batch statistics' part alone), with
+ * A, B the channel's backward coefficients. */
+MC_INLINE void dx_plane(int s, const float *restrict x, const float *restrict d, float mean, float r, float g, float A,
+                        float B, float *restrict out) {
+    if (d) for (int j = 0; j < s; j++) out[j] = bn_dx(r, g, A, B, bn_xhat(x[j], mean, r), d[j]);
+    else for (int j = 0; j < s; j++) out[j] = bn_dx(r, g, A, B, bn_xhat(x[j], mean, r), 0.0f);
+}
+
+/* A channel's numbers for its Rdx values: the statistics and their R-derivatives, gamma and its direction,
+ * and the R-backward coefficients. */
+typedef struct { float mean, r, Rr, mRx, mxRx, g, vg, A, B, RA, RB; } bn_rchannel;
+
+/* Rdx at value j of a plane, from dy = d and Rdy = rd there (rx: the plane's Rx, NULL for zero). */
+MC_INLINE float rdx_value(const bn_rchannel *c, const float *x, const float *rx, int j, float d, float rd) {
+    const float xhj = bn_xhat(x[j], c->mean, c->r), rxhj = rx ? bn_rxhat(c->r, rx[j], c->mRx, c->mxRx, xhj) : 0.0f;
+    return bn_rdx(c->r, c->Rr, c->g, c->vg, c->A, c->B, c->RA, c->RB, xhj, rxhj, d, rd);
+}
+
+/* Rdx of one plane's s values (d, rd: dy and Rdy, NULL for zero everywhere). */
+MC_INLINE void rdx_plane(int s, const bn_rchannel *c, const float *restrict x, const float *restrict rx,
+                         const float *restrict d, const float *restrict rd, float *restrict out) {
+    if (d) for (int j = 0; j < s; j++) out[j] = rdx_value(c, x, rx, j, d[j], rd[j]);
+    else for (int j = 0; j < s; j++) out[j] = rdx_value(c, x, rx, j, 0.0f, 0.0f);
+}
+
+/* The numbers rdx_value needs for channel ch of block cb (A, B, RA, RB indexed from cb). */
+MC_INLINE bn_rchannel rchannel(int ch, int cb, const float *mean, const float *invstd, const float *gamma, const float *Vgamma,
+                               const float *Rx_mean, const float *xhat_Rx_mean, const float *A, const float *B,
+                               const float *RA, const float *RB) {
+    const float r = invstd[ch];
+    return (bn_rchannel){mean[ch], r, -r * r * xhat_Rx_mean[ch], Rx_mean[ch], xhat_Rx_mean[ch], gamma[ch], Vgamma[ch],
+                         A[ch - cb], B[ch - cb], RA[ch - cb], RB[ch - cb]};
+}
+
 /* Element (i, ch, j) of an [N, C, S] tensor. */
 #define AT(p, i, j) (p)[((size_t)(i) * c + ch) * s + (j)]
 #define FOR_CHANNEL(i, j) for (int i = 0; i < n; i++) for (int j = 0; j < s; j++)

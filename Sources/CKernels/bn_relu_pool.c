@@ -86,7 +86,7 @@ MC_CLONES void mc_bn_relu_pool_backward(int n, int c, int h, int w, int c0, int 
                 const int32_t *restrict ai = POOLED(argmax, i);
                 float *restrict out = PLANE(dx, i);
                 /* dy is 0 where nothing flows back: there dx is the batch statistics' part alone. */
-                for (int j = 0; j < s; j++) out[j] = bn_dx(r, g, a, b, bn_xhat(xi[j], fm, r), 0.0f);
+                dx_plane(s, xi, NULL, fm, r, g, a, b, out);
                 for (int o = 0; o < os; o++)
                     if (ai[o] >= 0) out[ai[o]] = bn_dx(r, g, a, b, bn_xhat(xi[ai[o]], fm, r), d[o]);
             }
@@ -149,23 +149,14 @@ MC_CLONES void mc_bn_relu_pool_rbackward(int n, int c, int h, int w, int c0, int
         if (!Rdx) continue;
         for (int i = 0; i < n; i++)
             for (int ch = cb; ch < ce; ch++) {
-                const int k = ch - cb;
-                const float g = gamma[ch], vg = Vgamma[ch], r = invstd[ch], fm = mean[ch];
-                const float mRx = Rx_mean[ch], mxRx = xhat_Rx_mean[ch], Rr = -r * r * mxRx;
-                const float *restrict xi = PLANE(x, i), *restrict rx = Rx ? PLANE(Rx, i) : NULL;
-                const float *restrict d = POOLED(dy, i), *restrict rd = POOLED(Rdy, i);
-                const int32_t *restrict ai = POOLED(argmax, i);
-                float *restrict out = PLANE(Rdx, i);
-                for (int j = 0; j < s; j++) {
-                    const float xhj = bn_xhat(xi[j], fm, r), rxhj = rx ? bn_rxhat(r, rx[j], mRx, mxRx, xhj) : 0.0f;
-                    out[j] = bn_rdx(r, Rr, g, vg, A[k], B[k], RA[k], RB[k], xhj, rxhj, 0.0f, 0.0f);
-                }
-                for (int o = 0; o < os; o++) {
-                    const int j = ai[o];
-                    if (j < 0) continue;
-                    const float xhj = bn_xhat(xi[j], fm, r), rxhj = rx ? bn_rxhat(r, rx[j], mRx, mxRx, xhj) : 0.0f;
-                    out[j] = bn_rdx(r, Rr, g, vg, A[k], B[k], RA[k], RB[k], xhj, rxhj, d[o], rd[o]);
-                }
+                const bn_rchannel k = rchannel(ch, cb, mean, invstd, gamma, Vgamma, Rx_mean, xhat_Rx_mean, A, B, RA, RB);
+                const float *xi = PLANE(x, i), *rx = Rx ? PLANE(Rx, i) : NULL, *d = POOLED(dy, i), *rd = POOLED(Rdy, i);
+                const int32_t *ai = POOLED(argmax, i);
+                float *out = PLANE(Rdx, i);
+                /* Zero dy and Rdy everywhere, then the pooled winners' values over them. */
+                rdx_plane(s, &k, xi, rx, NULL, NULL, out);
+                for (int o = 0; o < os; o++)
+                    if (ai[o] >= 0) out[ai[o]] = rdx_value(&k, xi, rx, ai[o], d[o], rd[o]);
             }
     }
 }
