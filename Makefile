@@ -2,13 +2,13 @@
 # machine on their own: they install the system libraries first (`make deps`).
 
 SWIFT ?= swift
-DEB_PACKAGES := libopenblas-dev liblapacke-dev libzip-dev libpng-dev zlib1g-dev libopenmpi-dev openmpi-bin
+DEB_PACKAGES := libopenblas-dev liblapacke-dev libzip-dev libpng-dev libjpeg-dev zlib1g-dev libopenmpi-dev openmpi-bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BENCH_DIR := bench-results
 
 .PHONY: deps build test sanitize fuzz run bench bench-mpi docs protos clean
 
-# Installs the Debian packages the C targets link against (BLAS/LAPACK for the kernels; zip, PNG, zlib to read
+# Installs the Debian packages the C targets link against (BLAS/LAPACK for the kernels; zip, PNG, JPEG, zlib to read
 # datasets; Open MPI for multi-process runs, optional to the build); does nothing when they are already present.
 deps:
 	@if dpkg-query -W -f='$${Status}\n' $(DEB_PACKAGES) 2>/dev/null | grep -qv 'install ok installed' \
@@ -54,13 +54,13 @@ sanitize: deps
 	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	    $(SWIFT) test --scratch-path .build-$(SANITIZER) $(SANITIZE_FLAGS)
 
-# libFuzzer on every parser of outside bytes (UntrustedInput: safetensors, checkpoint restore, Omniglot cache,
-# PNG, zip), each for FUZZ_RUNS inputs or FUZZ_SECONDS, whichever ends first, two at a time; starts from
+# libFuzzer on every parser of outside bytes (UntrustedInput: safetensors, checkpoint restore, Omniglot and image
+# caches, PNG and JPEG images, zip), each for FUZZ_RUNS inputs or FUZZ_SECONDS, whichever ends first, two at a time; starts from
 # Fuzz/corpus and keeps what it learns in .build-fuzz/corpus. A crash stops with the input in
 # .build-fuzz/findings/TARGET/: add it to Fuzz/corpus/TARGET, where the test suite replays it.
 FUZZ_RUNS ?= 1000000
 FUZZ_SECONDS ?= 900
-FUZZ_TARGETS := safetensors checkpoint cache png zip
+FUZZ_TARGETS := safetensors checkpoint cache imagecache image zip
 FUZZ_LIB = $(CLANG_RUNTIME)/libclang_rt.fuzzer_no_main-x86_64.a
 FUZZ_FLAGS := -Xswiftc -sanitize=address -Xswiftc -sanitize-coverage=edge,trace-cmp,inline-8bit-counters,pc-table -Xswiftc -DFUZZING \
     -Xcc -fsanitize=fuzzer-no-link,address -Xcc -DMC_NO_CLONES -Xlinker $(FUZZ_LIB) -Xlinker -lstdc++

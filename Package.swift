@@ -33,11 +33,11 @@ let package = Package(
             name: "CKernels",
             linkerSettings: [.linkedLibrary("openblas"), .linkedLibrary("lapacke"), .linkedLibrary("m")]
         ),
-        // Dataset input in plain C11: zip archives (libzip), PNG (libpng), CRC-32 (zlib).
-        // Debian: libzip-dev, libpng-dev, zlib1g-dev.
+        // Dataset input in plain C11: zip archives (libzip), PNG (libpng), JPEG (libjpeg-turbo), CRC-32 (zlib).
+        // Debian: libzip-dev, libpng-dev, libjpeg-dev (libjpeg-turbo on Debian and Ubuntu), zlib1g-dev.
         .target(
             name: "CDataIO",
-            linkerSettings: [.linkedLibrary("zip"), .linkedLibrary("png"), .linkedLibrary("z"), .linkedLibrary("m")]
+            linkerSettings: [.linkedLibrary("zip"), .linkedLibrary("png"), .linkedLibrary("jpeg"), .linkedLibrary("z"), .linkedLibrary("m")]
         ),
         .target(name: "MetaCore", dependencies: ["CKernels", "CDataIO", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .executableTarget(

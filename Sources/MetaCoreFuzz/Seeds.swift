@@ -2,7 +2,7 @@ import Foundation
 import MetaCore
 
 /// The seed corpus the fuzz targets start from (`metacore-fuzz --seed DIRECTORY` writes the generated part;
-/// the PNG and zip seeds are real Omniglot files, kept in `Fuzz/corpus`).
+/// the PNG and zip seeds are real Omniglot files and the JPEG ones small made-up images, kept in `Fuzz/corpus`).
 enum Seeds {
     static func write(to directory: URL) throws {
         func save(_ target: FuzzTarget, _ name: String, _ bytes: Data) throws {
@@ -24,5 +24,6 @@ enum Seeds {
             try save(.safetensors, "\(name).safetensors", file)
         }
         try save(.cache, "two-characters.cache", Data(UntrustedInput.sampleOmniglotCache()))
+        try save(.imagecache, "three-classes.cache", Data(try UntrustedInput.sampleImageCache()))
     }
 }

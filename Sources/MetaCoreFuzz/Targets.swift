@@ -4,7 +4,7 @@ import MetaCore
 /// The fuzz targets: each feeds one input to one parser of outside bytes (``UntrustedInput``). A parser may
 /// throw ``MetaCoreError``; anything else it does to an input is a finding.
 enum FuzzTarget: String, CaseIterable {
-    case safetensors, checkpoint, cache, png, zip
+    case safetensors, checkpoint, cache, imagecache, image, zip
 
     /// Runs one input.
     func run(_ bytes: [UInt8]) {
@@ -13,7 +13,8 @@ enum FuzzTarget: String, CaseIterable {
             case .safetensors: try UntrustedInput.safetensors(Data(bytes))
             case .checkpoint: try UntrustedInput.checkpoint(Data(bytes))
             case .cache: try UntrustedInput.omniglotCache(bytes)
-            case .png: try UntrustedInput.png(bytes)
+            case .imagecache: try UntrustedInput.imageCache(bytes)
+            case .image: try UntrustedInput.image(bytes)
             case .zip: try UntrustedInput.zip(bytes, scratch: Self.scratch)
             }
         } catch is MetaCoreError {

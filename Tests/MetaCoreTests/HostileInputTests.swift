@@ -159,7 +159,7 @@ struct HostileInputTests {
 
     @Test func imagesAndArchivesAreBoundedBeforeAllocation() throws {
         for (width, height) in [(1_000_000, 1_000_000), (20_000, 20_000), (2000, 1000)] {
-            #expect { try GrayImage.decodePNG(pngHeader(width: UInt32(width), height: UInt32(height)), maximumPixels: 1 << 20) } throws: {
+            #expect { try Image(decoding: pngHeader(width: UInt32(width), height: UInt32(height)), limits: Image.Limits(maximumPixels: 1 << 20)) } throws: {
                 "\($0)".contains("\(width)x\(height)")
             }
         }
@@ -256,7 +256,7 @@ struct FuzzCorpusTests {
         }
     }
 
-    @Test(arguments: ["safetensors", "checkpoint", "cache", "png", "zip"])
+    @Test(arguments: ["safetensors", "checkpoint", "cache", "imagecache", "image", "zip"])
     func theCorpusReplays(_ target: String) throws {
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("fuzz-\(UUID()).zip")
         defer { try? FileManager.default.removeItem(at: scratch) }
@@ -268,7 +268,8 @@ struct FuzzCorpusTests {
                 case "safetensors": try UntrustedInput.safetensors(Data(bytes))
                 case "checkpoint": try UntrustedInput.checkpoint(Data(bytes))
                 case "cache": try UntrustedInput.omniglotCache(bytes, fixChecksum: false)
-                case "png": try UntrustedInput.png(bytes)
+                case "imagecache": try UntrustedInput.imageCache(bytes, fixChecksum: false)
+                case "image": try UntrustedInput.image(bytes)
                 default: try UntrustedInput.zip(bytes, scratch: scratch)
                 }
             }

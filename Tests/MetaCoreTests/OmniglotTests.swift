@@ -147,6 +147,25 @@ struct OmniglotTests {
         }
     }
 
+    /// Omniglot read as an image folder (one alphabet: its characters are the classes) with Omniglot's
+    /// preprocessing — gray, inverted, area-resized to 28x28 — has the Omniglot loader's pixels, bit for bit.
+    @Test func anImageFolderReadsOmniglotAsTheOmniglotLoaderDoes() throws {
+        let data = try omniglot
+        let (root, picks) = try smallFolderDataset()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let character = data.characters[picks[0]]
+        var settings = ImageFolder.Settings()
+        settings.side = 28; settings.channels = 1; settings.invert = true; settings.classSplit = [100, 0, 0]
+        let alphabet = root.appendingPathComponent("images_background/\(character.alphabet)")
+        let (images, _) = try ImageFolder.load(from: alphabet.path, settings: settings, context: DatasetLoading(cacheDirectory: nil, threads: 2))
+        let inAlphabet = picks.filter { data.characters[$0].part == .background && data.characters[$0].alphabet == character.alphabet }
+        #expect(images.classes.map(\.name) == inAlphabet.map { data.characters[$0].name })
+        for (i, c) in inAlphabet.enumerated() {
+            #expect(images.classes[i].images.count == 20)
+            #expect((0 ..< 20).allSatisfy { images.image(images.classes[i].images.lowerBound + $0).pixels == Array(data.image(character: c, drawing: $0)) })
+        }
+    }
+
     /// The folder layout's fingerprint covers every drawing: one rewritten in place is decoded again, not
     /// served from the cache; links to folders are followed; odd trees are explained.
     @Test func folderTreesAreFingerprintedAndChecked() throws {

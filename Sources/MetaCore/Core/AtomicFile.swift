@@ -6,6 +6,12 @@ import Synchronization
 /// is named by process and host, so that processes writing the same file at once — MPI ranks building one
 /// dataset cache on a shared filesystem — each write their own, and the last rename wins with a whole file.
 public func writeAtomically(_ data: Data, to url: URL) throws {
+    try writeAtomically(to: url) { try $0.write(contentsOf: data) }
+}
+
+/// Writes the file at `url` atomically, as ``writeAtomically(_:to:)`` does, with what `write` puts through the
+/// handle (a file too large to build in memory first, such as an image dataset's cache).
+public func writeAtomically(to url: URL, _ write: (FileHandle) throws -> Void) throws {
     removeStaleTemporaries(of: url)
     let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(getpid())@\(hostName).tmp")
     do {
@@ -13,7 +19,10 @@ public func writeAtomically(_ data: Data, to url: URL) throws {
             throw MetaCoreError(.io, "cannot create \(temporary.path)")
         }
         let handle = try FileHandle(forWritingTo: temporary)
-        try handle.write(contentsOf: data)
+        do { try write(handle) } catch {
+            try? handle.close()
+            throw error
+        }
         try handle.synchronize()
         try handle.close()
         guard rename(temporary.path, url.path) == 0 else {

@@ -34,7 +34,7 @@ public struct Omniglot: Sendable {
     public static let drawingsPerCharacter = 20
     /// Bounds on one drawing's file: Omniglot's are 105x105 PNGs of a few hundred bytes, so anything past these
     /// is corrupt or hostile and is refused before it is allocated.
-    static let maximumPixels = 1024 * 1024, maximumFileBytes = 4 << 20
+    static let limits = Image.Limits(maximumBytes: 4 << 20, maximumPixels: 1024 * 1024)
 
     /// Side of the square images after resizing.
     public let side: Int
@@ -123,17 +123,17 @@ extension Omniglot {
                 let start = pixels.count
                 pixels.append(contentsOf: repeatElement(0, count: drawings.count * size))
                 for (d, drawing) in drawings.enumerated() {
-                    let png: (pixels: [UInt8], height: Int, width: Int)
-                    do { png = try GrayImage.decodePNG(source.read(drawing), maximumPixels: Self.maximumPixels) } catch let error as MetaCoreError {
+                    let image: Image
+                    do { image = try Image(decoding: source.read(drawing), channels: 1, limits: Self.limits) } catch let error as MetaCoreError {
                         throw MetaCoreError(error.kind, "\(source.describe(drawing)): \(error.message)")
                     }
-                    guard png.height >= side, png.width >= side else {
-                        throw MetaCoreError(.corruptData, "\(source.describe(drawing)) is \(png.width)x\(png.height), smaller than \(side)x\(side)")
+                    guard image.height >= side, image.width >= side else {
+                        throw MetaCoreError(.corruptData, "\(source.describe(drawing)) is \(image.width)x\(image.height), smaller than \(side)x\(side)")
                     }
                     try pixels.withUnsafeMutableBufferPointer { all in
                         let offset = start + d * size
-                        try GrayImage.resizeArea(png.pixels, height: png.height, width: png.width, side: side, invert: true,
-                                                 into: UnsafeMutableBufferPointer(rebasing: all[offset ..< offset + size]))
+                        try image.resize(into: UnsafeMutableBufferPointer(rebasing: all[offset ..< offset + size]), height: side, width: side,
+                                         inverting: true)
                     }
                 }
             }
@@ -233,13 +233,10 @@ extension Omniglot {
         func read(_ drawing: Drawing) throws -> [UInt8] {
             switch (drawing, storage) {
             case (.file(let url), _):
-                let size = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? NSNumber)?.intValue ?? 0
-                guard size <= Omniglot.maximumFileBytes else {
-                    throw MetaCoreError(.corruptData, "\(url.path) is \(size) bytes, more than the \(Omniglot.maximumFileBytes) an Omniglot drawing can be")
+                do { return try readBounded(url, maximumBytes: Omniglot.limits.maximumBytes) } catch let error as MetaCoreError {
+                    throw MetaCoreError(error.kind, "\(url.path): \(error.message)")
                 }
-                guard let data = FileManager.default.contents(atPath: url.path) else { throw MetaCoreError(.io, "cannot read \(url.path)") }
-                return [UInt8](data)
-            case (.entry(let index, _), .zip(let archive)): return try archive.read(index, maximumSize: Omniglot.maximumFileBytes)
+            case (.entry(let index, _), .zip(let archive)): return try archive.read(index, maximumSize: Omniglot.limits.maximumBytes)
             case (.entry, .folder): preconditionFailure("a zip entry of a folder source")
             }
         }
@@ -314,12 +311,28 @@ extension Omniglot {
             inputs.withUnsafeMutableBufferPointer { out in
                 for (i, d) in drawings.enumerated() {
                     let start = (d.character * Self.drawingsPerCharacter + d.drawing) * size
-                    GrayImage.rotate(UnsafeBufferPointer(rebasing: all[start ..< start + size]), side: side,
-                                     quarterTurns: d.quarterTurns, into: out.baseAddress! + i * size)
+                    Self.rotate(UnsafeBufferPointer(rebasing: all[start ..< start + size]), side: side,
+                                quarterTurns: d.quarterTurns, into: out.baseAddress! + i * size)
                 }
             }
         }
         return try Batch(inputs: Tensor(shape: [drawings.count, 1, side, side], scalars: inputs), labels: labels)
+    }
+
+    /// `pixels` [side, side] rotated counter-clockwise by `quarterTurns` × 90°, as floats in [0, 1].
+    static func rotate(_ pixels: UnsafeBufferPointer<UInt8>, side s: Int, quarterTurns: Int, into out: UnsafeMutablePointer<Float>) {
+        for y in 0 ..< s {
+            for x in 0 ..< s {
+                let source: Int
+                switch quarterTurns & 3 {
+                case 0: source = y * s + x
+                case 1: source = x * s + (s - 1 - y)
+                case 2: source = (s - 1 - y) * s + (s - 1 - x)
+                default: source = (s - 1 - x) * s + y
+                }
+                out[y * s + x] = Float(pixels[source]) / 255
+            }
+        }
     }
 }
 
@@ -327,8 +340,8 @@ extension Omniglot: Dataset {
     public static let name = "omniglot"
     public static let layout = "the directory with images_background and images_evaluation, folders or .zip files"
 
-    public static func load(from path: String, cacheDirectory: URL?) throws -> (Omniglot, CacheStatus) {
-        try load(from: path, side: 28, cacheDirectory: cacheDirectory)
+    public static func load(from path: String, settings: NoSettings, context: DatasetLoading) throws -> (Omniglot, CacheStatus) {
+        try load(from: path, side: 28, cacheDirectory: context.cacheDirectory)
     }
 
     public var summary: String {

@@ -46,7 +46,7 @@ struct OmniglotCache {
         guard bytes.count >= 8 + 20 + 4 + 4, Array(bytes[0 ..< 8]) == Self.magic else { throw corrupt("not a MetaCore Omniglot cache") }
         let stored = bytes.count - 4
         let checksum = bytes[stored...].withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }.littleEndian
-        guard GrayImage.crc32(bytes[..<stored]) == checksum else { throw corrupt("checksum mismatch") }
+        guard crc32(bytes[..<stored]) == checksum else { throw corrupt("checksum mismatch") }
         reader.offset = 8
         let version = reader.uint32(), side = Int(reader.uint32()), drawings = Int(reader.uint32())
         let count = Int(reader.uint32()), fingerprintLength = Int(reader.uint32())
@@ -83,7 +83,7 @@ struct OmniglotCache {
         append(UInt32(names.count))
         bytes += names
         bytes += dataset.pixels
-        append(GrayImage.crc32(bytes))
+        append(crc32(bytes))
         return bytes
     }
 }

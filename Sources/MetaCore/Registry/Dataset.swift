@@ -3,14 +3,48 @@ import Synchronization
 
 /// A dataset that task families draw from, loaded from a path the user gives (`--data`).
 public protocol Dataset: Sendable {
+    /// What decides the loaded data besides the path (an image size, colour or gray, …); each distinct value is
+    /// loaded, cached and kept on its own. ``NoSettings`` for a dataset that has none.
+    associatedtype Settings: Hashable & Sendable = NoSettings
     /// Short identifier (`omniglot`), for `metactl data --dataset` and messages.
     static var name: String { get }
     /// What `--data` must point at, for error messages and help.
     static var layout: String { get }
-    /// Loads the dataset at `path`, through a cache in `cacheDirectory` (`nil`: no cache).
-    static func load(from path: String, cacheDirectory: URL?) throws -> (Self, CacheStatus)
+    /// The settings `metactl data` and task families use unless told otherwise.
+    static var defaultSettings: Settings { get }
+    /// The settings a run's options describe (those of the task family that reads the dataset).
+    static func settings(_ options: ResolvedOptions) throws -> Settings
+    /// Loads the dataset at `path` with `settings`, through the cache and with the threads of `context`.
+    static func load(from path: String, settings: Settings, context: DatasetLoading) throws -> (Self, CacheStatus)
     /// One line on what was loaded (`metactl data`).
     var summary: String { get }
+}
+
+/// The settings of a dataset that has none.
+public struct NoSettings: Hashable, Sendable {
+    public init() {}
+}
+
+extension Dataset where Settings == NoSettings {
+    public static var defaultSettings: NoSettings { NoSettings() }
+}
+
+extension Dataset {
+    public static func settings(_ options: ResolvedOptions) throws -> Settings { defaultSettings }
+}
+
+/// What a dataset's load gets besides its path and settings.
+public struct DatasetLoading: Sendable {
+    /// Where its preprocessed cache lives (`nil`: no cache, decode every time).
+    public let cacheDirectory: URL?
+    /// Threads to decode with.
+    public let threads: Int
+    /// Progress lines for a long decode (`nil`: silent).
+    public let progress: (@Sendable (String) -> Void)?
+
+    public init(cacheDirectory: URL?, threads: Int = 1, progress: (@Sendable (String) -> Void)? = nil) {
+        self.cacheDirectory = cacheDirectory; self.threads = max(1, threads); self.progress = progress
+    }
 }
 
 /// How a dataset's load got its data.
@@ -30,31 +64,53 @@ public enum CacheStatus: Sendable, Equatable {
 public final class DataSource: Sendable {
     public let path: String?
     public let cacheDirectory: URL?
-    /// Told how each dataset was read and how long it took.
+    /// Threads a dataset decodes with on its first load.
+    public let threads: Int
+    /// Told how each dataset was read and how long it took, and a long decode's progress.
     let report: (@Sendable (String) -> Void)?
-    private let loaded: Mutex<[String: any Dataset]>
+    private let loaded: Mutex<[Key: any Dataset]>
+
+    /// A loaded dataset's identity: its name and settings (`nil`: given in memory, for any settings).
+    private struct Key: Hashable, Sendable {
+        let name: String
+        let settings: (any Hashable & Sendable)?
+
+        static func == (a: Key, b: Key) -> Bool {
+            a.name == b.name && a.settings.map { AnyHashable($0) } == b.settings.map { AnyHashable($0) }
+        }
+
+        func hash(into hasher: inout Hasher) {
+            hasher.combine(name)
+            hasher.combine(settings.map { AnyHashable($0) })
+        }
+    }
 
     public init(path: String? = nil, cacheDirectory: URL? = Omniglot.defaultCacheDirectory,
-                report: (@Sendable (String) -> Void)? = nil) {
-        self.path = path; self.cacheDirectory = cacheDirectory; self.report = report
+                threads: Int = ProcessInfo.processInfo.activeProcessorCount, report: (@Sendable (String) -> Void)? = nil) {
+        self.path = path; self.cacheDirectory = cacheDirectory; self.threads = max(1, threads); self.report = report
         loaded = Mutex([:])
     }
 
-    /// A source that serves datasets already in memory.
+    /// A source that serves datasets already in memory, whatever settings they are asked for with.
     public init(_ datasets: [any Dataset]) {
-        path = nil; cacheDirectory = nil; report = nil
-        loaded = Mutex(Dictionary(datasets.map { (type(of: $0).name, $0) }, uniquingKeysWith: { a, _ in a }))
+        path = nil; cacheDirectory = nil; report = nil; threads = 1
+        loaded = Mutex(Dictionary(datasets.map { (Key(name: type(of: $0).name, settings: nil), $0) }, uniquingKeysWith: { a, _ in a }))
     }
 
-    /// The dataset of type `D`, loaded from ``path`` the first time it is asked for.
-    public func load<D: Dataset>(_ type: D.Type) throws -> D {
-        try loaded.withLock { loaded in
-            if let dataset = loaded[D.name] as? D { return dataset }
+    /// The dataset of type `D` with its default settings, loaded from ``path`` the first time it is asked for.
+    public func load<D: Dataset>(_ type: D.Type) throws -> D { try load(type, settings: D.defaultSettings) }
+
+    /// The dataset of type `D` with `settings`, loaded from ``path`` the first time it is asked for.
+    public func load<D: Dataset>(_ type: D.Type, settings: D.Settings) throws -> D {
+        let key = Key(name: D.name, settings: settings)
+        return try loaded.withLock { loaded in
+            if let dataset = (loaded[key] ?? loaded[Key(name: D.name, settings: nil)]) as? D { return dataset }
             guard let path else {
                 throw MetaCoreError(.missingData, "\(D.name) tasks need the dataset: pass --data PATH (\(D.layout))")
             }
             let clock = ContinuousClock(), start = clock.now
-            let (dataset, status) = try D.load(from: path, cacheDirectory: cacheDirectory)
+            let context = DatasetLoading(cacheDirectory: cacheDirectory, threads: threads, progress: report)
+            let (dataset, status) = try D.load(from: path, settings: settings, context: context)
             if let report {
                 let how: String
                 switch status {
@@ -66,8 +122,11 @@ public final class DataSource: Sendable {
                 let seconds = (clock.now - start).seconds
                 report("\(D.name): \(how) in \(String(format: "%.2f", seconds)) s")
             }
-            loaded[D.name] = dataset
+            loaded[key] = dataset
             return dataset
         }
     }
+
+    /// The datasets loaded so far, in no particular order.
+    public var datasets: [any Dataset] { loaded.withLock { Array($0.values) } }
 }

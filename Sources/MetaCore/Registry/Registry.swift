@@ -234,7 +234,8 @@ extension Registry {
         + ImplicitMAML.registrations + MAMLPlusPlus.registrations + OML.registrations
     static let builtInTaskFamilies = SinusoidTasks.registrations + OmniglotTasks.registrations
         + ContinualOmniglotTasks.registrations + IncrementalSineTasks.registrations + SyntheticImageTasks.registrations
+        + ImageTasks.registrations
     static let builtInBackbones = Backbones.registrations
     static let builtInOptimizers = Adam.registrations + SGD.registrations
-    static let builtInDatasets: [any Dataset.Type] = [Omniglot.self]
+    static let builtInDatasets: [any Dataset.Type] = [Omniglot.self, ImageFolder.self]
 }
