@@ -25,7 +25,39 @@ public enum TrainingCheckpoint {
         let config = String(decoding: try encoder.encode(configuration), as: UTF8.self)
         file.metadata = ["format": format, "configuration": config, "iteration": String(trainer.iteration),
                          "optimizer.step": String(state.step), "training.seconds": String(trainingSeconds)]
+        if let images = trainer.tasks as? any ImageTaskDistribution {
+            file.metadata["metacore.inputs"] = String(decoding: try encoder.encode(images.preprocessing), as: UTF8.self)
+        }
         return file
+    }
+
+    /// The meta-parameters the checkpoint holds for `learner` on `model`: `initial` with every tensor of the
+    /// model's layout and the learner's extra pieces replaced by the file's, each checked for shape.
+    static func metaParameters(of file: SafeTensors, learner: any MetaLearner, model: Model, initial: [Float]) throws -> [Float] {
+        var meta = initial
+        let pieces = model.layout.entries.map { ($0.name, $0.range, $0.shape) }
+            + learner.extraMetaParameters(for: model).map { ($0.name, $0.range, [$0.range.count]) }
+        for (name, range, shape) in pieces {
+            guard let tensor = file.tensor(named: name) else { throw MetaCoreError(.corruptData, "checkpoint lacks tensor '\(name)'") }
+            guard tensor.shape == shape else {
+                throw MetaCoreError(.corruptData, "checkpoint tensor '\(name)' is \(describe(tensor.shape)), the model needs \(describe(shape))")
+            }
+            meta.replaceSubrange(range, with: tensor.scalars)
+        }
+        guard meta.allSatisfy(\.isFinite) else { throw MetaCoreError(.corruptData, "checkpoint parameters contain NaN or infinity") }
+        return meta
+    }
+
+    /// How the run's task family prepared its images (`nil`: not an image task family, or a checkpoint from
+    /// before MetaCore recorded it).
+    public static func inputs(of file: SafeTensors) throws -> ImagePreprocessing? {
+        guard let json = file.metadata["metacore.inputs"] else { return nil }
+        let preprocessing: ImagePreprocessing
+        do { preprocessing = try JSONDecoder().decode(ImagePreprocessing.self, from: Data(json.utf8)) } catch {
+            throw MetaCoreError(.corruptData, "the checkpoint's 'metacore.inputs' is unreadable: \(error)")
+        }
+        try preprocessing.check()
+        return preprocessing
     }
 
     /// The wall time, in seconds, spent training the checkpoint's run (0 for checkpoints that do not record it).
@@ -58,18 +90,7 @@ public enum TrainingCheckpoint {
     public static func restore(_ file: SafeTensors, data: DataSource = DataSource(), threads: Int = 1) throws -> (MetaTrainer, TrainingConfiguration) {
         let configuration = try configuration(of: file)
         var trainer = try configuration.makeTrainer(data: data, threads: threads)
-        let model = trainer.model
-        var meta = trainer.metaParameters
-        let pieces = model.layout.entries.map { ($0.name, $0.range, $0.shape) }
-            + trainer.learner.extraMetaParameters(for: model).map { ($0.name, $0.range, [$0.range.count]) }
-        for (name, range, shape) in pieces {
-            guard let tensor = file.tensor(named: name) else { throw MetaCoreError(.corruptData, "checkpoint lacks tensor '\(name)'") }
-            guard tensor.shape == shape else {
-                throw MetaCoreError(.corruptData, "checkpoint tensor '\(name)' is \(describe(tensor.shape)), the model needs \(describe(shape))")
-            }
-            meta.replaceSubrange(range, with: tensor.scalars)
-        }
-        guard meta.allSatisfy(\.isFinite) else { throw MetaCoreError(.corruptData, "checkpoint parameters contain NaN or infinity") }
+        let meta = try metaParameters(of: file, learner: trainer.learner, model: trainer.model, initial: trainer.metaParameters)
         trainer.metaParameters = meta
         guard let iteration = Int(file.metadata["iteration"] ?? ""), (0 ... maximumOptimizerSteps).contains(iteration),
               let step = Int(file.metadata["optimizer.step"] ?? ""), step >= 0 else {

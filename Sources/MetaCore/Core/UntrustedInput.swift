@@ -62,7 +62,8 @@ public enum UntrustedInput {
             for i in buffer.indices { buffer[i] = UInt8(truncatingIfNeeded: i &* 2654435761 >> 24) }
         }
         let dataset = ImageFolder(side: 8, channels: 3, classes: classes, mean: [0.5, 0.4, 0.3], standardDeviation: [0.2, 0.25, 0.3],
-                                  skipped: ["bad.jpg: not a PNG or JPEG image"], layout: .classFolders, storage: storage, pixelOffset: 0)
+                                  skipped: ["bad.jpg: not a PNG or JPEG image"], layout: .classFolders, square: .stretch, inverted: false,
+                                  storage: storage, pixelOffset: 0)
         return sampleImageCacheFile.encode(dataset, fingerprint: "fuzz")
     }
 

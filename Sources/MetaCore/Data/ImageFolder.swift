@@ -92,6 +92,8 @@ public struct ImageFolder: Sendable {
     public let skipped: [String]
     /// The layout the classes were read from (never `.auto`).
     public let layout: Layout
+    /// How the images were made square, and whether they were inverted.
+    public let square: Image.SquareMode, inverted: Bool
     /// `[images, side, side, channels]` samples.
     let storage: PixelStorage
     let pixelOffset: Int
@@ -354,6 +356,7 @@ extension ImageFolder: Dataset {
     static func decode(_ found: [FoundClass], layout: Layout, settings: Settings, context: DatasetLoading) throws -> ImageFolder {
         let files = found.flatMap(\.files), size = settings.side * settings.side * settings.channels
         guard !files.isEmpty else { throw MetaCoreError(.missingData, "the image dataset holds no .png or .jpg files") }
+        let preprocessing = ImagePreprocessing(side: settings.side, channels: settings.channels, square: settings.square, invert: settings.invert)
         let failures = Mutex<[Int: String]>([:])
         let next = Atomic<Int>(0), done = Atomic<Int>(0)
         let clock = ContinuousClock(), start = clock.now
@@ -366,16 +369,9 @@ extension ImageFolder: Dataset {
                     let index = next.wrappingAdd(1, ordering: .relaxed).oldValue
                     guard index < files.count else { return }
                     do {
-                        var image = try Image(contentsOf: files[index], channels: settings.channels, limits: settings.limits)
-                        if settings.square == .centerCrop {
-                            image = try image.resized(toFit: settings.side, mode: .centerCrop)
-                            if settings.invert { image = try image.resized(height: settings.side, width: settings.side, inverting: true) }
-                            image.pixels.withUnsafeBufferPointer { source in
-                                _ = UnsafeMutableBufferPointer(rebasing: pixels[index * size ..< (index + 1) * size]).update(fromContentsOf: source)
-                            }
-                        } else {
-                            try image.resize(into: UnsafeMutableBufferPointer(rebasing: pixels[index * size ..< (index + 1) * size]),
-                                             height: settings.side, width: settings.side, inverting: settings.invert)
+                        let image = try preprocessing.squared(Image(contentsOf: files[index], channels: settings.channels, limits: settings.limits))
+                        image.pixels.withUnsafeBufferPointer { source in
+                            _ = UnsafeMutableBufferPointer(rebasing: pixels[index * size ..< (index + 1) * size]).update(fromContentsOf: source)
                         }
                     } catch {
                         failures.withLock { $0[index] = (error as? MetaCoreError)?.message ?? "\(files[index].path): \(describe(error))" }
@@ -423,7 +419,8 @@ extension ImageFolder: Dataset {
         let statistics = channelStatistics(UnsafeRawBufferPointer(rebasing: storage.bytes[..<(kept * size)]), classes: classes,
                                            imageSize: size, channels: settings.channels)
         return ImageFolder(side: settings.side, channels: settings.channels, classes: classes, mean: statistics.mean,
-                           standardDeviation: statistics.deviation, skipped: skipped, layout: layout, storage: storage, pixelOffset: 0)
+                           standardDeviation: statistics.deviation, skipped: skipped, layout: layout, square: settings.square,
+                           inverted: settings.invert, storage: storage, pixelOffset: 0)
     }
 
     /// Per-channel mean and standard deviation in [0, 1] of the training classes' samples (all, if none train),

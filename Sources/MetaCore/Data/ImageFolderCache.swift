@@ -95,7 +95,7 @@ struct ImageFolderCache {
         guard !overflow, stored - offset == pixelCount else { throw corrupt("\(stored - offset) pixel bytes for \(imageCount) images") }
         return ImageFolder(side: side, channels: channels, classes: classes, mean: Array(statistics[..<channels]),
                            standardDeviation: Array(statistics[channels...]), skipped: skipped, layout: layout,
-                           storage: storage, pixelOffset: offset)
+                           square: settings.square, inverted: settings.invert, storage: storage, pixelOffset: offset)
     }
 
     /// Writes `dataset` atomically, streaming its pixels.

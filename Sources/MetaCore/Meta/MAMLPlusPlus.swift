@@ -176,6 +176,13 @@ public struct MAMLPlusPlus: ScheduledMetaLearner, GradientMetaLearner {
         return curve
     }
 
+    /// The outputs after `steps` steps, with the batch-norm weights of the last step taken (as ``adaptationCurve(_:task:steps:workspace:)`` measures them).
+    public func predict(_ meta: [Float], support: Batch, queries: Tensor, steps: Int, workspace: Workspace) throws -> Tensor {
+        var theta = modelParameters(meta, model: workspace.model)
+        for k in 0 ..< steps { try innerStep(&theta, step: k, meta: meta, support: support, workspace: workspace) }
+        return try workspace.predict(at: steps > 0 ? withBatchNorm(theta, meta: meta, model: workspace.model, step: steps - 1) : theta, inputs: queries)
+    }
+
     /// Σₖ vₖ L_Q(θₖ₊₁), with the accuracy after the last step.
     public func metaLoss(_ meta: [Float], task: Task, workspace: Workspace) throws -> LossValue {
         let curve = try adaptationCurve(meta, task: task, steps: inner.steps, workspace: workspace)

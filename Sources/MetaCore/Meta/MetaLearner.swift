@@ -45,6 +45,13 @@ public protocol MetaLearner: Sendable {
     /// The query loss after 0, 1, ..., `steps` adaptation steps. A learner that adapts without gradient steps
     /// (metric-based) returns its one post-adaptation value whatever `steps` is.
     func adaptationCurve(_ meta: [Float], task: Task, steps: Int, workspace: Workspace) throws -> [LossValue]
+
+    /// What the learner predicts for `queries` `[n, ...]` after adapting to `support` in `steps` steps (metric
+    /// learners adapt without steps and ignore it): `[n, ways]` class scores for classification — logits, or
+    /// log-probabilities, whose softmax is the class distribution the query loss is the cross-entropy of — and
+    /// the model's outputs for regression. Queries are one batch, as in evaluation: batch-norm in its
+    /// transductive mode normalises them with their own statistics, so predict them together.
+    func predict(_ meta: [Float], support: Batch, queries: Tensor, steps: Int, workspace: Workspace) throws -> Tensor
 }
 
 extension MetaLearner {
@@ -109,6 +116,11 @@ extension GradientMetaLearner {
             curve.append(try workspace.loss(at: theta, on: task.query))
         }
         return curve
+    }
+
+    /// The adapted model's outputs on `queries` after `steps` inner steps on `support`.
+    public func predict(_ meta: [Float], support: Batch, queries: Tensor, steps: Int, workspace: Workspace) throws -> Tensor {
+        try workspace.predict(at: adapt(meta, support: support, steps: steps, workspace: workspace), inputs: queries)
     }
 
     /// The query loss after ``inner`` adaptation.

@@ -15,6 +15,13 @@ public protocol MetricMetaLearner: MetaLearner {
                      labels: UnsafePointer<Int32>, extra: UnsafeBufferPointer<Float>,
                      gradient: UnsafeMutablePointer<Float>?, extraGradient: UnsafeMutableBufferPointer<Float>,
                      correct: inout Int32) -> Double
+
+    /// The class scores `[query, ways]` of the query rows of `z` (after the `support` rows, labelled
+    /// `supportLabels`). By default the log-probabilities of the distribution whose cross-entropy
+    /// ``episodeLoss(support:query:dimension:ways:z:labels:extra:gradient:extraGradient:correct:)`` is: for each
+    /// query and class, minus the loss of the episode of that one query with that label.
+    func queryScores(support: Int, query: Int, dimension: Int, ways: Int, z: UnsafePointer<Float>,
+                     supportLabels: UnsafePointer<Int32>, extra: UnsafeBufferPointer<Float>) -> [Float]
 }
 
 extension MetricMetaLearner {
@@ -48,6 +55,46 @@ extension MetricMetaLearner {
 
     public func adaptationCurve(_ meta: [Float], task: Task, steps: Int, workspace: Workspace) throws -> [LossValue] {
         [try metaLoss(meta, task: task, workspace: workspace)]
+    }
+
+    public func queryScores(support: Int, query: Int, dimension: Int, ways: Int, z: UnsafePointer<Float>,
+                            supportLabels: UnsafePointer<Int32>, extra: UnsafeBufferPointer<Float>) -> [Float] {
+        var rows = Array(UnsafeBufferPointer(start: z, count: (support + 1) * dimension))
+        var labels: [Int32] = Array(UnsafeBufferPointer(start: supportLabels, count: support)) + [0]
+        var scores = [Float](repeating: 0, count: query * ways), unused = [Float](repeating: 0, count: extra.count)
+        for q in 0 ..< query {
+            for j in 0 ..< dimension { rows[support * dimension + j] = z[(support + q) * dimension + j] }
+            for c in 0 ..< ways {
+                labels[support] = Int32(c)
+                var correct: Int32 = 0
+                let loss = unused.withUnsafeMutableBufferPointer { extraGradient in
+                    episodeLoss(support: support, query: 1, dimension: dimension, ways: ways, z: rows, labels: labels, extra: extra,
+                                gradient: nil, extraGradient: extraGradient, correct: &correct)
+                }
+                scores[q * ways + c] = Float(-loss)
+            }
+        }
+        return scores
+    }
+
+    /// The query scores, from the support and query images embedded in one batch (as in training).
+    public func predict(_ meta: [Float], support: Batch, queries: Tensor, steps: Int, workspace: Workspace) throws -> Tensor {
+        guard case .labels(let labels) = support.targets, let ways = labels.max().map({ Int($0) + 1 }), Set(labels).count == ways else {
+            throw MetaCoreError(.invalidLabel, "\(name) predicts from a support set whose labels cover classes 0 ..< ways")
+        }
+        let model = workspace.model, count = model.parameterCount, dimension = model.outputShape.reduce(1, *)
+        let inputs = try Tensor(shape: [support.count + queries.shape[0]] + Array(queries.shape.dropFirst()),
+                                scalars: support.inputs.scalars + queries.scalars)
+        let z = try workspace.predict(at: modelParameters(meta, model: model), inputs: inputs)
+        let scores = z.scalars.withUnsafeBufferPointer { z in
+            labels.withUnsafeBufferPointer { l in
+                meta[count...].withUnsafeBufferPointer { extra in
+                    queryScores(support: support.count, query: queries.shape[0], dimension: dimension, ways: ways, z: z.baseAddress!,
+                                supportLabels: l.baseAddress!, extra: extra)
+                }
+            }
+        }
+        return try Tensor(shape: [queries.shape[0], ways], scalars: scores)
     }
 }
 

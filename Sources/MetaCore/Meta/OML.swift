@@ -108,6 +108,12 @@ public struct OML: MetaLearner {
         return value
     }
 
+    /// The outputs after the online pass over `support`, the trajectory (whatever `steps` is).
+    public func predict(_ meta: [Float], support: Batch, queries: Tensor, steps: Int, workspace: Workspace) throws -> Tensor {
+        let theta = try adapt(meta, task: Task(support: support, query: support), workspace: workspace, recording: false).theta
+        return try workspace.predict(at: theta, inputs: queries)
+    }
+
     /// The query loss before and after one pass over the trajectory (whatever `steps` is: the trajectory
     /// defines the online steps).
     public func adaptationCurve(_ meta: [Float], task: Task, steps: Int, workspace: Workspace) throws -> [LossValue] {

@@ -41,6 +41,10 @@ public struct Reptile: InnerUpdateLearner, StackableMetaLearner {
         try adapted(meta, support: task.support, steps: steps, query: task.query, workspace: workspace).1
     }
 
+    public func predict(_ meta: [Float], support: Batch, queries: Tensor, steps: Int, workspace: Workspace) throws -> Tensor {
+        try workspace.predict(at: adapted(meta, support: support, steps: steps, query: nil, workspace: workspace).0, inputs: queries)
+    }
+
     public func metaGradient(_ meta: [Float], task: Task, workspace: Workspace, into gradient: inout [Float]) throws -> LossValue {
         let adapted = try adapted(meta, support: task.support, steps: inner.steps, query: nil, workspace: workspace).0
         gradient = meta

@@ -40,6 +40,26 @@ public struct SiameseNetworks: MetricMetaLearner {
 
     /// Every (query, support) pair of `task` as a verification problem: its score w · |z_q − z_s| + b (the
     /// logit of "same class") and whether the two images are of the same class.
+    /// For each query and class, the highest pair score (the logit of "same") among the class's support
+    /// images: a query is classified by its most similar support image, and the softmax of these scores is its
+    /// class distribution.
+    public func queryScores(support: Int, query: Int, dimension: Int, ways: Int, z: UnsafePointer<Float>,
+                            supportLabels: UnsafePointer<Int32>, extra: UnsafeBufferPointer<Float>) -> [Float] {
+        var pairs = [Double](repeating: 0, count: query * support), correct: Int32 = 0, db = 0.0
+        // Query labels are not needed for the scores; the kernel reads one per query, so give it zeros.
+        let labels = Array(UnsafeBufferPointer(start: supportLabels, count: support)) + [Int32](repeating: 0, count: query)
+        _ = mc_siamese_loss(Int32(support), Int32(query), Int32(dimension), 0, z, labels, extra.baseAddress!, extra[dimension],
+                            nil, nil, &db, &pairs, &correct)
+        var scores = [Float](repeating: -.infinity, count: query * ways)
+        for q in 0 ..< query {
+            for j in 0 ..< support {
+                let c = Int(supportLabels[j])
+                scores[q * ways + c] = max(scores[q * ways + c], Float(pairs[q * support + j]))
+            }
+        }
+        return scores
+    }
+
     public func pairScores(_ meta: [Float], task: Task, workspace: Workspace) throws -> [(score: Double, same: Bool)] {
         guard case .labels(let s) = task.support.targets, case .labels(let q) = task.query.targets else {
             throw MetaCoreError.argument("siamese networks verify pairs of labelled images")
