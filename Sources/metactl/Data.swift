@@ -11,6 +11,8 @@ struct Prepare: ParsableCommand {
     }
 
     @Option(help: "Which dataset.") var dataset = "omniglot"
+    @Option(help: "Print the names of the classes episodes of this split draw from (train or test), one a line, instead of the summary.")
+    var listClasses: String?
     @OptionGroup var location: DatasetOptions
     @OptionGroup var settings: ConfigurationOptions
 
@@ -21,6 +23,17 @@ struct Prepare: ParsableCommand {
         var arguments = settings.arguments
         if !settings.given("task"), let family = Registry.taskFamilies.first(where: { $0.dataset.map(ObjectIdentifier.init) == ObjectIdentifier(type) }) {
             arguments = ["--task", family.name] + arguments
+        }
+        if let split = listClasses {
+            guard split == "train" || split == "test" else { throw ValidationError("--list-classes takes train or test, not '\(split)'") }
+            // The smallest episodes: only the classes are listed, and no class is too small for them.
+            for (name, value) in [("ways", "2"), ("shots", "1"), ("queries", "1")] where !settings.given(name) { arguments += ["--\(name)", value] }
+            let config = try TrainingConfiguration().applying(arguments, source: "command line")
+            guard let tasks = try config.makeTasks(split == "train" ? .train : .test, data: location.source()) as? any ImageTaskDistribution else {
+                throw ValidationError("the \(config.task) task family does not name its classes")
+            }
+            print(tasks.classNames.joined(separator: "\n"))
+            return
         }
         let options = try TrainingConfiguration().applying(arguments, source: "command line").resolvedOptions()
         print("\(path): \(try load(type, options: options, from: location.source()).summary)")

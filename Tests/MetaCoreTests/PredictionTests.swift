@@ -114,6 +114,8 @@ struct PredictionTests {
                                     "--shots", "1", "--queries", "1", "--image-size", "16", "--channels", "4", "--iterations", "3",
                                     "--threads", "1", "--checkpoint", "run.safetensors"], in: root)
         #expect(train.status == 0, "\(train.err)")
+        let listed = try runMetactl(["data", "--dataset", "images", "--data", "data", "--no-cache", "--list-classes", "test"], in: root)
+        #expect(listed.status == 0 && listed.out == "e\nf\n", "\(listed.err)")
         try FileManager.default.moveItem(at: root.appendingPathComponent("data"), to: root.appendingPathComponent("moved"))   // not needed any more
         let predict = try runMetactl(["predict", "--checkpoint", "run.safetensors", "--support", "support", "--query", "queries",
                                       "queries/e/0.png"], in: root)
@@ -127,5 +129,48 @@ struct PredictionTests {
         #expect(json.status == 0 && json.out.split(separator: "\n").count == 6 && json.out.contains("\"probabilities\""))
         let bad = try runMetactl(["predict", "--checkpoint", "run.safetensors", "--support", "queries/e", "--query", "queries"], in: root)
         #expect(bad.status != 0 && bad.err.contains("no class folders"))
+    }
+}
+
+@Suite("The README's mini-ImageNet walkthrough")
+struct WalkthroughTests {
+    /// benchmarks/mini-imagenet.sh, the README's commands, on a generated dataset of mini-ImageNet's layout
+    /// (JPEGs in images/, three CSVs) with tiny settings: every command runs and writes its results.
+    @Test func theWalkthroughRunsOnADatasetOfTheLayout() throws {
+        let root = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let data = root.appendingPathComponent("mini-imagenet")
+        for (split, classes) in [("train", 0 ..< 5), ("val", 5 ..< 7), ("test", 7 ..< 12)] {
+            var csv = "filename,label\n"
+            for c in classes {
+                let label = String(format: "n%08d", c)
+                for i in 0 ..< 20 {
+                    let name = "\(label)\(String(format: "%08d", i + 1)).jpg"
+                    try writePicture(testPicture(width: 30, height: 24, channels: 3, seed: c * 20 + i), to: data.appendingPathComponent("images/\(name)"))
+                    csv += "\(name),\(label)\n"
+                }
+            }
+            try Data(csv.utf8).write(to: data.appendingPathComponent("\(split).csv"))
+        }
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../benchmarks/mini-imagenet.sh").standardizedFileURL
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        process.arguments = [script.path, data.path, root.appendingPathComponent("out").path]
+        process.environment = ProcessInfo.processInfo.environment.merging(
+            ["METACTL": metactl.path, "XDG_CACHE_HOME": root.appendingPathComponent("cache").path, "SIZE": "16", "TASKS": "2",
+             "PROTO_WAYS": "5", "PROTO_ITERATIONS": "1", "MAML_ITERATIONS": "1", "RESNET_ITERATIONS": "1", "QUERIES": "2", "THREADS": "2"]) { $1 }
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let err = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(err)")
+        for name in ["proto", "maml", "resnet12-proto"] {
+            #expect(FileManager.default.fileExists(atPath: root.appendingPathComponent("out/\(name)-eval.json").path), "\(name)")
+            #expect(FileManager.default.fileExists(atPath: root.appendingPathComponent("out/\(name).safetensors").path), "\(name)")
+        }
+        #expect(err.contains("images: decoded and cached"))
+        #expect(err.contains("images: read from cache"), "the runs after `metactl data` map its cache")
     }
 }

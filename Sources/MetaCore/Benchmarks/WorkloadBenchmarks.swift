@@ -4,9 +4,10 @@ import Foundation
 /// does — sample the meta-batch, compute every task's meta-gradient, average, take an Adam step.
 ///
 /// The image workloads use Conv-4 (64 channels, transductive BatchNorm) on synthetic 28x28x1 episodes of
-/// the real shapes (``SyntheticImageTasks``): the cost does not depend on the pixels, and no dataset is needed.
+/// the real shapes (``SyntheticImageTasks``), and Conv-4 or ResNet-12 on 84x84x3 ones (mini-ImageNet's): the
+/// cost does not depend on the pixels, and no dataset is needed.
 public struct Workload: Sendable, Equatable {
-    /// `sine`, `omni5`, `omni20`, `proto`, `resnet12` or `resnet12-proto`.
+    /// `sine`, `omni5`, `omni20`, `proto`, `mini5`, `mini-proto`, `resnet12` or `resnet12-proto`.
     public let name: String
     /// MAML's order; `nil` for Prototypical Networks.
     public let order: MAML.Order?
@@ -14,7 +15,8 @@ public struct Workload: Sendable, Equatable {
     /// Every workload in the standard order.
     public static let all: [Workload] = ["sine", "omni5", "omni20"].flatMap { name in
         [Workload(name: name, order: .second), Workload(name: name, order: .first)]
-    } + [Workload(name: "proto", order: nil), Workload(name: "resnet12", order: .second), Workload(name: "resnet12-proto", order: nil)]
+    } + [Workload(name: "proto", order: nil), Workload(name: "mini5", order: .second), Workload(name: "mini5", order: .first),
+         Workload(name: "mini-proto", order: nil), Workload(name: "resnet12", order: .second), Workload(name: "resnet12-proto", order: nil)]
 
     /// The workloads' names, each once, in the standard order.
     public static let names = all.map(\.name).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
@@ -37,6 +39,8 @@ public struct Workload: Sendable, Equatable {
         case "sine": return "MLP 1-40-40-1, 10+10 points, meta-batch 25, 1 inner step"
         case "omni5": return "Conv-4, 5-way 1-shot 15-query, meta-batch 32, 1 inner step"
         case "omni20": return "Conv-4, 20-way 1-shot 5-query, meta-batch 16, 5 inner steps"
+        case "mini5": return "Conv-4 with 32 channels on 84x84x3 (Finn et al.'s mini-ImageNet MAML), 5-way 1-shot 15-query, meta-batch 4, 5 inner steps"
+        case "mini-proto": return "ProtoNet Conv-4 on 84x84x3, one 5-way 5-shot 15-query episode"
         case "resnet12": return "ResNet-12 64-160-320-640 on 84x84x3, 5-way 1-shot 15-query, meta-batch 4, 1 inner step"
         case "resnet12-proto": return "ProtoNet ResNet-12 on 84x84x3, one 5-way 5-shot 15-query episode"
         default: return "ProtoNet Conv-4, one 60-way 5-shot 5-query episode"
@@ -59,6 +63,14 @@ public struct Workload: Sendable, Equatable {
             return try MetaTrainer(learner: maml(steps: 5, lr: 0.1), model: .conv4(classes: 20),
                                    tasks: SyntheticImageTasks(ways: 20, shots: 1, queries: 5, inputShape: [1, 28, 28]),
                                    optimizer: adam, metaBatch: 16, seed: seed, threads: threads)
+        case "mini5":
+            return try MetaTrainer(learner: maml(steps: 5, lr: 0.01), model: .conv4(classes: 5, inputShape: [3, 84, 84], channels: 32),
+                                   tasks: SyntheticImageTasks(ways: 5, shots: 1, queries: 15, inputShape: [3, 84, 84]),
+                                   optimizer: adam, metaBatch: 4, seed: seed, threads: threads)
+        case "mini-proto":
+            return try MetaTrainer(learner: PrototypicalNetworks(), model: .conv4(classes: 0, inputShape: [3, 84, 84]),
+                                   tasks: SyntheticImageTasks(ways: 5, shots: 5, queries: 15, inputShape: [3, 84, 84]),
+                                   optimizer: adam, metaBatch: 1, seed: seed, threads: threads)
         case "resnet12":
             return try MetaTrainer(learner: maml(steps: 1, lr: 0.01), model: .resnet12(classes: 5),
                                    tasks: SyntheticImageTasks(ways: 5, shots: 1, queries: 15, inputShape: [3, 84, 84]),

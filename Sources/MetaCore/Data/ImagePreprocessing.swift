@@ -47,9 +47,11 @@ public struct ImagePreprocessing: Sendable, Hashable, Codable {
     }
 }
 
-/// A task family whose inputs are images prepared by an ``ImagePreprocessing``.
+/// A task family whose inputs are images prepared by an ``ImagePreprocessing``, of named classes.
 public protocol ImageTaskDistribution: TaskDistribution {
     var preprocessing: ImagePreprocessing { get }
+    /// The names of the classes episodes draw from.
+    var classNames: [String] { get }
 }
 
 extension OmniglotTasks: ImageTaskDistribution {

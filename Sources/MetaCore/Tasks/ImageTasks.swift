@@ -61,6 +61,9 @@ public struct ImageTasks: TaskDistribution {
         }
     }
 
+    /// Every class's name.
+    public var classNames: [String] { classes.map { dataset.classes[$0].name } }
+
     public var inputShape: [Int] { [dataset.channels, dataset.side, dataset.side] }
     public var outputShape: [Int] { [ways] }
     public var isClassification: Bool { true }

@@ -79,6 +79,11 @@ public struct OmniglotTasks: TaskDistribution {
         }
     }
 
+    /// Every class's name, `part/alphabet/character` with the rotation when it is not 0° (`… @90`).
+    public var classNames: [String] {
+        classes.map { dataset.characters[$0.character].path + ($0.quarterTurns == 0 ? "" : " @\($0.quarterTurns * 90)") }
+    }
+
     public var inputShape: [Int] { [1, dataset.side, dataset.side] }
     public var outputShape: [Int] { [ways] }
     public var isClassification: Bool { true }
