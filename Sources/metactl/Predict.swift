@@ -67,9 +67,10 @@ struct Predict: ParsableCommand {
         let known = zip(queries, predictions).filter { $0.0.label != nil }
         if !known.isEmpty {
             let right = known.filter { $0.0.label == $0.1.label }.count
+            let fewest = supportSet.map(\.images.count).min()!, most = supportSet.map(\.images.count).max()!
+            let shots = fewest == most ? "\(fewest)-shot" : "\(fewest) to \(most) shots"
             printError(String(format: "accuracy %.2f%% (%d of %d queries of known class), %d-way %@, %@", 100 * Double(right) / Double(known.count), right,
-                              known.count, names.count, "\(supportSet.map(\.images.count).min()!)-\(supportSet.map(\.images.count).max()!) shots",
-                              classifier.learner.name))
+                              known.count, names.count, shots, classifier.learner.name))
         }
     }
 
@@ -88,14 +89,18 @@ struct Predict: ParsableCommand {
         return FileManager.default.fileExists(atPath: url.path, isDirectory: &directory) && directory.boolValue
     }
 
-    /// A file; or a folder's images; or, for a folder of class folders, their images with their classes.
+    /// A file; or a folder's images; or, for a folder of class folders, their images with their classes. Paths
+    /// are written as given, joined with the names found under them.
     static func queries(at path: String) throws -> [Query] {
         let url = URL(fileURLWithPath: path)
         guard FileManager.default.fileExists(atPath: path) else { throw ValidationError("no file or folder at \(path)") }
         guard isDirectory(url) else { return [Query(path: path, label: nil)] }
+        let base = path.hasSuffix("/") ? String(path.dropLast()) : path
         let classes = try folders(in: url)
-        if classes.isEmpty { return try images(in: url).map { Query(path: $0.path, label: nil) } }
-        return try classes.flatMap { folder in try images(in: folder).map { Query(path: $0.path, label: folder.lastPathComponent) } }
+        if classes.isEmpty { return try images(in: url).map { Query(path: "\(base)/\($0.lastPathComponent)", label: nil) } }
+        return try classes.flatMap { folder in
+            try images(in: folder).map { Query(path: "\(base)/\(folder.lastPathComponent)/\($0.lastPathComponent)", label: folder.lastPathComponent) }
+        }
     }
 
     static func csvField(_ text: String) -> String {

@@ -8,9 +8,9 @@ Batch-norm uses batch statistics (track_running_stats=False), convolutions keep 
 as MetaCore's. Usage: torch_conv4_84.py WORKLOAD [ORDER] [THREADS] [REPETITIONS]
 Prints: workload, meta-steps (episodes) per second (median of repetitions after a warm-up), peak RSS.
 """
-import sys, time, resource, statistics
-import torch, torch.nn as nn, torch.nn.functional as F
-from torch.func import functional_call
+import sys, resource
+import torch, torch.nn as nn
+from metacore_files import timed, maml_step, proto_step
 
 workload = sys.argv[1]
 order = int(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2] != '-' else 2
@@ -28,46 +28,10 @@ def conv4(channels, classes):
     if classes: layers.append(nn.Linear(channels * 5 * 5, classes))
     return nn.Sequential(*layers)
 
-def timed(step, count):
-    step()
-    rates = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        for _ in range(count): step()
-        rates.append(count / (time.perf_counter() - t0))
-    return statistics.median(rates)
-
 if workload == 'mini5':
-    ways, shots, queries, batch, steps, lr = 5, 1, 15, 4, 5, 0.01
-    model = conv4(32, ways)
-    params = dict(model.named_parameters())
-    opt = torch.optim.Adam(params.values(), lr=1e-3)
-    tasks = [(torch.randn(ways * shots, 3, 84, 84), torch.arange(ways).repeat(shots),
-              torch.randn(ways * queries, 3, 84, 84), torch.arange(ways).repeat_interleave(queries)) for _ in range(batch)]
-    def loss(p, x, y): return F.cross_entropy(functional_call(model, p, (x,)), y)
-    def step():
-        opt.zero_grad()
-        for xs, ys, xq, yq in tasks:
-            p = dict(params)
-            for _ in range(steps):
-                g = torch.autograd.grad(loss(p, xs, ys), list(p.values()), create_graph=(order == 2))
-                p = {k: v - lr * gi for (k, v), gi in zip(p.items(), g)}
-            (loss(p, xq, yq) / batch).backward()
-        opt.step()
-    rate = timed(step, 2)
+    rate = timed(maml_step(conv4(32, 5), ways=5, shots=1, queries=15, batch=4, steps=5, lr=0.01, order=order), 2, reps)
     label = f"mini5 order={order}"
 else:
-    ways, shots, queries = 5, 5, 15
-    net = conv4(64, 0)
-    opt = torch.optim.Adam(net.parameters(), 1e-3)
-    xs, xq = torch.randn(ways * shots, 3, 84, 84), torch.randn(ways * queries, 3, 84, 84)
-    yq = torch.arange(ways).repeat_interleave(queries)
-    def step():
-        opt.zero_grad()
-        z = net(torch.cat([xs, xq]))
-        protos = z[:ways * shots].view(ways, shots, -1).mean(1)
-        F.cross_entropy(-torch.cdist(z[ways * shots:], protos) ** 2, yq).backward()
-        opt.step()
-    rate = timed(step, 3)
+    rate = timed(proto_step(conv4(64, 0), ways=5, shots=5, queries=15), 3, reps)
     label = "mini-proto"
 print(f"torch {label} threads={threads} meta-steps/s={rate:.4f} peakRSS={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}MiB")

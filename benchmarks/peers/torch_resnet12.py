@@ -7,12 +7,12 @@ Batch-norm uses batch statistics (track_running_stats=False), convolutions keep 
 as MetaCore's. Usage: torch_resnet12.py WORKLOAD [ORDER] [THREADS] [REPETITIONS]
 Prints: workload, meta-steps (episodes) per second (median of repetitions after a warm-up), peak RSS.
 """
-import sys, time, resource, statistics
+import sys, resource
 import torch, torch.nn as nn, torch.nn.functional as F
-from torch.func import functional_call
+from metacore_files import timed, maml_step, proto_step
 
 workload = sys.argv[1]
-order = int(sys.argv[2]) if len(sys.argv) > 2 else 2
+order = int(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2] != '-' else 2
 threads = int(sys.argv[3]) if len(sys.argv) > 3 else 2
 reps = int(sys.argv[4]) if len(sys.argv) > 4 else 3
 torch.manual_seed(0)
@@ -38,44 +38,10 @@ def resnet12(classes):
     if classes: layers.append(nn.Linear(640, classes))
     return nn.Sequential(*layers)
 
-def timed(step, count):
-    step()
-    rates = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        for _ in range(count): step()
-        rates.append(count / (time.perf_counter() - t0))
-    return statistics.median(rates)
-
 if workload == 'resnet12':
-    ways, shots, queries, batch, lr = 5, 1, 15, 4, 0.01
-    model = resnet12(ways)
-    params = dict(model.named_parameters())
-    opt = torch.optim.Adam(params.values(), lr=1e-3)
-    tasks = [(torch.randn(ways * shots, 3, 84, 84), torch.arange(ways).repeat(shots),
-              torch.randn(ways * queries, 3, 84, 84), torch.arange(ways).repeat_interleave(queries)) for _ in range(batch)]
-    def loss(p, x, y): return F.cross_entropy(functional_call(model, p, (x,)), y)
-    def step():
-        opt.zero_grad()
-        for xs, ys, xq, yq in tasks:
-            g = torch.autograd.grad(loss(params, xs, ys), list(params.values()), create_graph=(order == 2))
-            adapted = {k: v - lr * gi for (k, v), gi in zip(params.items(), g)}
-            (loss(adapted, xq, yq) / batch).backward()
-        opt.step()
-    rate = timed(step, 1)
+    rate = timed(maml_step(resnet12(5), ways=5, shots=1, queries=15, batch=4, steps=1, lr=0.01, order=order), 1, reps)
     label = f"resnet12 order={order}"
 else:
-    ways, shots, queries = 5, 5, 15
-    net = resnet12(0)
-    opt = torch.optim.Adam(net.parameters(), 1e-3)
-    xs, xq = torch.randn(ways * shots, 3, 84, 84), torch.randn(ways * queries, 3, 84, 84)
-    yq = torch.arange(ways).repeat_interleave(queries)
-    def step():
-        opt.zero_grad()
-        z = net(torch.cat([xs, xq]))
-        protos = z[:ways * shots].view(ways, shots, -1).mean(1)
-        F.cross_entropy(-torch.cdist(z[ways * shots:], protos) ** 2, yq).backward()
-        opt.step()
-    rate = timed(step, 2)
+    rate = timed(proto_step(resnet12(0), ways=5, shots=5, queries=15), 2, reps)
     label = "resnet12-proto"
 print(f"torch {label} threads={threads} meta-steps/s={rate:.4f} peakRSS={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}MiB")

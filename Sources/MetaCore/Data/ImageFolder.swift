@@ -318,19 +318,9 @@ extension ImageFolder: Dataset {
         }
         let fingerprint = try Self.fingerprint(found, sources: sources, settings: settings)
         let cache = ImageFolderCache(directory: cacheDirectory, root: root.path, settings: settings)
-        let reason: String
-        switch cache.read(fingerprint: fingerprint) {
-        case .success(let dataset): return (dataset, .loaded(cache.url))
-        case .failure(let problem): reason = problem.message
-        }
-        let dataset = try decode(found, layout: layout, settings: settings, context: context)
-        do {
-            try FileManager.default.createDirectory(at: cacheDirectory, withIntermediateDirectories: true)
-            try cache.write(dataset, fingerprint: fingerprint)
-        } catch {
-            return (dataset, .unwritable(cache.url, reason: describe(error)))
-        }
-        return (dataset, .rebuilt(cache.url, reason: reason))
+        return try throughCache(cache.url, in: cacheDirectory, read: { cache.read(fingerprint: fingerprint) },
+                                decode: { try decode(found, layout: layout, settings: settings, context: context) },
+                                write: { try cache.write($0, fingerprint: fingerprint) })
     }
 
     /// What the cache compares: every image's path, size and modification time, the split files', and the

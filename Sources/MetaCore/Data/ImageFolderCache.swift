@@ -34,7 +34,7 @@ struct ImageFolderCache {
         self.settings = settings
     }
 
-    struct Problem: Error { let message: String }
+    typealias Problem = CacheProblem
 
     /// The cached dataset if the file is intact and was built from files with this `fingerprint`.
     func read(fingerprint: String) -> Result<ImageFolder, Problem> {

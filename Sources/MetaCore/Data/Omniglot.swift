@@ -95,21 +95,8 @@ extension Omniglot {
         guard let cacheDirectory else { return (try decode(sources, side: side), .disabled) }
         let cache = OmniglotCache(directory: cacheDirectory, datasetPath: sources[0].root, side: side)
         let fingerprint = try sources.map { try $0.fingerprint() }.joined(separator: "\n")
-        let reason: String
-        switch cache.read(fingerprint: fingerprint) {
-        case .success(let dataset): return (dataset, .loaded(cache.url))
-        case .failure(let problem): reason = problem.message
-        }
-        let dataset = try decode(sources, side: side)
-        do {
-            try FileManager.default.createDirectory(at: cacheDirectory, withIntermediateDirectories: true)
-            try cache.write(dataset, fingerprint: fingerprint)
-        } catch {
-            // The data decoded fine: a cache that cannot be written (a file in the way, a read-only or full
-            // disk) costs the next run its head start, not this run its data.
-            return (dataset, .unwritable(cache.url, reason: describe(error)))
-        }
-        return (dataset, .rebuilt(cache.url, reason: reason))
+        return try throughCache(cache.url, in: cacheDirectory, read: { cache.read(fingerprint: fingerprint) },
+                                decode: { try decode(sources, side: side) }, write: { try cache.write($0, fingerprint: fingerprint) })
     }
 
     /// Decodes every PNG of `sources` (no cache).

@@ -32,7 +32,7 @@ struct OmniglotCache {
         self.side = side
     }
 
-    struct Problem: Error { let message: String }
+    typealias Problem = CacheProblem
 
     /// The cached dataset if the file is intact and was built from files with this `fingerprint`.
     func read(fingerprint: String) -> Result<Omniglot, Problem> {

@@ -59,6 +59,31 @@ public enum CacheStatus: Sendable, Equatable {
     case unwritable(URL, reason: String)
 }
 
+/// Why a dataset cache was not used: missing, corrupt, stale or from another format version.
+struct CacheProblem: Error {
+    let message: String
+}
+
+/// The cached dataset if `read` finds a valid one, else the one `decode` makes, written to the cache by `write`
+/// (into `directory`, created if need be). A cache that cannot be written costs the next run its head start,
+/// not this run its data: the status says why, and the decoded data is returned.
+func throughCache<D>(_ url: URL, in directory: URL, read: () -> Result<D, CacheProblem>, decode: () throws -> D,
+                     write: (D) throws -> Void) throws -> (D, CacheStatus) {
+    let reason: String
+    switch read() {
+    case .success(let dataset): return (dataset, .loaded(url))
+    case .failure(let problem): reason = problem.message
+    }
+    let dataset = try decode()
+    do {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try write(dataset)
+    } catch {
+        return (dataset, .unwritable(url, reason: describe(error)))
+    }
+    return (dataset, .rebuilt(url, reason: reason))
+}
+
 /// Where task families get their data: a path (`--data`), a cache directory, and the datasets loaded so far
 /// (each loaded once, on first use). Synthetic tasks never touch it, so a `DataSource()` with no path serves them.
 public final class DataSource: Sendable {
