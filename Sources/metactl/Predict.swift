@@ -74,15 +74,9 @@ struct Predict: ParsableCommand {
         }
     }
 
-    static func folders(in url: URL) throws -> [URL] {
-        try FileManager.default.contentsOfDirectory(atPath: url.path).filter { !$0.hasPrefix(".") }.sorted()
-            .map { url.appendingPathComponent($0) }.filter(isDirectory)
-    }
+    static func folders(in url: URL) throws -> [URL] { try ImageFolder.classFolders(in: url) }
 
-    static func images(in url: URL) throws -> [URL] {
-        try FileManager.default.contentsOfDirectory(atPath: url.path).filter { !$0.hasPrefix(".") && Image.Format.of(fileName: $0) != nil }.sorted()
-            .map { url.appendingPathComponent($0) }
-    }
+    static func images(in url: URL) throws -> [URL] { try ImageFolder.imageFiles(in: url) }
 
     static func isDirectory(_ url: URL) -> Bool {
         var directory: ObjCBool = false

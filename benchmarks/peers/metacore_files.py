@@ -31,6 +31,17 @@ import statistics, time
 import torch.nn.functional as F
 from torch.func import functional_call
 
+def workload_arguments():
+    """WORKLOAD [ORDER|-] [THREADS] [REPETITIONS] from the command line (order 2, 2 threads, 3 repetitions by
+    default); seeds torch and sets its threads."""
+    import sys
+    a = sys.argv
+    order = int(a[2]) if len(a) > 2 and a[2] != '-' else 2
+    threads = int(a[3]) if len(a) > 3 else 2
+    torch.manual_seed(0)
+    torch.set_num_threads(threads)
+    return a[1], order, threads, int(a[4]) if len(a) > 4 else 3
+
 def timed(step, count, reps):
     """Meta-steps per second of `step`, the median of `reps` runs of `count` after a warm-up."""
     step()

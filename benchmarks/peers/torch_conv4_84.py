@@ -8,16 +8,11 @@ Batch-norm uses batch statistics (track_running_stats=False), convolutions keep 
 as MetaCore's. Usage: torch_conv4_84.py WORKLOAD [ORDER] [THREADS] [REPETITIONS]
 Prints: workload, meta-steps (episodes) per second (median of repetitions after a warm-up), peak RSS.
 """
-import sys, resource
+import resource
 import torch, torch.nn as nn
-from metacore_files import timed, maml_step, proto_step
+from metacore_files import timed, maml_step, proto_step, workload_arguments
 
-workload = sys.argv[1]
-order = int(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2] != '-' else 2
-threads = int(sys.argv[3]) if len(sys.argv) > 3 else 2
-reps = int(sys.argv[4]) if len(sys.argv) > 4 else 3
-torch.manual_seed(0)
-torch.set_num_threads(threads)
+workload, order, threads, reps = workload_arguments()
 
 def conv4(channels, classes):
     layers, c = [], 3

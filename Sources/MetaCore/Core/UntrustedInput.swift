@@ -20,11 +20,7 @@ public enum UntrustedInput {
     /// Decodes an Omniglot cache built from files with fingerprint `fingerprint`. With `fixChecksum`, the
     /// trailing CRC-32 is first set to the one the bytes have, so that a fuzzer reaches what the check guards.
     public static func omniglotCache(_ bytes: [UInt8], fingerprint: String = "fuzz", fixChecksum: Bool = true) throws {
-        var bytes = bytes
-        if fixChecksum, bytes.count >= 4 {
-            let crc = crc32(bytes[..<(bytes.count - 4)])
-            withUnsafeBytes(of: crc.littleEndian) { for (i, b) in $0.enumerated() { bytes[bytes.count - 4 + i] = b } }
-        }
+        let bytes = fixChecksum ? withTrailingChecksum(bytes) : bytes
         do { _ = try OmniglotCache(directory: URL(fileURLWithPath: "/nonexistent"), datasetPath: "fuzz", side: 28).decode(bytes, fingerprint: fingerprint) }
         catch let problem as OmniglotCache.Problem { throw MetaCoreError(.corruptData, problem.message) }
     }
@@ -41,11 +37,7 @@ public enum UntrustedInput {
     /// Decodes an image dataset's cache (8x8 RGB images) built from files with fingerprint `fingerprint`; with
     /// `fixChecksum`, as ``omniglotCache(_:fingerprint:fixChecksum:)``.
     public static func imageCache(_ bytes: [UInt8], fingerprint: String = "fuzz", fixChecksum: Bool = true) throws {
-        var bytes = bytes
-        if fixChecksum, bytes.count >= 4 {
-            let crc = crc32(bytes[..<(bytes.count - 4)])
-            withUnsafeBytes(of: crc.littleEndian) { for (i, b) in $0.enumerated() { bytes[bytes.count - 4 + i] = b } }
-        }
+        let bytes = fixChecksum ? withTrailingChecksum(bytes) : bytes
         do { _ = try sampleImageCacheFile.decode(PixelStorage.copying(bytes), fingerprint: fingerprint) }
         catch let problem as ImageFolderCache.Problem { throw MetaCoreError(.corruptData, problem.message) }
     }
@@ -90,5 +82,13 @@ public enum UntrustedInput {
         for index in archive.names.indices {
             do { _ = try archive.read(index, maximumSize: Omniglot.limits.maximumBytes) } catch let error as MetaCoreError where error.kind == .corruptData {}
         }
+    }
+
+    /// `bytes` with their last 4 replaced by the CRC-32 of the rest (the caches' trailer).
+    static func withTrailingChecksum(_ bytes: [UInt8]) -> [UInt8] {
+        guard bytes.count >= 4 else { return bytes }
+        var bytes = bytes
+        withUnsafeBytes(of: crc32(bytes[..<(bytes.count - 4)]).littleEndian) { bytes.replaceSubrange(bytes.count - 4 ..< bytes.count, with: $0) }
+        return bytes
     }
 }

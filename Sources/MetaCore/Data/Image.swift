@@ -179,6 +179,11 @@ public struct Image: Sendable, Hashable {
         return try Image(width: width, height: height, channels: channels, pixels: out)
     }
 
+    /// Every sample v as 255 − v.
+    public func inverted() throws -> Image {
+        try Image(width: width, height: height, channels: channels, pixels: pixels.map { 255 - $0 })
+    }
+
     /// The image with `channels` channels: gray to RGB repeats the value, RGB to gray is PIL's luma.
     public func converted(channels: Int) throws -> Image {
         guard channels != self.channels else { return self }
@@ -222,6 +227,12 @@ func readBounded(_ url: URL, maximumBytes: Int) throws -> [UInt8] {
     guard let data = FileManager.default.contents(atPath: url.path) else { throw MetaCoreError(.io, "cannot read the file") }
     guard data.count <= maximumBytes else { throw MetaCoreError(.corruptData, "the file is more than \(maximumBytes) bytes") }
     return [UInt8](data)
+}
+
+/// FNV-1a (64 bits) of `text`'s UTF-8, continuing from `hash`: the caches' names and fingerprints (change
+/// detection, not security).
+func fnv1a(_ text: String, continuing hash: UInt64 = 0xCBF2_9CE4_8422_2325) -> UInt64 {
+    text.utf8.reduce(hash) { ($0 ^ UInt64($1)) &* 0x100_0000_01B3 }
 }
 
 /// CRC-32 (zlib's) of `bytes`, continuing from `crc`.

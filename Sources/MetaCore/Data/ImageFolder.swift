@@ -214,43 +214,17 @@ extension ImageFolder {
         return .classFolders
     }
 
-    static func isDirectory(_ url: URL) -> Bool {
-        var directory: ObjCBool = false
-        return FileManager.default.fileExists(atPath: url.path, isDirectory: &directory) && directory.boolValue
+    static func isDirectory(_ url: URL) -> Bool { FolderListing.isDirectory(url) }
+
+    /// The folders in `url` (hidden ones aside), in name order: the classes of a class-folder layout.
+    public static func classFolders(in url: URL) throws -> [URL] { try FolderListing.subfolders(in: url) }
+
+    /// The PNG and JPEG files in `url` (by extension, any case; hidden ones aside), in name order.
+    public static func imageFiles(in url: URL) throws -> [URL] {
+        try FolderListing.files(in: url) { Image.Format.of(fileName: $0) != nil }
     }
 
-    /// The folders in `url` (hidden ones aside), in name order.
-    static func classFolders(in url: URL) throws -> [URL] {
-        try listing(url).compactMap { name in
-            let child = url.appendingPathComponent(name)
-            return isDirectory(child) ? child : nil
-        }
-    }
-
-    /// The image files in `url` (by extension), in name order.
-    static func imageFiles(in url: URL) throws -> [URL] {
-        try listing(url).filter { Image.Format.of(fileName: $0) != nil }.map { url.appendingPathComponent($0) }
-            .filter { !isDirectory($0) }
-    }
-
-    /// The names in a folder, hidden ones aside, in order; a name with a control character is refused (the
-    /// cache stores names one per line).
-    static func listing(_ url: URL) throws -> [String] {
-        let names: [String]
-        do { names = try FileManager.default.contentsOfDirectory(atPath: url.path) } catch {
-            throw MetaCoreError(.io, "cannot list \(url.path): \(describe(error))")
-        }
-        return try names.filter { !$0.hasPrefix(".") }.sorted().map { name in
-            try checkName(name, in: url.path)
-            return name
-        }
-    }
-
-    static func checkName(_ name: String, in place: String) throws {
-        guard !name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
-            throw MetaCoreError(.corruptData, "\(place) holds \(name.debugDescription), a name with a control character; rename it")
-        }
-    }
+    static func checkName(_ name: String, in place: String) throws { try FolderListing.checkName(name, in: place) }
 
     /// The non-empty lines of a small text file (split lists, CSVs), trimmed; bounded at 64 MB.
     static func readLines(_ url: URL) throws -> [String] {
@@ -326,8 +300,8 @@ extension ImageFolder: Dataset {
     /// What the cache compares: every image's path, size and modification time, the split files', and the
     /// settings — a file added, removed, renamed or rewritten changes it — hashed (FNV-1a, 64 bits).
     static func fingerprint(_ classes: [FoundClass], sources: [URL], settings: Settings) throws -> String {
-        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
-        func add(_ text: String) { for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01B3 } }
+        var hash = fnv1a("")
+        func add(_ text: String) { hash = fnv1a(text, continuing: hash) }
         func stamp(_ url: URL) -> String {
             var status = stat()
             guard stat(url.path, &status) == 0 else { return "\(url.path) missing" }

@@ -28,8 +28,7 @@ struct ImageFolderCache {
     let settings: ImageFolder.Settings
 
     init(directory: URL, root: String, settings: ImageFolder.Settings) {
-        var hash: UInt64 = 0xCBF2_9CE4_8422_2325 // FNV-1a of the path and the settings that shape the pixels
-        for byte in "\(root)\n\(settings)".utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01B3 }
+        let hash = fnv1a("\(root)\n\(settings)")   // the path and the settings that shape the pixels
         url = directory.appendingPathComponent("images-\(settings.side)px-\(settings.channels == 3 ? "rgb" : "gray")-\(String(hash, radix: 16)).cache")
         self.settings = settings
     }

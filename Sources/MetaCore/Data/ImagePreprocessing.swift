@@ -29,7 +29,7 @@ public struct ImagePreprocessing: Sendable, Hashable, Codable {
         case .stretch: return try converted.resized(height: side, width: side, inverting: invert)
         case .centerCrop:
             let cropped = try converted.resized(toFit: side, mode: .centerCrop)
-            return invert ? try cropped.resized(height: side, width: side, inverting: true) : cropped
+            return invert ? try cropped.inverted() : cropped
         }
     }
 

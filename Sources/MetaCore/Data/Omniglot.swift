@@ -242,40 +242,16 @@ extension Omniglot {
             }
         }
 
-        /// The folders in `url` (hidden ones aside), in name order; a link to a folder counts as the folder.
-        /// A name with a control character (a newline, say) is refused: the cache stores names one per line.
-        private func subfolders(_ url: URL) throws -> [URL] {
-            let names: [String]
-            do { names = try FileManager.default.contentsOfDirectory(atPath: url.path) } catch {
-                throw MetaCoreError(.io, "cannot list \(url.path): \(MetaCore.describe(error))")
-            }
-            var folders: [URL] = []
-            for name in names.sorted() where !name.hasPrefix(".") {
-                let child = url.appendingPathComponent(name)
-                var isDirectory: ObjCBool = false
-                guard FileManager.default.fileExists(atPath: child.path, isDirectory: &isDirectory), isDirectory.boolValue else { continue }
-                try Self.checkName(name, in: url)
-                folders.append(child)
-            }
-            return folders
-        }
+        private func subfolders(_ url: URL) throws -> [URL] { try FolderListing.subfolders(in: url) }
 
         /// The PNG files in a character folder, in name order.
         private func drawingFiles(_ character: URL) throws -> [String] {
-            let names: [String]
-            do { names = try FileManager.default.contentsOfDirectory(atPath: character.path) } catch {
-                throw MetaCoreError(.io, "cannot list \(character.path): \(MetaCore.describe(error))")
-            }
-            let files = names.filter { $0.hasSuffix(".png") }.sorted()
+            let files = try FolderListing.names(in: character).filter { $0.hasSuffix(".png") }
             for name in files { try Self.checkName(name, in: character) }
             return files
         }
 
-        static func checkName(_ name: String, in folder: URL) throws {
-            guard !name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
-                throw MetaCoreError(.corruptData, "\(folder.path) holds \(name.debugDescription), a name with a control character; rename it")
-            }
-        }
+        static func checkName(_ name: String, in folder: URL) throws { try FolderListing.checkName(name, in: folder.path) }
     }
 }
 

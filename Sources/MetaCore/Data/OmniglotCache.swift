@@ -26,8 +26,7 @@ struct OmniglotCache {
 
     /// The cache of the dataset at `datasetPath` at `side` pixels: one file per dataset location and size.
     init(directory: URL, datasetPath: String, side: Int) {
-        var hash: UInt64 = 0xCBF2_9CE4_8422_2325 // FNV-1a of the path
-        for byte in datasetPath.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01B3 }
+        let hash = fnv1a(datasetPath)
         url = directory.appendingPathComponent("omniglot-\(side)px-\(String(hash, radix: 16)).cache")
         self.side = side
     }
