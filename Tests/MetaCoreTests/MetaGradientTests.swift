@@ -173,4 +173,48 @@ struct MetaGradientTests {
         let final = try workspace.loss(at: expected, on: task.query)
         #expect(curve.count == 4 && curve[3] == final)
     }
+
+    /// Inner mini-batches (Nichol et al.'s few-shot runs): each step takes the next `innerBatch` samples of a
+    /// shuffle of the support set seeded by the task, so 4 steps of 5 from 20 samples see each one once, and the
+    /// direction is θ − θ_K for Adam with β1 = 0 on exactly those batches; another task seed, other batches.
+    @Test func reptileWithInnerMiniBatches() throws {
+        let model = try tanhMLP(), inner = try InnerLoop(steps: 4, learningRate: 0.01)
+        var random = RandomSource(seed: 8)
+        var task = try SinusoidTasks(shots: 20).sample(&random)
+        task.seed = 99
+        let workspace = Workspace(model: model), theta = model.initialParameters(seed: 1)
+        let reptile = try Reptile(inner: inner, innerOptimizer: .adam, innerBatch: 5, innerBeta1: 0)
+        var direction: [Float] = [], other: [Float] = [], whole: [Float] = []
+        _ = try reptile.metaGradient(theta, task: task, workspace: workspace, into: &direction)
+        var batches = try MiniBatches(task.support, size: 5, seed: 99), seen: [Float] = []
+        var expected = theta, adam = try Adam(learningRate: 0.01, beta1: 0), g: [Float] = []
+        for _ in 0 ..< 4 {
+            let batch = try batches.next()
+            #expect(batch.count == 5)
+            seen += batch.inputs.scalars
+            try workspace.gradient(at: expected, on: batch, into: &g)
+            adam.step(&expected, gradient: g)
+        }
+        #expect(zip(zip(theta, expected), direction).allSatisfy { $0.0 - $0.1 == $1 })
+        #expect(seen.sorted() == task.support.inputs.scalars.sorted() && seen != task.support.inputs.scalars)
+        _ = try Reptile(inner: inner, innerOptimizer: .adam, innerBeta1: 0).metaGradient(theta, task: task, workspace: workspace, into: &whole)
+        task.seed = 100
+        _ = try reptile.metaGradient(theta, task: task, workspace: workspace, into: &other)
+        #expect(other != direction && whole != direction)
+    }
+
+    /// A batch that runs past the end of a shuffle takes the rest of it and the start of the next one; a batch
+    /// as large as the set (or 0) is the set.
+    @Test func miniBatchesCarryAcrossReshuffles() throws {
+        let values = (0 ..< 7).map(Float.init)
+        let set = try Batch(inputs: Tensor(shape: [7, 1], scalars: values), values: Tensor(shape: [7, 1], scalars: values))
+        var batches = try MiniBatches(set, size: 3, seed: 5)
+        let drawn = try (0 ..< 4).flatMap { _ in try batches.next().inputs.scalars }
+        #expect(drawn.count == 12 && Array(drawn[0 ..< 7]).sorted() == values && Array(drawn[7...]).count == Set(drawn[7...]).count)
+        for size in [0, 7, 9] {
+            var whole = try MiniBatches(set, size: size, seed: 5)
+            #expect(try whole.next() == set)
+        }
+        #expect(throws: MetaCoreError.self) { try Reptile(inner: InnerLoop(steps: 1, learningRate: 0.1), innerBatch: -1) }
+    }
 }

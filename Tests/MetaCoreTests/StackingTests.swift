@@ -72,7 +72,7 @@ struct StackingTests {
     static let learners: [any MetaLearner] = [
         MAML(inner: try! InnerLoop(steps: 2, learningRate: 0.05)),
         MAML(inner: try! InnerLoop(steps: 2, learningRate: 0.05), order: .first),
-        Reptile(inner: try! InnerLoop(steps: 3, learningRate: 0.02), innerOptimizer: .adam),
+        try! Reptile(inner: try! InnerLoop(steps: 3, learningRate: 0.02), innerOptimizer: .adam),
     ]
 
     /// 1 thread stacks the whole meta-batch (7 groups); 2 threads stack blocks of 3 and 4.

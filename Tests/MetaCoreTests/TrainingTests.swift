@@ -102,6 +102,36 @@ struct TrainingTests {
         #expect(throws: MetaCoreError.self) { try config.makeTrainer() }
     }
 
+    /// `--meta-lr-decay linear`: SGD's step at iteration t is (1 − t/N) of the undecayed one from the same
+    /// parameters, and nothing moves once the decay reaches its final factor 0; the cosine is MAML++'s.
+    @Test func theMetaLearningRateDecays() throws {
+        var config = configuration("maml")
+        config.metaOptimizer = "sgd"; config.metaLearningRate = 0.1; config.iterations = 4
+        #expect(try config.metaLearningRateDecay() == nil)
+        config.options = ["meta-lr-decay": .string("linear"), "meta-lr-decay-iterations": .int(2)]
+        #expect(try config.metaLearningRateDecay() == LearningRateDecay(shape: .linear, iterations: 2, finalFactor: 0))
+        var decayed = try config.makeTrainer()
+        config.options = [:]
+        var constant = try config.makeTrainer()
+        func stepFromDecayed() throws -> (decayed: [Float], constant: [Float]) {
+            let start = decayed.metaParameters
+            constant.metaParameters = start; constant.iteration = decayed.iteration
+            _ = try decayed.step(); _ = try constant.step()
+            return (zip(decayed.metaParameters, start).map(-), zip(constant.metaParameters, start).map(-))
+        }
+        let first = try stepFromDecayed(), second = try stepFromDecayed()
+        #expect(first.decayed == first.constant && first.constant.contains { $0 != 0 })
+        // Equal up to the rounding of θ + Δ (parameters of order 1, steps of order 1e-3).
+        #expect(zip(second.decayed, second.constant).allSatisfy { abs($0 - 0.5 * $1) <= 1e-6 } && second.constant.contains { abs($0) > 1e-3 })
+        let halved = second.decayed != second.constant
+        #expect(halved)
+        for _ in 0 ..< 2 { #expect(try stepFromDecayed().decayed.allSatisfy { $0 == 0 }) }
+        let cosine = try LearningRateDecay(shape: .cosine, iterations: 1000, finalFactor: 0.01)
+        #expect(abs(cosine.factor(at: 500) - 0.505) < 1e-6 && cosine.factor(at: 0) == 1 && cosine.factor(at: 2000) == 0.01)
+        config.options = ["final-meta-lr-factor": .float(2)]
+        #expect(throws: MetaCoreError.self) { try config.makeTrainer() }
+    }
+
     @Test func adamMatchesItsDefinition() throws {
         var adam = try Adam(learningRate: 0.1)
         var p: [Float] = [1, -1]

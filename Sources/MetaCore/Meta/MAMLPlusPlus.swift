@@ -86,9 +86,10 @@ public struct MAMLPlusPlus: ScheduledMetaLearner, GradientMetaLearner {
     }
 
     public func metaLearningRateFactor(at iteration: Int) -> Float {
-        guard schedule.cosineIterations > 0 else { return 1 }
-        let low = Double(schedule.minimumLearningRateFactor), t = Double(min(iteration, schedule.cosineIterations))
-        return Float(low + (1 - low) * (1 + cos(Double.pi * t / Double(schedule.cosineIterations))) / 2)
+        guard schedule.cosineIterations > 0,
+              let cosine = try? LearningRateDecay(shape: .cosine, iterations: schedule.cosineIterations, finalFactor: schedule.minimumLearningRateFactor)
+        else { return 1 }
+        return cosine.factor(at: iteration)
     }
 
     // MARK: Meta-parameters: θ; with learned rates, αₖₜ for step k and tensor t (step-major); with per-step

@@ -89,7 +89,14 @@ public protocol ScheduledMetaLearner: MetaLearner {
 /// across them (``ModelStack``), side by side: its meta-parameters are the model's parameters, and it treats
 /// them elementwise between passes (a scalar inner rate on all of them, updates of θ by θ). ``MetaTrainer``
 /// then runs a thread's tasks as one.
-public protocol StackableMetaLearner: MetaLearner {}
+public protocol StackableMetaLearner: MetaLearner {
+    /// Whether this configuration of the learner stacks (default true; Reptile's inner mini-batches do not).
+    var isStackable: Bool { get }
+}
+
+extension StackableMetaLearner {
+    public var isStackable: Bool { true }
+}
 
 /// A meta-learner that adapts by gradient steps on the support set: the MAML family.
 public protocol GradientMetaLearner: MetaLearner {

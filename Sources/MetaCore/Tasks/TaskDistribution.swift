@@ -2,7 +2,10 @@
 public struct Task: Sendable {
     public let support: Batch
     public let query: Batch
-    public init(support: Batch, query: Batch) { self.support = support; self.query = query }
+    /// Randomness of the task's own for a learner that needs it within the task (Reptile's order of inner
+    /// mini-batches): drawn by the trainer and the evaluation after the task, so it is reproduced with it.
+    public var seed: UInt64
+    public init(support: Batch, query: Batch, seed: UInt64 = 0) { self.support = support; self.query = query; self.seed = seed }
 }
 
 /// A distribution over tasks. Sampling is a pure function of the random source, so a seed reproduces the
@@ -20,4 +23,11 @@ public protocol TaskDistribution: Sendable {
 
 extension TaskDistribution {
     public func sample(_ random: inout RandomSource) throws -> Task { try sample(&random, queryCount: nil) }
+
+    /// A fresh task with its ``Task/seed`` drawn from `random` after it.
+    public func seededSample(_ random: inout RandomSource, queryCount: Int? = nil) throws -> Task {
+        var task = try sample(&random, queryCount: queryCount)
+        task.seed = random.next()
+        return task
+    }
 }

@@ -41,7 +41,7 @@ public struct Evaluation: Sendable, Codable {
         let share = group.share(of: taskCount)
         let curves = try runner.map(share.count) { j, worker in
             var random = root.fork(UInt64(share.lowerBound + j))
-            let task = try tasks.sample(&random, queryCount: queryCount)
+            let task = try tasks.seededSample(&random, queryCount: queryCount)
             return try learner.adaptationCurve(meta, task: task, steps: steps, workspace: worker.workspace)
         }
         // Per task and step: the loss and the accuracy (NaN: none).

@@ -26,6 +26,8 @@ public struct MetaTrainer {
     public var group: any ProcessGroup = SingleProcess()
     /// How the ranks' meta-gradients are combined (``GradientReduction``; only matters with several ranks).
     public var reduction = GradientReduction.ordered
+    /// The decay of the meta learning rate (`nil`: none), on top of a ``ScheduledMetaLearner``'s own factor.
+    public var decay: LearningRateDecay?
     /// Seconds the last ``step()`` spent exchanging results between the ranks (and summing the meta-gradients).
     public private(set) var exchangeSeconds = 0.0
     private var slots: TaskSlots?
@@ -56,7 +58,7 @@ public struct MetaTrainer {
     /// stacks tasks, the learner allows it, there are tasks for two groups at least and the model stacks.
     private func stackedBlocks(_ share: Range<Int>, learner: any MetaLearner) -> [Range<Int>]? {
         let blocks = min(runner.threads, runner.tasksAtOnce, share.count)
-        guard runner.stacksTasks, learner is any StackableMetaLearner, share.count >= 2 * blocks,
+        guard runner.stacksTasks, (learner as? any StackableMetaLearner)?.isStackable == true, share.count >= 2 * blocks,
               stacks.stack(model, groups: share.count / blocks) != nil else { return nil }
         return (0 ..< blocks).map { b in share.lowerBound + share.count * b / blocks ..< share.lowerBound + share.count * (b + 1) / blocks }
     }
@@ -87,7 +89,7 @@ public struct MetaTrainer {
         let (tasks, seed, iteration, meta, slots) = (tasks, seed, iteration, metaParameters, slots!)
         func sample(_ index: Int) throws -> Task {
             var random = Self.taskRandom(seed: seed, iteration: iteration, index: index)
-            return try tasks.sample(&random)
+            return try tasks.seededSample(&random)
         }
         func run(_ task: Task, _ index: Int, on worker: TaskRunner.Worker) throws -> LossValue {
             let value = try learner.metaGradient(meta, task: task, workspace: worker.workspace, into: &worker.vector)
@@ -136,7 +138,8 @@ public struct MetaTrainer {
         guard norm.isFinite else {
             throw MetaCoreError.argument("meta-gradient is not finite at iteration \(iteration) (loss \(loss / Double(metaBatch))); lower the learning rates")
         }
-        optimizer.step(&metaParameters, gradient: sum, learningRateFactor: scheduled?.metaLearningRateFactor(at: iteration) ?? 1)
+        let factor = (scheduled?.metaLearningRateFactor(at: iteration) ?? 1) * (decay?.factor(at: iteration) ?? 1)
+        optimizer.step(&metaParameters, gradient: sum, learningRateFactor: factor)
         self.iteration += 1
         return StepResult(loss: loss / Double(metaBatch), accuracy: classification ? Double(correct) / Double(count) : nil,
                           gradientNorm: norm)

@@ -129,12 +129,13 @@ import Glibc
 
 extension Adam {
     static let registrations = [
-        OptimizerEntry(name: "adam", summary: "Adam with bias correction (torch.optim.Adam, optax.adam)") { rate, _ in try Adam(learningRate: rate) },
+        OptimizerEntry(name: "adam", summary: "Adam with bias correction (torch.optim.Adam, optax.adam)",
+                       options: LearningRateDecay.options) { rate, _ in try Adam(learningRate: rate) },
     ]
 }
 
 extension SGD {
     static let registrations = [
-        OptimizerEntry(name: "sgd", summary: "plain gradient descent") { rate, _ in try SGD(learningRate: rate) },
+        OptimizerEntry(name: "sgd", summary: "plain gradient descent", options: LearningRateDecay.options) { rate, _ in try SGD(learningRate: rate) },
     ]
 }

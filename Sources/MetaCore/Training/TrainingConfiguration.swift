@@ -123,8 +123,10 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     public func makeTrainer(data: DataSource = DataSource(), threads: Int = 1) throws -> MetaTrainer {
         try validate()
         let learner = try makeLearner(), tasks = try makeTasks(.train, data: data)
-        return try MetaTrainer(learner: learner, model: makeModel(for: tasks), tasks: tasks, optimizer: makeOptimizer(),
-                               metaBatch: metaBatch, clip: clip, seed: seed, threads: threads)
+        var trainer = try MetaTrainer(learner: learner, model: makeModel(for: tasks), tasks: tasks, optimizer: makeOptimizer(),
+                                      metaBatch: metaBatch, clip: clip, seed: seed, threads: threads)
+        trainer.decay = try metaLearningRateDecay()
+        return trainer
     }
 
     // MARK: Coding
