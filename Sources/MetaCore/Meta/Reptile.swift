@@ -20,7 +20,7 @@ public struct Reptile: InnerUpdateLearner, StackableMetaLearner {
 
     public init(inner: InnerLoop, innerOptimizer: InnerOptimizer = .sgd, innerBatch: Int = 0, innerBeta1: Float = 0.9) throws {
         guard innerBatch >= 0 else { throw MetaCoreError.argument("Reptile's inner batch must be >= 0 (0: the whole support set), got \(innerBatch)") }
-        guard (0 ..< 1).contains(innerBeta1) else { throw MetaCoreError.argument("Adam's beta1 must be in [0, 1), got \(innerBeta1)") }
+        _ = try Adam(learningRate: inner.learningRate, beta1: innerBeta1)   // Adam's own checks, at construction
         self.inner = inner
         self.innerOptimizer = innerOptimizer
         self.innerBatch = innerBatch
