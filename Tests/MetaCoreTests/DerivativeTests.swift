@@ -103,6 +103,9 @@ let layerDerivativeCases: [DerivativeCase] = [
     DerivativeCase(name: "Conv-4 with BatchNorm, 28x28, 4 blocks, 4 channels, 5-way", make: {
         try Model.conv4(classes: 5, channels: 4)
     }, batch: 10),
+    DerivativeCase(name: "strided convolutions and a hidden layer (OML's network, small), tanh", make: {
+        try Model.stridedConv(classes: 3, inputShape: [1, 9, 9], channels: 3, strides: [2, 1], hidden: [5], activation: .tanh)
+    }),
     DerivativeCase(name: "Conv-4 with BatchNorm, 12x12, 8 channels, 3 blocks", make: {
         try Model.conv4(classes: 4, inputShape: [2, 12, 12], channels: 8, blocks: 3)
     }, batch: 8),

@@ -17,6 +17,13 @@ struct ModelTests {
 
         let embedding = try Model.conv4(classes: 0, inputShape: [3, 84, 84], channels: 32)
         #expect(embedding.outputShape == [32 * 5 * 5])
+
+        // OML's Omniglot network on 84x84: maps of 41, 39, 19, 17, 8 and 3, so 2,304 features, then 1,024 and 1,000.
+        let oml = try Model.stridedConv(classes: 1000, inputShape: [1, 84, 84])
+        #expect([0, 2, 4, 6, 8, 10].map { oml.shapes[$0 + 1] } == [[256, 41, 41], [256, 39, 39], [256, 19, 19], [256, 17, 17], [256, 8, 8], [256, 3, 3]])
+        #expect(oml.layers.filter { $0 is Linear }.count == 2 && !oml.layers.contains { $0 is BatchNorm || $0 is MaxPool })
+        #expect(oml.parameterCount == (256 * 9 + 256) + 5 * (256 * 256 * 9 + 256) + (2304 * 1024 + 1024) + (1024 * 1000 + 1000))
+        #expect(try Model.stridedConv(classes: 0, inputShape: [1, 84, 84], hidden: [64]).outputShape == [64])
     }
 
     /// Conv-4 pools before its ReLU (a quarter of the values to rectify): loss, gradient and H·v are bit for
@@ -155,6 +162,12 @@ struct ModelTests {
         }
         expectError(.shapeMismatch, mentioning: "MaxPool(2) expects CxHxW images at least 2x2") {
             _ = try Model.conv4(classes: 5, inputShape: [1, 8, 8], blocks: 4)
+        }
+        expectError(.shapeMismatch, mentioning: "does not fit a 1x1 image") {
+            _ = try Model.stridedConv(classes: 5, inputShape: [1, 28, 28])   // 28 → 13 → 11 → 5 → 3 → 1 → nothing
+        }
+        expectError(.invalidArgument, mentioning: "at least one stride") {
+            _ = try Model.stridedConv(classes: 5, inputShape: [1, 28, 28], strides: [])
         }
     }
 }

@@ -166,6 +166,44 @@ struct OmniglotTests {
         }
     }
 
+    /// `--image-size` is an option of the Omniglot task families: at 84 (OML's size) the drawings are those an
+    /// 84x84 image folder read gives, they are cached apart from the 28x28 ones, and a run of OML's network on
+    /// them trains.
+    @Test func theImageSizeIsAnOptionOfTheOmniglotTasks() throws {
+        let (root, picks) = try smallFolderDataset()
+        let cache = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: root); try? FileManager.default.removeItem(at: cache) }
+        let config = try TrainingConfiguration().applying(["--algorithm", "oml", "--task", "continual-omniglot", "--ways", "1", "--shots", "2",
+                                                           "--queries", "2", "--remember", "3", "--image-size", "84", "--backbone", "strided-conv",
+                                                           "--channels", "4", "--hidden", "8", "--meta-batch", "1"]).resolved()
+        let data = DataSource(path: root.path, cacheDirectory: cache)
+        let tasks = try config.makeTasks(.train, data: data)
+        #expect(tasks.inputShape == [1, 84, 84])
+        let model = try config.makeModel(for: tasks)
+        #expect(model.outputShape == [ContinualOmniglotTasks.outputs] && model.shapes[13] == [4 * 3 * 3])
+
+        let large = try #require(tasks as? ContinualOmniglotTasks).dataset
+        var settings = ImageFolder.Settings()
+        settings.side = 84; settings.channels = 1; settings.invert = true; settings.classSplit = [100, 0, 0]
+        let character = large.characters[0]
+        let (images, _) = try ImageFolder.load(from: root.appendingPathComponent("images_background/\(character.alphabet)").path,
+                                               settings: settings, context: DatasetLoading(cacheDirectory: nil, threads: 2))
+        let index = try #require(images.classes.firstIndex { $0.name == character.name })
+        #expect((0 ..< 20).allSatisfy { images.image(images.classes[index].images.lowerBound + $0).pixels == Array(large.image(character: 0, drawing: $0)) })
+
+        let small = try Omniglot.load(from: root.path, cacheDirectory: cache)
+        guard case .rebuilt = small.1 else { Issue.record("28x28 should not be read from the 84x84 cache, got \(small.1)"); return }
+        #expect(small.0.side == 28 && small.0.characters == large.characters && large.characters.count == picks.count)
+        #expect { _ = try config.makeTasks(.train, data: DataSource([small.0])) } throws: { "\($0)".contains("asks for --image-size 84") }
+
+        var trainer = try config.makeTrainer(data: data)
+        let before = trainer.metaParameters
+        let step = try trainer.step()
+        #expect(step.loss.isFinite && trainer.metaParameters != before)
+        #expect { _ = try TrainingConfiguration().applying(["--task", "omniglot", "--image-size", "106"]).resolvedOptions() }
+            throws: { "\($0)".contains("image-size") }
+    }
+
     /// The folder layout's fingerprint covers every drawing: one rewritten in place is decoded again, not
     /// served from the cache; links to folders are followed; odd trees are explained.
     @Test func folderTreesAreFingerprintedAndChecked() throws {

@@ -303,8 +303,35 @@ extension Omniglot: Dataset {
     public static let name = "omniglot"
     public static let layout = "the directory with images_background and images_evaluation, folders or .zip files"
 
-    public static func load(from path: String, settings: NoSettings, context: DatasetLoading) throws -> (Omniglot, CacheStatus) {
-        try load(from: path, side: 28, cacheDirectory: context.cacheDirectory)
+    /// What decides the loaded images besides the path: their side, in pixels (each side is cached on its own).
+    public struct Settings: Hashable, Sendable {
+        public var side: Int
+        public init(side: Int = 28) { self.side = side }
+    }
+
+    public static let defaultSettings = Settings()
+
+    /// `--image-size`, an option of the task families over Omniglot: 28 as Vinyals et al. and Finn et al.,
+    /// 84 as OML (Javed & White 2019). The drawings are 105x105, so no side above that.
+    static let imageSizeOption = OptionSpec("image-size", .int(8 ... 105), default: .int(28),
+                                            help: "side of the square images the 105x105 drawings are resized to, in pixels")
+
+    public static func settings(_ options: ResolvedOptions) throws -> Settings {
+        Settings(side: options.int(imageSizeOption.name) ?? defaultSettings.side)
+    }
+
+    /// The dataset a task family with `options` reads from `data`, at the `--image-size` they ask for (a
+    /// dataset handed to `data` ready-made must have that size).
+    static func load(for options: ResolvedOptions, from data: DataSource) throws -> Omniglot {
+        let settings = try settings(options), dataset = try data.load(Omniglot.self, settings: settings)
+        guard dataset.side == settings.side else {
+            throw MetaCoreError.shape("the Omniglot dataset given has \(dataset.side)x\(dataset.side) images, but the run asks for --image-size \(settings.side)")
+        }
+        return dataset
+    }
+
+    public static func load(from path: String, settings: Settings, context: DatasetLoading) throws -> (Omniglot, CacheStatus) {
+        try load(from: path, side: settings.side, cacheDirectory: context.cacheDirectory)
     }
 
     public var summary: String {

@@ -22,6 +22,20 @@ enum Backbones {
                                    blocks: options.int("blocks")!, batchNorm: options.bool("batch-norm")!,
                                    activation: activation(options), initialization: initialization(options))
         },
+        BackboneEntry(name: "strided-conv", summary: "convolutions that downsample by stride, no pooling, then fully connected layers (OML's Omniglot network)",
+                      options: [OptionSpec("channels", .int(1 ... 4096), default: .int(256), help: "filters per convolution"),
+                                OptionSpec("strides", .ints(1 ... 16), default: .string("2,1,2,1,2,2"), help: "one 3x3 convolution per entry, with that stride"),
+                                OptionSpec("padding", .int(0 ... 16), default: .int(0), help: "zero padding of every convolution"),
+                                OptionSpec("hidden", .ints(1 ... 1 << 20), default: .string("1024"), help: "fully connected layers before the output"),
+                                OptionSpec("batch-norm", .bool, default: .bool(false), help: "batch normalisation after each convolution"),
+                                activation,
+                                OptionSpec("init", initialization.kind, default: .string("kaiming-normal"), help: initialization.help)]) { request in
+            let options = request.options
+            return try Model.stridedConv(classes: request.outputs, inputShape: request.inputShape, channels: options.int("channels")!,
+                                         strides: options.ints("strides")!, padding: options.int("padding")!,
+                                         hidden: options.ints("hidden")!, batchNorm: options.bool("batch-norm")!,
+                                         activation: activation(options), initialization: initialization(options))
+        },
         BackboneEntry(name: "resnet12", summary: "ResNet-12 (MetaOptNet): residual blocks of three 3x3 convolutions with batch-norm and LeakyReLU(0.1), a 1x1 shortcut, max-pooling",
                       options: [OptionSpec("widths", .ints(1 ... 4096), default: .string("64,160,320,640"), help: "channels of each residual block"),
                                 OptionSpec("pool", .choice(Model.Pooling.allCases.map(\.rawValue)), default: .string("mean"),

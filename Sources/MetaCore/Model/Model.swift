@@ -405,4 +405,48 @@ extension Model {
         guard classes > 0 else { return body }
         return try Model(inputShape: inputShape, layers: layers + [try Linear(body.outputShape[0], classes, initialization: initialization)])
     }
+
+    /// Convolutions that downsample by their strides rather than by pooling, then fully connected layers —
+    /// OML's Omniglot network (Javed & White 2019) with the defaults: six 3x3 convolutions of 256 filters with
+    /// strides 2, 1, 2, 1, 2, 2, no padding, ReLU and no batch-norm (on 84x84 images the last map is 3x3, 2,304
+    /// features), a hidden layer of 1,024 and a linear output. OML's prediction network is the last two
+    /// linear layers (`--head-layers 2`).
+    ///
+    /// - Parameters:
+    ///   - classes: outputs of the last linear layer; `0` leaves it off (the hidden layers end the embedding).
+    ///   - inputShape: per-image `[channels, height, width]`.
+    ///   - channels: filters of every convolution.
+    ///   - strides: one convolution per entry, with that stride.
+    ///   - kernel, padding: of every convolution.
+    ///   - hidden: widths of the fully connected layers between the convolutions and the output.
+    ///   - batchNorm: batch normalisation after each convolution.
+    ///   - activation: after every convolution and hidden layer.
+    ///   - initialization: of every layer.
+    public static func stridedConv(classes: Int, inputShape: [Int], channels: Int = 256, strides: [Int] = [2, 1, 2, 1, 2, 2],
+                                   kernel: Int = 3, padding: Int = 0, hidden: [Int] = [1024], batchNorm: Bool = false,
+                                   activation: Activation = .relu, initialization: Initialization = .kaimingNormal) throws -> Model {
+        guard inputShape.count == 3 else {
+            throw MetaCoreError.shape("the strided convolutional network takes CxHxW images, got input shape \(describe(inputShape))")
+        }
+        guard !strides.isEmpty, classes >= 0, hidden.allSatisfy({ $0 > 0 }) else {
+            throw MetaCoreError.argument("the strided convolutional network needs at least one stride, classes >= 0 and positive hidden widths, got strides \(strides), classes \(classes), hidden \(hidden)")
+        }
+        var layers: [any Layer] = []
+        var inChannels = inputShape[0]
+        for stride in strides {
+            layers.append(try Conv2d(inChannels, channels, kernel: kernel, stride: stride, padding: padding, initialization: initialization))
+            if batchNorm { layers.append(try BatchNorm(channels)) }
+            layers.append(activation.layer())
+            inChannels = channels
+        }
+        layers.append(Flatten())
+        var features = try Model(inputShape: inputShape, layers: layers).outputShape[0]   // throws if a map shrinks away
+        for width in hidden {
+            layers.append(try Linear(features, width, initialization: initialization))
+            layers.append(activation.layer())
+            features = width
+        }
+        if classes > 0 { layers.append(try Linear(features, classes, initialization: initialization)) }
+        return try Model(inputShape: inputShape, layers: layers)
+    }
 }

@@ -149,7 +149,7 @@ extension ContinualOmniglotTasks {
             name: "continual-omniglot",
             summary: "OML's continual Omniglot: trajectories of new classes, meta-trained on the background alphabets",
             options: [OptionSpec("remember", .int(0 ... 1_000_000), default: .int(15), help: "meta-loss drawings of classes outside the trajectory"),
-                      OML.headOption, OML.onlineBatchOption],
+                      OML.headOption, OML.onlineBatchOption, Omniglot.imageSizeOption],
             dataset: Omniglot.self, defaultBackbone: "conv4",
             // OML's networks, scaled to this machine: a representation of three conv blocks without batch-norm
             // (online steps see one sample), and a linear prediction network with one unit per class;
@@ -157,13 +157,13 @@ extension ContinualOmniglotTasks {
             // without batch-norm).
             optionDefaults: ["blocks": .int(3), "batch-norm": .bool(false), "init": .string("kaiming-normal")],
             continual: ContinualSupport(isClassification: true) { request in
-                let data = try request.data.load(Omniglot.self)
+                let data = try Omniglot.load(for: request.options, from: request.data)
                 return try ContinualStream.omniglot(data, characters: data.characters(in: .evaluation), classes: request.classes,
                                                     stageSize: request.stageSize, seed: request.seed)
             }
         ) { request in
             // OML's protocol: meta-train on the background alphabets, meet the evaluation ones in the stream.
-            let dataset = try request.data.load(Omniglot.self), config = request.configuration
+            let dataset = try Omniglot.load(for: request.options, from: request.data), config = request.configuration
             return try ContinualOmniglotTasks(dataset, characters: dataset.characters(in: request.split == .train ? .background : .evaluation),
                                               ways: request.ways(), shots: config.shots, queries: config.queries,
                                               remember: request.options.int("remember")!)

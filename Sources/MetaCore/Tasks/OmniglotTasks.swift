@@ -150,9 +150,10 @@ extension OmniglotTasks {
                                              help: "character split: vinyals (random 1200/423) or lake (background/evaluation alphabets)"),
                                   OptionSpec("episodes", .choice(Episodes.allCases.map(\.rawValue)), default: .string("any"),
                                              evaluationMayChange: true,
-                                             help: "an episode's classes: any, or all of one alphabet (Lake et al.'s within-alphabet task)")],
+                                             help: "an episode's classes: any, or all of one alphabet (Lake et al.'s within-alphabet task)"),
+                                  Omniglot.imageSizeOption],
                         dataset: Omniglot.self, defaultBackbone: "conv4", evaluationQueries: 15) { request in
-            let dataset = try request.data.load(Omniglot.self), config = request.configuration
+            let dataset = try Omniglot.load(for: request.options, from: request.data), config = request.configuration
             let characters = try Split(rawValue: request.options.string("split")!)!.characters(of: dataset)
             return try OmniglotTasks(dataset, characters: request.split == .train ? characters.train : characters.test,
                                      rotations: request.split == .train ? trainRotations : [0],
