@@ -320,14 +320,8 @@ extension Omniglot: Dataset {
         Settings(side: options.int(imageSizeOption.name) ?? defaultSettings.side)
     }
 
-    /// The dataset a task family with `options` reads from `data`, at the `--image-size` they ask for (a
-    /// dataset handed to `data` ready-made must have that size).
-    static func load(for options: ResolvedOptions, from data: DataSource) throws -> Omniglot {
-        let settings = try settings(options), dataset = try data.load(Omniglot.self, settings: settings)
-        guard dataset.side == settings.side else {
-            throw MetaCoreError.shape("the Omniglot dataset given has \(dataset.side)x\(dataset.side) images, but the run asks for --image-size \(settings.side)")
-        }
-        return dataset
+    public func mismatch(with settings: Settings) -> String? {
+        side == settings.side ? nil : "has \(side)x\(side) images, but the run asks for --image-size \(settings.side)"
     }
 
     public static func load(from path: String, settings: Settings, context: DatasetLoading) throws -> (Omniglot, CacheStatus) {

@@ -18,6 +18,9 @@ public protocol Dataset: Sendable {
     static func load(from path: String, settings: Settings, context: DatasetLoading) throws -> (Self, CacheStatus)
     /// One line on what was loaded (`metactl data`).
     var summary: String { get }
+    /// Why this dataset, handed to a ``DataSource`` ready-made, cannot serve a run that asks for `settings`
+    /// (`nil`: it can; the default).
+    func mismatch(with settings: Settings) -> String?
 }
 
 /// The settings of a dataset that has none.
@@ -31,6 +34,7 @@ extension Dataset where Settings == NoSettings {
 
 extension Dataset {
     public static func settings(_ options: ResolvedOptions) throws -> Settings { defaultSettings }
+    public func mismatch(with settings: Settings) -> String? { nil }
 }
 
 /// What a dataset's load gets besides its path and settings.
@@ -116,7 +120,8 @@ public final class DataSource: Sendable {
         loaded = Mutex([:])
     }
 
-    /// A source that serves datasets already in memory, whatever settings they are asked for with.
+    /// A source that serves datasets already in memory, for whatever settings they are asked for with that
+    /// they do not refuse (``Dataset/mismatch(with:)``).
     public init(_ datasets: [any Dataset]) {
         path = nil; cacheDirectory = nil; report = nil; threads = 1
         loaded = Mutex(Dictionary(datasets.map { (Key(name: type(of: $0).name, settings: nil), $0) }, uniquingKeysWith: { a, _ in a }))
@@ -125,11 +130,20 @@ public final class DataSource: Sendable {
     /// The dataset of type `D` with its default settings, loaded from ``path`` the first time it is asked for.
     public func load<D: Dataset>(_ type: D.Type) throws -> D { try load(type, settings: D.defaultSettings) }
 
+    /// The dataset of type `D` with the settings that a task family's `options` describe (``Dataset/settings(_:)``).
+    public func load<D: Dataset>(_ type: D.Type, for options: ResolvedOptions) throws -> D {
+        try load(type, settings: D.settings(options))
+    }
+
     /// The dataset of type `D` with `settings`, loaded from ``path`` the first time it is asked for.
     public func load<D: Dataset>(_ type: D.Type, settings: D.Settings) throws -> D {
         let key = Key(name: D.name, settings: settings)
         return try loaded.withLock { loaded in
-            if let dataset = (loaded[key] ?? loaded[Key(name: D.name, settings: nil)]) as? D { return dataset }
+            if let dataset = loaded[key] as? D { return dataset }
+            if let given = loaded[Key(name: D.name, settings: nil)] as? D {
+                if let reason = given.mismatch(with: settings) { throw MetaCoreError.shape("the \(D.name) dataset given \(reason)") }
+                return given
+            }
             guard let path else {
                 throw MetaCoreError(.missingData, "\(D.name) tasks need the dataset: pass --data PATH (\(D.layout))")
             }

@@ -157,13 +157,13 @@ extension ContinualOmniglotTasks {
             // without batch-norm).
             optionDefaults: ["blocks": .int(3), "batch-norm": .bool(false), "init": .string("kaiming-normal")],
             continual: ContinualSupport(isClassification: true) { request in
-                let data = try Omniglot.load(for: request.options, from: request.data)
+                let data = try request.data.load(Omniglot.self, for: request.options)
                 return try ContinualStream.omniglot(data, characters: data.characters(in: .evaluation), classes: request.classes,
                                                     stageSize: request.stageSize, seed: request.seed)
             }
         ) { request in
             // OML's protocol: meta-train on the background alphabets, meet the evaluation ones in the stream.
-            let dataset = try Omniglot.load(for: request.options, from: request.data), config = request.configuration
+            let dataset = try request.data.load(Omniglot.self, for: request.options), config = request.configuration
             return try ContinualOmniglotTasks(dataset, characters: dataset.characters(in: request.split == .train ? .background : .evaluation),
                                               ways: request.ways(), shots: config.shots, queries: config.queries,
                                               remember: request.options.int("remember")!)

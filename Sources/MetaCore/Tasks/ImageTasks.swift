@@ -138,7 +138,7 @@ public struct ImageTasks: TaskDistribution {
                                              help: "the classes evaluation draws from")],
                         dataset: ImageFolder.self, defaultBackbone: "conv4", evaluationQueries: 15) { request in
             let options = request.options, config = request.configuration
-            let dataset = try request.data.load(ImageFolder.self, settings: try ImageFolder.settings(options))
+            let dataset = try request.data.load(ImageFolder.self, for: options)
             let split: ImageFolder.Split = request.split == .train ? .train : options.string("eval-split") == "val" ? .validation : .test
             return try ImageTasks(dataset, classes: dataset.classes(in: split), ways: request.ways(), shots: config.shots, queries: config.queries,
                                   augmentation: request.split == .train ? Augmentation(rawValue: options.string("augment")!)! : .none,

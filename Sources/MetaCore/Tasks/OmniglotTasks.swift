@@ -153,7 +153,7 @@ extension OmniglotTasks {
                                              help: "an episode's classes: any, or all of one alphabet (Lake et al.'s within-alphabet task)"),
                                   Omniglot.imageSizeOption],
                         dataset: Omniglot.self, defaultBackbone: "conv4", evaluationQueries: 15) { request in
-            let dataset = try Omniglot.load(for: request.options, from: request.data), config = request.configuration
+            let dataset = try request.data.load(Omniglot.self, for: request.options), config = request.configuration
             let characters = try Split(rawValue: request.options.string("split")!)!.characters(of: dataset)
             return try OmniglotTasks(dataset, characters: request.split == .train ? characters.train : characters.test,
                                      rotations: request.split == .train ? trainRotations : [0],
