@@ -26,6 +26,15 @@ let spreadImages = { @Sendable () throws -> any TaskDistribution in
 /// `smallConv4` with four outputs (two per trajectory class slot).
 let smallConv4FourWay = { @Sendable in try Model(inputShape: [1, 8, 8], layers: Array(try smallConv4().layers.dropLast()) + [Linear(16, 4)]) }
 
+/// OML's kind of network, small: strided convolutions, no batch-norm, two fully connected layers (the PLN),
+/// on 9x9 images with two trajectory classes spread over four outputs.
+let smallStridedConv = { @Sendable in
+    try Model.stridedConv(classes: 4, inputShape: [1, 9, 9], channels: 3, strides: [2, 1], hidden: [5], activation: .tanh)
+}
+let spreadImages9 = { @Sendable () throws -> any TaskDistribution in
+    SpreadLabels(base: try SyntheticImageTasks(ways: 2, shots: 2, queries: 2, inputShape: [1, 9, 9]))
+}
+
 let omlCases: [MetaCase] = [
     MetaCase(name: "OML, incremental sines, 1-layer head, online batch 1",
              learner: { try OML(learningRate: 0.1, onlineBatch: 1, headLayers: 1) }, model: sineMLP, tasks: smallSines),
@@ -33,6 +42,10 @@ let omlCases: [MetaCase] = [
              learner: { try OML(learningRate: 0.1, onlineBatch: 2, headLayers: 2) }, model: sineMLP, tasks: smallSines),
     MetaCase(name: "OML, Conv-4 with BatchNorm, output units reset, online batch 1",
              learner: { try OML(learningRate: 0.3, onlineBatch: 1, headLayers: 1) }, model: smallConv4FourWay, tasks: spreadImages),
+    MetaCase(name: "OML on precomputed features, strided convolutions, 2-layer head, output units reset",
+             learner: { try OML(learningRate: 0.3, onlineBatch: 1, headLayers: 2) }, model: smallStridedConv, tasks: spreadImages9),
+    MetaCase(name: "OML on the whole model (features not precomputed), incremental sines, 2-layer head, online batch 2",
+             learner: { try OML(learningRate: 0.1, onlineBatch: 2, headLayers: 2, precomputesFeatures: false) }, model: sineMLP, tasks: smallSines),
 ]
 
 @Suite("Continual learning")
@@ -70,6 +83,29 @@ struct ContinualTests {
         // Only the head moved along the trajectory.
         let body = try 0 ..< model.head(layers: 1).lowerBound
         #expect(adapted.theta[body] == meta[body])
+    }
+
+    /// The RLN run once on a task's features gives what the whole model run at every online step gives: the
+    /// same meta-loss and meta-gradient, up to the order of float sums, in both orders; a model with
+    /// batch statistics runs whole.
+    @Test func omlOnPrecomputedFeaturesAgreesWithTheWholeModel() throws {
+        let model = try smallStridedConv(), workspace = Workspace(model: model)
+        var random = RandomSource(seed: 5)
+        let task = try spreadImages9().sample(&random)
+        let meta = generalParameters(model, seed: 6)
+        for order in [MAML.Order.second, .first] {
+            let onFeatures = try OML(learningRate: 0.3, headLayers: 2, order: order)
+            let whole = try OML(learningRate: 0.3, headLayers: 2, order: order, precomputesFeatures: false)
+            #expect(onFeatures.runsOnFeatures(model) && !whole.runsOnFeatures(model))
+            var a: [Float] = [], b: [Float] = []
+            let valueA = try onFeatures.metaGradient(meta, task: task, workspace: workspace, into: &a)
+            let valueB = try whole.metaGradient(meta, task: task, workspace: workspace, into: &b)
+            #expect(relativeError(valueA.loss, valueB.loss) < 1e-5 && valueA.correct == valueB.correct)
+            #expect(relativeError(a.map(Double.init), b.map(Double.init)) < 1e-5, "\(order): the meta-gradients differ")
+            let lossA = try onFeatures.metaLoss(meta, task: task, workspace: workspace).loss
+            #expect(relativeError(lossA, try whole.metaLoss(meta, task: task, workspace: workspace).loss) < 1e-5)
+        }
+        #expect(try !OML(learningRate: 0.3).runsOnFeatures(smallConv4FourWay()))
     }
 
     @Test func omlRejectsAHeadThatLeavesNoRepresentation() throws {

@@ -225,6 +225,44 @@ struct DerivativeTests {
         #expect(relativeError(hv.map(Double.init), numeric) < 1e-2, "\(c.name): H v against finite differences of gradients")
     }
 
+    /// The derivatives with respect to the input (``Workspace/differentiatesInput``): dL/dx and
+    /// ∂⟨∇_θ L, v⟩/∂x against finite differences along a random input direction, with the parameters'
+    /// gradient and H·v unchanged by computing them.
+    @Test(arguments: derivativeCases.filter { (try? $0.isSmooth()) == true && (try? $0.make().inputShapes.count) == 1 })
+    func inputDerivativesMatchFiniteDifferences(_ c: DerivativeCase) throws {
+        var f = try DerivativeFixture(c, seed: 25)
+        let v = f.random.normals(f.model.parameterCount), u = f.random.normals(f.batch.inputs.count)
+        var hv: [Float] = [], gradient: [Float] = [], plainHV: [Float] = []
+        try f.workspace.hessianVectorProduct(at: f.theta, on: f.batch, direction: v, into: &plainHV)
+        f.workspace.differentiatesInput = true
+        try f.workspace.hessianVectorProduct(at: f.theta, on: f.batch, direction: v, into: &hv, gradient: &gradient)
+        let (inputGradient, inputHV) = (f.workspace.inputGradient, f.workspace.inputHessianVector)
+        let plainGradient = try f.gradient(at: f.theta)
+        #expect(hv == plainHV && gradient == plainGradient, "\(c.name): computing the input's derivatives changed the parameters'")
+        #expect(inputGradient.count == f.batch.inputs.count && inputHV.count == f.batch.inputs.count)
+        f.workspace.differentiatesInput = false
+        func shifted(_ x: [Float]) throws -> Batch {
+            try Batch(inputs: Tensor(shape: f.batch.inputs.shape, scalars: x), targets: f.batch.targets)
+        }
+        let loss = { [f] (x: [Float]) in try f.workspace.loss(at: f.theta, on: shifted(x)).loss }
+        let gradientAlongV = { [f] (x: [Float]) -> Double in
+            var g: [Float] = []
+            try f.workspace.gradient(at: f.theta, on: shifted(x), into: &g)
+            return dot(g, v)
+        }
+        // The loss moves less along an input direction than along a parameter one: a longer step keeps
+        // float rounding small beside the change (the stencil's error is O(h⁴)).
+        let x = f.batch.inputs.scalars, step = 10 * c.step
+        let numeric = try FiniteDifferences.directional(loss, at: x, along: u, step: step)
+        // Errors relative to the value, or to a scale below which a value is "zero" for float32 inputs.
+        let norm = { (x: [Float]) in dot(x, x).squareRoot() }
+        #expect(abs(dot(inputGradient, u) - numeric) <= 2e-3 * max(abs(numeric), 1e-2 * norm(inputGradient) * norm(u)),
+                "\(c.name): dL/dx·u = \(dot(inputGradient, u)), finite differences \(numeric)")
+        let mixed = try FiniteDifferences.directional(gradientAlongV, at: x, along: u, step: step)
+        #expect(abs(dot(inputHV, u) - mixed) <= 1e-2 * max(abs(mixed), 1e-2 * norm(inputHV) * norm(u)),
+                "\(c.name): ∂⟨∇L, v⟩/∂x·u = \(dot(inputHV, u)), finite differences \(mixed)")
+    }
+
     /// The Hessian is symmetric: u·(H v) = v·(H u).
     @Test(arguments: derivativeCases)
     func hessianIsSymmetric(_ c: DerivativeCase) throws {

@@ -184,7 +184,7 @@ struct HostileInputTests {
     @Test func everyValueOfAConfigurationIsBounded() {
         let base = TrainingConfiguration()
         for arguments in [["--shots", "1000000000000"], ["--queries", "1000000000000"], ["--meta-batch", "4611686018427387904"],
-                          ["--inner-lr", "-1"], ["--meta-lr", "nan"], ["--clip", "0"], ["--iterations", "-3"],
+                          ["--inner-lr", "-1"], ["--meta-lr", "nan"], ["--clip", "0"], ["--clip-value", "-5"], ["--iterations", "-3"],
                           ["--ways", "5"], ["--task", "incremental-sine", "--ways", "9223372036854775807"]] {
             #expect(throws: MetaCoreError.self, "\(arguments)") { _ = try base.applying(arguments).makeTrainer() }
         }

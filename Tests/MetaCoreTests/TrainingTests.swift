@@ -31,6 +31,29 @@ struct TrainingTests {
         }
     }
 
+    /// `clipValue` clamps each entry of the averaged meta-gradient (seen through one SGD step at rate 1),
+    /// and the reported norm is the one before clipping.
+    @Test func clipValueClampsEachEntryOfTheMetaGradient() throws {
+        func step(clipValue: Float?) throws -> (change: [Float], norm: Double) {
+            var trainer = try MetaTrainer(learner: MAML(inner: InnerLoop(steps: 1, learningRate: 0.05)), model: .mlp([1, 16, 16, 1]),
+                                          tasks: SinusoidTasks(shots: 5), optimizer: SGD(learningRate: 1), metaBatch: 3,
+                                          clipValue: clipValue, seed: 4)
+            let before = trainer.metaParameters, result = try trainer.step()
+            return (zip(before, trainer.metaParameters).map { $0 - $1 }, result.gradientNorm)
+        }
+        let free = try step(clipValue: nil), limit = free.change.map(abs).max()! / 4
+        let clamped = try step(clipValue: limit)
+        #expect(clamped.norm == free.norm)
+        // (the change θ − (θ − g) is g up to the rounding of θ − g)
+        for (c, f) in zip(clamped.change, free.change) {
+            #expect(abs(c - (abs(f) > limit ? (f > 0 ? limit : -limit) : f)) < 1e-6)
+        }
+        #expect(throws: MetaCoreError.self) {
+            try MetaTrainer(learner: MAML(inner: InnerLoop(steps: 1, learningRate: 0.05)), model: .mlp([1, 4, 1]), tasks: SinusoidTasks(shots: 5),
+                            optimizer: SGD(learningRate: 1), metaBatch: 1, clipValue: 0, seed: 0)
+        }
+    }
+
     @Test func safetensorsRoundTripAndLayout() throws {
         let a = try Tensor(shape: [2, 3], scalars: [1, 2, 3, 4, 5, -6.5]), b = try Tensor(shape: [1], scalars: [.pi])
         let file = SafeTensors(tensors: [("a", a), ("b", b)], metadata: ["k": "v"])

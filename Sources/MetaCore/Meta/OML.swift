@@ -16,6 +16,12 @@
 /// one Hessian-vector product per step, whose result reaches the RLN through the Hessian's off-diagonal
 /// blocks (as in ``ANIL``). First order drops those terms: g = ∇L_Q(θ_K), which gives the RLN only the
 /// query loss's direct gradient. The reset makes the meta-gradient of the reset entries zero.
+///
+/// Only the PLN changes along a trajectory, so the RLN's features of a task's samples are the same at every
+/// step: with ``precomputesFeatures``, they are computed once, in one batched pass over the trajectory and the
+/// query together, the online steps and their reverse pass run on the PLN alone, and the derivatives they
+/// leave on the features (the query loss's, and −β ∂⟨∇L_{B_k}, P g⟩/∂F for step k's samples — the RLN part of
+/// the Hessian-vector product) go back through the RLN in one batched vector-Jacobian product.
 public struct OML: MetaLearner {
     /// Step size β of the online SGD on the head.
     public let learningRate: Float
@@ -24,8 +30,13 @@ public struct OML: MetaLearner {
     /// Number of layers with parameters, counted from the output, that form the prediction network.
     public let headLayers: Int
     public let order: MAML.Order
+    /// Whether a task runs the RLN once on its samples' features (see above) where that is the same
+    /// computation: on a model without batch statistics (no running state), whose layers see each sample on its
+    /// own. The same derivative, up to the order of float sums; otherwise every pass runs the whole model.
+    public let precomputesFeatures: Bool
 
-    public init(learningRate: Float, onlineBatch: Int = 1, headLayers: Int = 1, order: MAML.Order = .second) throws {
+    public init(learningRate: Float, onlineBatch: Int = 1, headLayers: Int = 1, order: MAML.Order = .second,
+                precomputesFeatures: Bool = true) throws {
         guard learningRate > 0, learningRate.isFinite else {
             throw MetaCoreError.argument("OML's online learning rate must be a positive number, got \(learningRate)")
         }
@@ -35,6 +46,7 @@ public struct OML: MetaLearner {
         self.onlineBatch = onlineBatch
         self.headLayers = headLayers
         self.order = order
+        self.precomputesFeatures = precomputesFeatures
     }
 
     public var name: String { order == .second ? "oml" : "oml-fo" }
@@ -78,11 +90,24 @@ public struct OML: MetaLearner {
         return (theta, reset)
     }
 
+    /// Whether the passes on `model` run on precomputed features (see ``precomputesFeatures``).
+    func runsOnFeatures(_ model: Model) -> Bool {
+        precomputesFeatures && model.stateLayout.count == 0 && model.groups == 1 && model.inputShapes.count == 1
+    }
+
     /// Parameters after the online trajectory through the task's support set, and the parameters before
-    /// each step when `recording`.
+    /// each step when `recording` (on the whole model).
     func adapt(_ meta: [Float], task: Task, workspace: Workspace, recording: Bool) throws -> (theta: [Float], before: [[Float]], steps: [Batch], reset: [Int]) {
         let model = workspace.model, update = try update(for: model)
         var (theta, reset) = start(meta, task: task, model: model)
+        if !recording && runsOnFeatures(model) {
+            try workspace.onSplit(headLayers: headLayers) { body, head in
+                let cut = body.model.parameterCount, phi = Array(theta[..<cut])
+                let features = try Batch(inputs: body.predict(at: phi, inputs: task.support.inputs), targets: task.support.targets)
+                theta = try phi + headTrajectory(Array(theta[cut...]), on: features, head: head, recording: false).w
+            }
+            return (theta, [], [], reset)
+        }
         let steps = try steps(of: task.support)
         workspace.heldPasses = recording ? steps.count : 0   // each step's pass, for its H·v
         var before: [[Float]] = []
@@ -93,11 +118,68 @@ public struct OML: MetaLearner {
         return (theta, before, steps, reset)
     }
 
+    /// The online trajectory on the PLN alone (`head`), from its parameters `w`, on the trajectory's `features`:
+    /// the parameters after it, and with `recording` those before each step, and the steps.
+    private func headTrajectory(_ w: [Float], on features: Batch, head: Workspace, recording: Bool) throws -> (w: [Float], before: [[Float]], steps: [Batch]) {
+        let update = InnerUpdate(rate: .scalar(learningRate)), steps = try steps(of: features)
+        head.heldPasses = recording ? steps.count : 0   // each step's pass, for its H·v
+        var w = w, before: [[Float]] = []
+        for batch in steps {
+            if recording { before.append(w) }
+            try update.step(&w, meta: [], batch: batch, workspace: head)
+        }
+        return (w, before, steps)
+    }
+
+    /// The meta-gradient on features computed once (see ``precomputesFeatures``): the RLN's forward pass on
+    /// the trajectory and the query together, the trajectory, the query and the reverse steps on the PLN,
+    /// then the RLN's backward pass with every feature's derivative.
+    private func featureMetaGradient(_ meta: [Float], task: Task, workspace: Workspace, into gradient: inout [Float]) throws -> LossValue {
+        let (theta, reset) = start(meta, task: task, model: workspace.model), samples = try task.support.concatenated(with: task.query)
+        return try workspace.onSplit(headLayers: headLayers) { body, head in
+            let cut = body.model.parameterCount, support = task.support.count, second = order == .second
+            var headGradient: [Float] = [], bodyGradient: [Float] = []
+            head.differentiatesInput = second   // the steps' passes too, so that their H·v start from them
+            defer { head.differentiatesInput = false }
+            let value = try body.gradient(at: Array(theta[..<cut]), inputs: samples.inputs, into: &bodyGradient) { outputs, derivative in
+                let width = outputs.count / samples.count, derivative = derivative!
+                let features = try Batch(inputs: Tensor(shape: [samples.count] + body.model.outputShape, scalars: Array(outputs)),
+                                         targets: samples.targets)
+                let (w, before, steps) = try headTrajectory(Array(theta[cut...]), on: features.samples(0 ..< support), head: head,
+                                                            recording: second)
+                let value = try head.onQuerySet { query in
+                    query.differentiatesInput = true
+                    defer { query.differentiatesInput = false }
+                    let value = try query.gradient(at: w, on: features.samples(support ..< samples.count), into: &headGradient)
+                    _ = UnsafeMutableBufferPointer(rebasing: derivative[(support * width)...]).update(fromContentsOf: query.inputGradient)
+                    return value
+                }
+                // The trajectory's features: nothing from first order; from second, step k's samples get
+                // −β ∂⟨∇L_{B_k}, g⟩/∂F, with g the derivative after the step.
+                UnsafeMutableBufferPointer(rebasing: derivative[..<(support * width)]).update(repeating: 0)
+                if second {
+                    for k in steps.indices.reversed() {
+                        try head.hessianVectorProduct(at: before[k], on: steps[k], direction: headGradient,
+                                                      into: &head.hessianVector, gradient: &head.innerGradient)
+                        let offset = k * onlineBatch * width
+                        for (i, x) in head.inputHessianVector.enumerated() { derivative[offset + i] = -learningRate * x }
+                        headGradient.add(head.hessianVector, scaledBy: -learningRate)
+                    }
+                }
+                return value
+            }
+            gradient = bodyGradient + headGradient
+            for i in reset { gradient[i] = 0 }
+            return value
+        }
+    }
+
     public func metaLoss(_ meta: [Float], task: Task, workspace: Workspace) throws -> LossValue {
         try workspace.loss(at: adapt(meta, task: task, workspace: workspace, recording: false).theta, on: task.query)
     }
 
     public func metaGradient(_ meta: [Float], task: Task, workspace: Workspace, into gradient: inout [Float]) throws -> LossValue {
+        if runsOnFeatures(workspace.model) { return try featureMetaGradient(meta, task: task, workspace: workspace, into: &gradient) }
         let (theta, before, steps, reset) = try adapt(meta, task: task, workspace: workspace, recording: order == .second)
         let value = order == .second ? try workspace.onQuerySet { try $0.gradient(at: theta, on: task.query, into: &gradient) }
                                      : try workspace.gradient(at: theta, on: task.query, into: &gradient)

@@ -29,12 +29,25 @@ public final class Workspace {
     }
     /// The model's fusable runs, and for each node the run it belongs to.
     private let fusions: [LayerFusion], fusionOfNode: [Int?]
+    /// Whether gradient passes also compute the derivative with respect to the model's input
+    /// (``inputGradient``), and Hessian-vector products that derivative's own derivative along the direction
+    /// (``inputHessianVector``): what a learner needs that runs this model on another model's outputs and
+    /// carries the derivatives back into that model (OML on a representation's features). For a model of one
+    /// input; off by default (it costs the first layer's input gradient).
+    public var differentiatesInput = false
+    /// dL/dx `[N, ...input shape]` of the last gradient pass or Hessian-vector product, when
+    /// ``differentiatesInput``.
+    public private(set) var inputGradient: [Float] = []
+    /// ∂⟨∇_θ L, v⟩/∂x `[N, ...input shape]` of the last Hessian-vector product along `v` (the derivative of
+    /// ``inputGradient`` along `v`), when ``differentiatesInput``.
+    public private(set) var inputHessianVector: [Float] = []
 
     /// Buffers laid out for `batch` samples. Allocated lazily by need: a forward-only evaluation never pays
     /// for gradient or R-operator memory. Offsets are per value (activations and their gradients and
-    /// R-derivatives; -1 for a model input, which needs no gradient or R-derivative) or per node.
+    /// R-derivatives; -1 for a model input, which needs no gradient (unless ``differentiatesInput``) or
+    /// R-derivative) or per node.
     private struct Layout {
-        var batch = 0, threads = 1, fused = false
+        var batch = 0, threads = 1, fused = false, inputGradient = false
         var ints = 0, rOperator = 0
         /// The plan in use. Two are laid out: everything kept (`kept`), for the R-passes that read it and for
         /// held passes; or, for a forward pass or a gradient alone (`transient`), each activation only until the
@@ -71,6 +84,7 @@ public final class Workspace {
     /// whose passes update the running statistics.
     private struct HeldPass {
         let parameters: [Float], batch: Batch, normalization: Normalization, state: [Float], threads: Int
+        let differentiatesInput: Bool
         let value: LossValue
         var buffers: PassBuffers
     }
@@ -87,6 +101,7 @@ public final class Workspace {
     /// How many Hessian-vector products started from a held pass (for the tests).
     private(set) var reusedPasses = 0
     private var queryWorkspace: Workspace?
+    private var splitWorkspaces: (headLayers: Int, body: Workspace, head: Workspace)?
     /// Bytes of the buffers the last passes ran in, scratch space aside (for the tests).
     var bufferBytes: Int { live.bytes + MemoryLayout<Float>.stride * rArena.capacity }
 
@@ -143,6 +158,30 @@ public final class Workspace {
         swap(&scratchArena, &other.scratchArena)
         defer { state = other.state; swap(&scratchArena, &other.scratchArena) }
         return try body(other)
+    }
+
+    /// Runs `body` with workspaces for the two pieces of ``Model/split(headLayers:)``, made on the first call
+    /// and kept, that follow this one's ``normalization``, ``threads``, ``fusesLayers`` and ``state`` (each
+    /// piece its slice of it, copied in and back): a learner that adapts only the head can run the body once
+    /// on a task's samples and the head alone on their features.
+    public func onSplit<T>(headLayers: Int, _ body: (_ body: Workspace, _ head: Workspace) throws -> T) throws -> T {
+        let pieces: (body: Workspace, head: Workspace)
+        if let split = splitWorkspaces, split.headLayers == headLayers {
+            pieces = (split.body, split.head)
+        } else {
+            let (bodyModel, headModel) = try model.split(headLayers: headLayers)
+            pieces = (Workspace(model: bodyModel), Workspace(model: headModel))
+            splitWorkspaces = (headLayers, pieces.body, pieces.head)
+        }
+        let cut = pieces.body.model.stateLayout.count
+        for (piece, slice) in [(pieces.body, state[..<cut]), (pieces.head, state[cut...])] {
+            piece.normalization = normalization
+            piece.threads = threads
+            piece.fusesLayers = fusesLayers
+            piece.state = Array(slice)
+        }
+        defer { state = pieces.body.state + pieces.head.state }
+        return try body(pieces.body, pieces.head)
     }
 
     // MARK: - Public passes
@@ -261,12 +300,15 @@ public final class Workspace {
         try model.layout.check(parameters, "parameter vector")
         try batch.check(against: model)
         try checkState()
+        guard !differentiatesInput || model.inputShapes.count == 1 else {
+            throw MetaCoreError.argument("the input gradient is computed for a model of one input; this one has \(model.inputShapes.count)")
+        }
         let n = batch.count, threads = max(1, self.threads)
         // A Hessian-vector product at the point of a held pass starts from it: its buffers are swapped in for
         // the R-passes, which read them and change neither, and swapped back out.
         let reuse = stage == .rOperator ? held.lastIndex {
             $0.parameters == parameters && $0.batch == batch && $0.normalization == normalization && $0.state == state
-                && $0.threads == threads
+                && $0.threads == threads && $0.differentiatesInput == differentiatesInput
         } : nil
         if let reuse { swap(&live, &held[reuse].buffers) }
         defer { if let reuse { swap(&live, &held[reuse].buffers) } }
@@ -294,6 +336,11 @@ public final class Workspace {
                         lossRBackward(batch)
                         sweep(.rBackward, batch: n, input: input, theta: theta, v: v.baseAddress, gradient: nil, hv: hv)
                     }
+                    if differentiatesInput {
+                        let count = batch.inputs.count
+                        if stage >= .backward { inputGradient = inputDerivative(layout.plan.backward, in: live.backward.base, count: count) }
+                        if stage >= .rOperator { inputHessianVector = inputDerivative(layout.r, in: rArena.base, count: count) }
+                    }
                     return value
                 }
             }
@@ -312,7 +359,7 @@ public final class Workspace {
         guard live.bytes <= heldPassBytes else { return }
         live.gradient.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: gradient, count: $0.count) }
         held.append(HeldPass(parameters: parameters, batch: batch, normalization: normalization, state: state,
-                             threads: threads, value: value, buffers: live))
+                             threads: threads, differentiatesInput: differentiatesInput, value: value, buffers: live))
         live = overHeldLimits ? held.removeFirst().buffers : PassBuffers()
         evictHeldPasses()
     }
@@ -443,6 +490,14 @@ public final class Workspace {
         for i in 0 ..< count { target[i] += source[i] }
     }
 
+    /// The gradient (or R-derivative) of the input, `count` values, from a reverse sweep's buffers: the sum
+    /// over the input's readers (no producer's pass adds them up).
+    private func inputDerivative(_ plan: GradientPlan, in base: UnsafeMutablePointer<Float>, count: Int) -> [Float] {
+        var derivative = Array(UnsafeBufferPointer(start: base + plan.gradient[0], count: count))
+        for edge in plan.extra[0] { for i in 0 ..< count { derivative[i] += base[edge + i] } }
+        return derivative
+    }
+
     /// Copies each input of a several-input model out of the packed batch into its own buffer.
     private func unpackInputs(_ input: UnsafePointer<Float>, batch n: Int) {
         let counts = model.inputShapes.map { $0.reduce(1, *) }, total = counts.reduce(0, +)
@@ -529,8 +584,8 @@ public final class Workspace {
     /// Lays the buffers out for `n` samples and makes sure the arenas `stage` needs are large enough.
     private func reserve(batch n: Int, stage: Stage, transient: Bool = false) {
         let threads = max(1, self.threads), fused = fusesLayers && !fusions.isEmpty && normalization != .inference
-        if layout.batch != n || layout.threads != threads || layout.fused != fused {
-            layout = Self.layout(model: model, batch: n, threads: threads, fusions: fused ? fusions : [])
+        if layout.batch != n || layout.threads != threads || layout.fused != fused || layout.inputGradient != differentiatesInput {
+            layout = Self.layout(model: model, batch: n, threads: threads, fusions: fused ? fusions : [], inputGradient: differentiatesInput)
         }
         layout.plan = transient ? layout.transient : layout.kept
         live.forward.reserve(layout.plan.forward)
@@ -541,12 +596,13 @@ public final class Workspace {
     }
 
     /// The layout for `n` samples on `threads` threads, running `fusions` fused: their interior values get no
-    /// memory.
-    private static func layout(model: Model, batch n: Int, threads: Int, fusions: [LayerFusion]) -> Layout {
+    /// memory. With `inputGradient`, the inputs get gradients (and R-derivatives) like the other values.
+    private static func layout(model: Model, batch n: Int, threads: Int, fusions: [LayerFusion], inputGradient: Bool) -> Layout {
         var layout = Layout()
         layout.batch = n
         layout.threads = threads
         layout.fused = !fusions.isEmpty
+        layout.inputGradient = inputGradient
         let inputs = model.inputShapes.count, values = model.shapes.count
         var sizes = model.shapes.map { n * $0.reduce(1, *) }
         for v in fusions.flatMap({ $0.interiorValues(of: model) }) { sizes[v] = 0 }
@@ -575,8 +631,8 @@ public final class Workspace {
         var gradientInterval = [Int](repeating: -1, count: values)
         var edgeInterval = model.nodes.map { [Int](repeating: -1, count: $0.inputs.count) }
         var extraIntervals = [[Int]](repeating: [], count: values)
-        for v in inputs ..< values {
-            let producer = last - (v - inputs)
+        for v in (inputGradient ? 0 : inputs) ..< values {
+            let producer = v < inputs ? last + 1 : last - (v - inputs)   // an input's gradient: kept to the end
             let lastReader = v == model.output ? nil : readers[v].last
             gradientInterval[v] = intervals.count
             intervals.append((lastReader.map { last - backwardNode[$0.node] } ?? -1, producer, sizes[v]))

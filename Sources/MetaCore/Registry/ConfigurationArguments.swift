@@ -56,6 +56,7 @@ extension TrainingConfiguration {
         setting("meta-lr", \.metaLearningRate, "a number", "meta learning rate", positive),
         setting("meta-batch", \.metaBatch, "an integer", "tasks per meta-batch", within(1 ... 100_000)),
         setting("clip", \.clip, "a number", "clip the meta-gradient to this norm", positive),
+        setting("clip-value", \.clipValue, "a number", "clamp each entry of the meta-gradient to ±this (before --clip)", positive),
         setting("iterations", \.iterations, "an integer", "meta-iterations in total", within(0 ... 1_000_000_000_000)),
         setting("seed", \.seed, "a non-negative integer", "random seed (initialisation and tasks)"),
     ]

@@ -2,7 +2,7 @@ import Foundation
 import Synchronization
 
 /// Meta-training: each iteration samples a meta-batch of tasks, averages the learner's meta-gradients,
-/// optionally clips their norm, and takes one meta-optimiser step.
+/// optionally clamps their entries and clips their norm, and takes one meta-optimiser step.
 ///
 /// Task `i` of iteration `t` is drawn from a random source derived from (seed, t, i) alone, so a run resumed
 /// from a checkpoint sees exactly the tasks the uninterrupted run would have. The tasks of a meta-batch run
@@ -15,6 +15,8 @@ public struct MetaTrainer {
     public let tasks: any TaskDistribution
     public let metaBatch: Int
     public let clip: Float?
+    /// Each entry of the averaged meta-gradient is clamped to ±`clipValue` (before ``clip``), if set.
+    public let clipValue: Float?
     public let seed: UInt64
     public var optimizer: any Optimizer
     public var metaParameters: [Float]
@@ -34,13 +36,14 @@ public struct MetaTrainer {
     private let stacks = ModelStacks()
 
     public init(learner: any MetaLearner, model: Model, tasks: any TaskDistribution, optimizer: any Optimizer,
-                metaBatch: Int, clip: Float? = nil, seed: UInt64, threads: Int = 1) throws {
+                metaBatch: Int, clip: Float? = nil, clipValue: Float? = nil, seed: UInt64, threads: Int = 1) throws {
         guard metaBatch > 0 else { throw MetaCoreError.argument("meta-batch must be at least 1 task, got \(metaBatch)") }
         if let clip, !(clip > 0) { throw MetaCoreError.argument("gradient clipping norm must be positive, got \(clip)") }
+        if let clipValue, !(clipValue > 0) { throw MetaCoreError.argument("gradient clipping value must be positive, got \(clipValue)") }
         try learner.check(model: model, tasks: tasks)
         let initial = learner.initialMetaParameters(for: model, seed: seed)
         self.learner = learner; self.tasks = tasks; self.optimizer = optimizer
-        self.metaBatch = metaBatch; self.clip = clip; self.seed = seed
+        self.metaBatch = metaBatch; self.clip = clip; self.clipValue = clipValue; self.seed = seed
         self.metaParameters = initial
         self.runner = try TaskRunner(model: model, threads: threads)
         // Tasks whose activations are large (ResNet-12 episodes) run one at a time, each pass split across the
@@ -134,7 +137,9 @@ public struct MetaTrainer {
             count += Int(result[2])
         }
         sum.scale(by: 1 / Float(metaBatch))
-        let norm = clip.map { clipNorm(&sum, maxNorm: $0) } ?? sum.norm
+        let norm = sum.norm
+        if let clipValue { for i in sum.indices { sum[i] = min(max(sum[i], -clipValue), clipValue) } }
+        if let clip { _ = clipNorm(&sum, maxNorm: clip) }
         guard norm.isFinite else {
             throw MetaCoreError.argument("meta-gradient is not finite at iteration \(iteration) (loss \(loss / Double(metaBatch))); lower the learning rates")
         }

@@ -24,6 +24,8 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
     public var metaLearningRate: Float = 0.001
     public var metaBatch = 25
     public var clip: Float?
+    /// Clamp each entry of the meta-gradient to ±this (OML's code clamps at 5).
+    public var clipValue: Float?
     public var iterations = 70_000
     public var seed: UInt64 = 0
     /// The components' own options by name (`head-layers`, `channels`, `split`, …); an option not set here
@@ -124,7 +126,7 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
         try validate()
         let learner = try makeLearner(), tasks = try makeTasks(.train, data: data)
         var trainer = try MetaTrainer(learner: learner, model: makeModel(for: tasks), tasks: tasks, optimizer: makeOptimizer(),
-                                      metaBatch: metaBatch, clip: clip, seed: seed, threads: threads)
+                                      metaBatch: metaBatch, clip: clip, clipValue: clipValue, seed: seed, threads: threads)
         trainer.decay = try metaLearningRateDecay()
         return trainer
     }
@@ -133,7 +135,7 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case algorithm, task, backbone, ways, shots, queries, dataPath, innerSteps, innerLearningRate, metaOptimizer
-        case metaLearningRate, metaBatch, clip, iterations, seed, options
+        case metaLearningRate, metaBatch, clip, clipValue, iterations, seed, options
         // Written by MetaCore before components declared their options; read into `options`.
         case innerOptimizer, headLayers, onlineBatch, remember
     }
@@ -150,6 +152,7 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
         metaOptimizer = try value(.metaOptimizer, metaOptimizer); metaLearningRate = try value(.metaLearningRate, metaLearningRate)
         metaBatch = try value(.metaBatch, metaBatch)
         clip = try c.decodeIfPresent(Float.self, forKey: .clip)
+        clipValue = try c.decodeIfPresent(Float.self, forKey: .clipValue)
         iterations = try value(.iterations, iterations); seed = try value(.seed, seed)
         options = try value(.options, [:])
         // Earlier checkpoints: the four options that had fields of their own, kept where the run's components
@@ -172,6 +175,7 @@ public struct TrainingConfiguration: Codable, Sendable, Equatable {
         try c.encode(innerSteps, forKey: .innerSteps); try c.encode(innerLearningRate, forKey: .innerLearningRate)
         try c.encode(metaOptimizer, forKey: .metaOptimizer); try c.encode(metaLearningRate, forKey: .metaLearningRate)
         try c.encode(metaBatch, forKey: .metaBatch); try c.encodeIfPresent(clip, forKey: .clip)
+        try c.encodeIfPresent(clipValue, forKey: .clipValue)
         try c.encode(iterations, forKey: .iterations); try c.encode(seed, forKey: .seed)
         if !options.isEmpty { try c.encode(options, forKey: .options) }
     }
