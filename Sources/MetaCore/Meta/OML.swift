@@ -8,8 +8,9 @@
 /// judged on — the trajectory's classes again plus a "remember" set of other classes (see
 /// ``ContinualOmniglotTasks``), so that the meta-loss punishes both slow learning and interference.
 ///
-/// For classification, the output units of the trajectory's classes are reset to zero before the trajectory
-/// (as the authors' code does), so the representation must support learning a class from scratch.
+/// For classification, the output units of the trajectory's classes are reset to zero before the trajectory,
+/// so the representation must support learning a class from scratch. (The authors' code resets them too, by
+/// drawing the weight rows afresh, Kaiming-normal, and keeping the biases; zero keeps the start deterministic.)
 ///
 /// Second order (the default) is the exact meta-gradient through every online step: with P the projection
 /// onto the PLN and θ_{k+1} = θ_k − β P ∇L_{B_k}(θ_k), the reverse step is g ← g − β H_{B_k}(θ_k) (P g) —
