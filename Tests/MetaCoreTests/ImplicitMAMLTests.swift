@@ -94,4 +94,32 @@ struct ImplicitMAMLTests {
             #expect(workspace.heldPasses == 0)
         }
     }
+
+    /// The authors' inner loop: plain gradient steps, then φ ← θ + (1 − αλ)(φ − θ); the meta-gradient is the
+    /// solve at that φ of the query gradient there, and evaluation predicts after the plain steps alone.
+    @Test func pullBackSolvesAtThePulledBackSolutionAndEvaluatesThePlainSteps() throws {
+        let workspace = Workspace(model: model)
+        let learner = try ImplicitMAML(inner: InnerLoop(steps: 8, learningRate: 0.1), lambda: 2, cgSteps: 5, cgTolerance: 0,
+                                       damping: 1, lambdaDamping: 10, innerProblem: .pullBack)
+        let task = try task(6), meta = start(6)
+        var plain = meta, g: [Float] = []
+        for _ in 0 ..< 8 {
+            _ = try workspace.gradient(at: plain, on: task.support, into: &g)
+            plain.add(g, scaledBy: -0.1)
+        }
+        let pulled = zip(meta, plain).map { $0 + 0.8 * ($1 - $0) }
+        var b: [Float] = []
+        let expectedLoss = try workspace.gradient(at: pulled, on: task.query, into: &b)
+        let expected = try learner.solve(at: pulled, support: task.support, rightHandSide: b, workspace: workspace)
+        var gradient: [Float] = []
+        let value = try learner.metaGradient(meta, task: task, workspace: workspace, into: &gradient)
+        func distance(_ u: [Float], _ v: [Float]) -> Double { zip(u, v).map { Double($0 - $1) * Double($0 - $1) }.reduce(0, +).squareRoot() / max(v.norm, 1e-12) }
+        #expect(distance(try learner.innerSolution(meta, support: task.support, workspace: workspace), pulled) < 1e-5)
+        #expect(abs(value.loss - expectedLoss.loss) < 1e-5 * max(1, abs(expectedLoss.loss)))
+        #expect(distance(gradient, expected) < 1e-4, "meta-gradient \(distance(gradient, expected)) from the solve at the pulled-back φ")
+        #expect(abs(try learner.metaLoss(meta, task: task, workspace: workspace).loss - expectedLoss.loss) < 1e-5 * max(1, abs(expectedLoss.loss)))
+        let predicted = try learner.predict(meta, support: task.support, queries: task.query.inputs, steps: 8, workspace: workspace)
+        let plainPrediction = try workspace.predict(at: plain, inputs: task.query.inputs)
+        #expect(distance(predicted.scalars, plainPrediction.scalars) < 1e-5)
+    }
 }

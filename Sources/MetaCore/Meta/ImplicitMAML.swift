@@ -16,8 +16,21 @@
 /// instead, as the authors' code does (δ = 1, μ = 10 in its Omniglot runs): further from the implicit
 /// gradient, but positive definite for far more negative curvature, and so a steadier meta-gradient on a
 /// network whose inner problem is not convex.
+///
+/// ``InnerProblem/pullBack`` solves the inner problem as the authors' code does instead: plain gradient steps
+/// on L_S alone, then one step on the proximal term alone, φ ← φ − αλ (φ − θ); the products are taken at that
+/// φ, and evaluation adapts by the plain steps only (their tests run with λ = 0).
 public struct ImplicitMAML: GradientMetaLearner {
+    /// How the inner loop treats the proximal term.
+    public enum InnerProblem: String, Sendable, CaseIterable {
+        /// Every step descends L_S(φ) + λ/2 ‖φ − θ‖², in training and in evaluation.
+        case proximal
+        /// Plain steps on L_S, then one step on λ/2 ‖φ − θ‖² in training; plain steps only in evaluation.
+        case pullBack = "pull-back"
+    }
+
     public let inner: InnerLoop
+    public let innerProblem: InnerProblem
     /// The proximal regulariser's strength λ.
     public let lambda: Float
     public let cgSteps: Int
@@ -29,7 +42,7 @@ public struct ImplicitMAML: GradientMetaLearner {
     public let lambdaDamping: Float
 
     public init(inner: InnerLoop, lambda: Float, cgSteps: Int = 5, cgTolerance: Double = 1e-10, damping: Float = 0,
-                lambdaDamping: Float = 0) throws {
+                lambdaDamping: Float = 0, innerProblem: InnerProblem = .proximal) throws {
         guard lambda > 0, lambda.isFinite else { throw MetaCoreError.argument("iMAML's regulariser λ must be a positive number, got \(lambda)") }
         guard cgSteps >= 1 else { throw MetaCoreError.argument("iMAML needs at least 1 conjugate-gradient step, got \(cgSteps)") }
         guard cgTolerance >= 0, cgTolerance.isFinite else { throw MetaCoreError.argument("the conjugate-gradient tolerance must be >= 0, got \(cgTolerance)") }
@@ -37,15 +50,16 @@ public struct ImplicitMAML: GradientMetaLearner {
             throw MetaCoreError.argument("iMAML's damping must be numbers >= 0, got \(damping) and \(lambdaDamping)")
         }
         self.inner = inner; self.lambda = lambda; self.cgSteps = cgSteps; self.cgTolerance = cgTolerance
-        self.damping = damping; self.lambdaDamping = lambdaDamping
+        self.damping = damping; self.lambdaDamping = lambdaDamping; self.innerProblem = innerProblem
     }
 
     public var name: String { "imaml" }
 
-    /// φ ← φ − α (∇L_S(φ) + λ (φ − θ)), with θ the meta-parameters.
+    /// φ ← φ − α (∇L_S(φ) + λ (φ − θ)), with θ the meta-parameters; for ``InnerProblem/pullBack``, the plain
+    /// step φ ← φ − α ∇L_S(φ).
     public func innerStep(_ theta: inout [Float], meta: [Float], support: Batch, workspace: Workspace) throws {
         try workspace.gradient(at: theta, on: support, into: &workspace.innerGradient)
-        let (alpha, lambda) = (inner.learningRate, lambda)
+        let (alpha, lambda) = (inner.learningRate, innerProblem == .proximal ? lambda : 0)
         theta.withUnsafeMutableBufferPointer { phi in
             workspace.innerGradient.withUnsafeBufferPointer { g in
                 meta.withUnsafeBufferPointer { start in
@@ -55,9 +69,25 @@ public struct ImplicitMAML: GradientMetaLearner {
         }
     }
 
+    /// The meta-training inner problem's solution φ: ``inner`` steps from θ, and for ``InnerProblem/pullBack``
+    /// the proximal step φ ← θ + (1 − αλ)(φ − θ) after them.
+    public func innerSolution(_ meta: [Float], support: Batch, workspace: Workspace) throws -> [Float] {
+        var phi = try adapt(meta, support: support, steps: inner.steps, workspace: workspace)
+        if innerProblem == .pullBack {
+            let keep = 1 - inner.learningRate * lambda
+            for i in phi.indices { phi[i] = meta[i] + keep * (phi[i] - meta[i]) }
+        }
+        return phi
+    }
+
+    /// The query loss at the meta-training inner solution (what the implicit gradient differentiates).
+    public func metaLoss(_ meta: [Float], task: Task, workspace: Workspace) throws -> LossValue {
+        try workspace.loss(at: innerSolution(meta, support: task.support, workspace: workspace), on: task.query)
+    }
+
     public func metaGradient(_ meta: [Float], task: Task, workspace: Workspace, into gradient: inout [Float]) throws -> LossValue {
         workspace.heldPasses = 0   // the inner steps are not revisited
-        let phi = try adapt(meta, support: task.support, steps: inner.steps, workspace: workspace)
+        let phi = try innerSolution(meta, support: task.support, workspace: workspace)
         let value = try workspace.onQuerySet { try $0.gradient(at: phi, on: task.query, into: &gradient) }
         workspace.heldPasses = 1   // the support pass at φ, for every product of the solve
         defer { workspace.heldPasses = 0 }
@@ -96,10 +126,13 @@ public struct ImplicitMAML: GradientMetaLearner {
                                  OptionSpec("cg-steps", .int(1 ... 10_000), default: .int(5), help: "conjugate-gradient steps (Hessian-vector products) per task"),
                                  OptionSpec("cg-tolerance", .float(0 ... 1), default: .float(1e-10), help: "stop conjugate gradient once the residual is this fraction of the query gradient"),
                                  OptionSpec("cg-damping", .float(0 ... 1e6), default: .float(0), help: "δ: solve ((1 + δ) I + H/(λ + μ)) x = b (the authors' code: 1)"),
-                                 OptionSpec("cg-lambda-damping", .float(0 ... 1e6), default: .float(0), help: "μ: solve ((1 + δ) I + H/(λ + μ)) x = b (the authors' code: 10)")]) { config, options in
+                                 OptionSpec("cg-lambda-damping", .float(0 ... 1e6), default: .float(0), help: "μ: solve ((1 + δ) I + H/(λ + μ)) x = b (the authors' code: 10)"),
+                                 OptionSpec("imaml-inner", .choice(InnerProblem.allCases.map(\.rawValue)), default: .string("proximal"),
+                                            help: "proximal: every step descends L_S + λ/2 ‖φ − θ‖²; pull-back: plain steps, then one step on the proximal term (plain steps in evaluation), as the authors' code")]) { config, options in
             try ImplicitMAML(inner: try config.innerLoop(), lambda: Float(options.double("imaml-lambda")!),
                              cgSteps: options.int("cg-steps")!, cgTolerance: options.double("cg-tolerance")!,
-                             damping: Float(options.double("cg-damping")!), lambdaDamping: Float(options.double("cg-lambda-damping")!))
+                             damping: Float(options.double("cg-damping")!), lambdaDamping: Float(options.double("cg-lambda-damping")!),
+                             innerProblem: InnerProblem(rawValue: options.string("imaml-inner")!)!)
         },
     ]
 }
