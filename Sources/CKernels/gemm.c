@@ -193,3 +193,4 @@ void mc_sum_rows(int rows, int cols, const float *Y, float *out, int accumulate)
 
 void mc_blas_set_threads(int threads) { openblas_set_num_threads(threads); }
 int mc_blas_threads(void) { return openblas_get_num_threads(); }
+const char *mc_blas_core(void) { return openblas_get_corename(); }

@@ -57,6 +57,9 @@ void mc_sum_rows(int rows, int cols, const float *Y, float *out, int accumulate)
 /* Number of threads OpenBLAS may use (process-wide setting of the BLAS library itself). */
 void mc_blas_set_threads(int threads);
 int mc_blas_threads(void);
+/* The CPU kernels OpenBLAS chose for this process ("Haswell", "Zen", "SkylakeX", "Cooperlake", ...): its AVX-512
+ * kernels sum in another order than its AVX2 ones, so GEMM results differ in the last bits between the two. */
+const char *mc_blas_core(void);
 
 /* ---------------------------------------------------------------------------------------------------------
  * Fully connected layer (linear.c):  y[N,out] = x[N,in] W^T + b,  W is [out, in], b is [out].

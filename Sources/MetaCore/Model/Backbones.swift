@@ -26,7 +26,8 @@ enum Backbones {
                       options: [OptionSpec("channels", .int(1 ... 4096), default: .int(256), help: "filters per convolution"),
                                 OptionSpec("strides", .ints(1 ... 16), default: .string("2,1,2,1,2,2"), help: "one 3x3 convolution per entry, with that stride"),
                                 OptionSpec("padding", .int(0 ... 16), default: .int(0), help: "zero padding of every convolution"),
-                                OptionSpec("hidden", .ints(1 ... 1 << 20), default: .string("1024"), help: "fully connected layers before the output"),
+                                OptionSpec("hidden", .ints(1 ... 1 << 20, mayBeEmpty: true), default: .string("1024"),
+                                           help: "fully connected layers before the output (none: the last map flattened feeds the output layer)"),
                                 OptionSpec("batch-norm", .bool, default: .bool(false), help: "batch normalisation after each convolution"),
                                 activation,
                                 OptionSpec("init", initialization.kind, default: .string("kaiming-normal"), help: initialization.help)]) { request in
@@ -44,7 +45,7 @@ enum Backbones {
                                pooling: Model.Pooling(rawValue: request.options.string("pool")!)!)
         },
         BackboneEntry(name: "mlp", summary: "a fully connected network (MAML's 1-40-40-1 on sinusoids)",
-                      options: [OptionSpec("hidden", .ints(1 ... 1 << 20), default: .string("40,40"), help: "hidden layer sizes"),
+                      options: [OptionSpec("hidden", .ints(1 ... 1 << 20, mayBeEmpty: true), default: .string("40,40"), help: "hidden layer sizes (none: a linear model)"),
                                 activation, initialization]) { request in
             guard request.inputShape.count == 1 else {
                 throw MetaCoreError.shape("the MLP backbone takes vectors; the tasks' inputs are \(describe(request.inputShape)) (try --backbone conv4)")

@@ -57,8 +57,9 @@ public struct OptionSpec: Sendable {
         case float(ClosedRange<Double>)
         /// One of the listed words.
         case choice([String])
-        /// A comma-separated list of whole numbers within the range (e.g. hidden layer sizes `40,40`).
-        case ints(ClosedRange<Int>)
+        /// A comma-separated list of whole numbers within the range (e.g. hidden layer sizes `40,40`); where
+        /// `mayBeEmpty`, the word `none` is the empty list (no hidden layers, say).
+        case ints(ClosedRange<Int>, mayBeEmpty: Bool = false)
         case bool
     }
 
@@ -77,13 +78,16 @@ public struct OptionSpec: Sendable {
         self.evaluationMayChange = evaluationMayChange
     }
 
+    /// How an empty list is written, on the command line, in configuration files and in checkpoints.
+    public static let emptyList = "none"
+
     /// What the help text shows for the accepted values.
     public var valueHint: String {
         switch kind {
         case .int(let r): return r.upperBound == Int.max ? "integer >= \(r.lowerBound)" : "integer \(r.lowerBound)...\(r.upperBound)"
         case .float: return "number"
         case .choice(let words): return words.joined(separator: "|")
-        case .ints: return "N,N,..."
+        case .ints(_, let mayBeEmpty): return mayBeEmpty ? "N,N,...|none" : "N,N,..."
         case .bool: return "true|false"
         }
     }
@@ -101,7 +105,8 @@ public struct OptionSpec: Sendable {
             return try check(.float(v), source: source)
         case .choice:
             return try check(.string(word), source: source)
-        case .ints:
+        case .ints(_, let mayBeEmpty):
+            if mayBeEmpty, word.lowercased() == OptionSpec.emptyList { return .string(OptionSpec.emptyList) }
             let parts = word.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
             guard !parts.isEmpty, parts.allSatisfy({ $0 != nil }) else { throw bad("expected whole numbers separated by commas") }
             return try check(.string(parts.map { String($0!) }.joined(separator: ",")), source: source)
@@ -130,7 +135,8 @@ public struct OptionSpec: Sendable {
         case (.choice(let words), .string(let v)):
             guard words.contains(v) else { throw bad("must be one of \(words.joined(separator: ", "))") }
             return value
-        case (.ints(let range), .string(let v)):
+        case (.ints(let range, let mayBeEmpty), .string(let v)):
+            if mayBeEmpty, v == OptionSpec.emptyList { return value }
             let parts = v.split(separator: ",").map { Int($0) }
             guard !parts.isEmpty, parts.allSatisfy({ $0.map(range.contains) == true }) else {
                 throw bad("must be whole numbers \(range.lowerBound)...\(range.upperBound) separated by commas")
@@ -159,7 +165,9 @@ public struct ResolvedOptions: Sendable {
     public func string(_ name: String) -> String? { value(name)?.string }
     public func bool(_ name: String) -> Bool? { value(name)?.bool }
     /// A comma-separated list option as numbers.
-    public func ints(_ name: String) -> [Int]? { string(name).map { $0.split(separator: ",").compactMap { Int($0) } } }
+    public func ints(_ name: String) -> [Int]? {
+        string(name).map { $0 == OptionSpec.emptyList ? [] : $0.split(separator: ",").compactMap { Int($0) } }
+    }
 }
 
 import Foundation
