@@ -121,5 +121,9 @@ struct ImplicitMAMLTests {
         let predicted = try learner.predict(meta, support: task.support, queries: task.query.inputs, steps: 8, workspace: workspace)
         let plainPrediction = try workspace.predict(at: plain, inputs: task.query.inputs)
         #expect(distance(predicted.scalars, plainPrediction.scalars) < 1e-5)
+        // A pull-back that would land on θ (αλ = 1) or past it is refused in training, and evaluation still adapts.
+        let overshoot = try ImplicitMAML(inner: InnerLoop(steps: 8, learningRate: 0.5), lambda: 2, innerProblem: .pullBack)
+        #expect { try overshoot.metaGradient(meta, task: task, workspace: workspace, into: &gradient) } throws: { "\($0)".contains("αλ < 1") }
+        _ = try overshoot.predict(meta, support: task.support, queries: task.query.inputs, steps: 8, workspace: workspace)
     }
 }

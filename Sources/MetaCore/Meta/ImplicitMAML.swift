@@ -72,9 +72,13 @@ public struct ImplicitMAML: GradientMetaLearner {
     /// The meta-training inner problem's solution φ: ``inner`` steps from θ, and for ``InnerProblem/pullBack``
     /// the proximal step φ ← θ + (1 − αλ)(φ − θ) after them.
     public func innerSolution(_ meta: [Float], support: Batch, workspace: Workspace) throws -> [Float] {
+        let keep = 1 - inner.learningRate * lambda
+        if innerProblem == .pullBack, !(keep > 0) {
+            // Checked here, not in init: evaluation, which may change the rate, takes the plain steps only.
+            throw MetaCoreError.argument("iMAML's pull-back φ ← θ + (1 − αλ)(φ − θ) needs αλ < 1, got α = \(inner.learningRate), λ = \(lambda): it would land on θ or beyond it")
+        }
         var phi = try adapt(meta, support: support, steps: inner.steps, workspace: workspace)
         if innerProblem == .pullBack {
-            let keep = 1 - inner.learningRate * lambda
             for i in phi.indices { phi[i] = meta[i] + keep * (phi[i] - meta[i]) }
         }
         return phi
