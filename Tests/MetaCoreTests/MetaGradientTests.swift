@@ -203,6 +203,79 @@ struct MetaGradientTests {
         #expect(other != direction && whole != direction)
     }
 
+    /// The carried inner Adam (Nichol et al.'s code): from the zero state a task adapts as with a fresh Adam and
+    /// reports the state it ends with after θ's direction; from a carried state it continues that Adam, and so
+    /// do evaluation's curve and predictions. The trainer moves θ by the tasks' mean direction and sets the state
+    /// to their mean end state. A state no Adam can have is refused.
+    @Test func reptileCarriesItsInnerAdam() throws {
+        let model = try tanhMLP(), inner = try InnerLoop(steps: 3, learningRate: 0.01), p = model.parameterCount
+        var random = RandomSource(seed: 9)
+        let task = try SinusoidTasks(shots: 5).sample(&random)
+        let workspace = Workspace(model: model)
+        let carried = try Reptile(inner: inner, innerOptimizer: .adam, innerBeta1: 0, innerState: .persistent)
+        let fresh = try Reptile(inner: inner, innerOptimizer: .adam, innerBeta1: 0)
+        var meta = carried.initialMetaParameters(for: model, seed: 1)
+        #expect(meta.count == 3 * p + 1 && carried.extraMetaParameters(for: model).map(\.range.count) == [p, p, 1])
+        #expect(carried.carriedState(for: model) == p ..< 3 * p + 1 && fresh.carriedState(for: model) == nil)
+        let theta = Array(meta[0 ..< p])
+
+        /// θ − θ_3 and Adam's end state for three steps of `adam` from θ.
+        func expected(_ start: Adam) throws -> [Float] {
+            var adam = start, phi = theta, g: [Float] = []
+            for _ in 0 ..< 3 {
+                try workspace.gradient(at: phi, on: task.support, into: &g)
+                adam.step(&phi, gradient: g)
+            }
+            return zip(theta, phi).map { $0 - $1 } + adam.state.vectors["m"]! + adam.state.vectors["v"]! + [Float(adam.state.step)]
+        }
+        var fromZero: [Float] = [], freshDirection: [Float] = []
+        _ = try carried.metaGradient(meta, task: task, workspace: workspace, into: &fromZero)
+        _ = try fresh.metaGradient(theta, task: task, workspace: workspace, into: &freshDirection)
+        #expect(fromZero == (try expected(Adam(learningRate: 0.01, beta1: 0))))
+        #expect(Array(fromZero[0 ..< p]) == freshDirection && fromZero[3 * p] == 3)
+
+        // From the state that task ended with, the next task continues the same Adam.
+        meta.replaceSubrange(p ..< 3 * p + 1, with: fromZero[p...])
+        var start = try Adam(learningRate: 0.01, beta1: 0)
+        try start.restore(step: 3, vectors: ["m": Array(fromZero[p ..< 2 * p]), "v": Array(fromZero[2 * p ..< 3 * p])], parameterCount: p)
+        var continued: [Float] = []
+        _ = try carried.metaGradient(meta, task: task, workspace: workspace, into: &continued)
+        #expect(continued == (try expected(start)) && continued[3 * p] == 6)
+        #expect(Array(continued[0 ..< p]) != freshDirection, "the carried second moments must change the steps")
+        let curve = try carried.adaptationCurve(meta, task: task, steps: 3, workspace: workspace)
+        let freshCurve = try fresh.adaptationCurve(theta, task: task, steps: 3, workspace: workspace)
+        var phi = theta
+        phi.add(Array(continued[0 ..< p]), scaledBy: -1)
+        #expect(curve[3] == (try workspace.loss(at: phi, on: task.query)) && curve[3] != freshCurve[3])
+        let predicted = try carried.predict(meta, support: task.support, queries: task.query.inputs, steps: 3, workspace: workspace)
+        #expect(predicted == (try workspace.predict(at: phi, inputs: task.query.inputs)))
+
+        // The trainer: θ moves by the mean direction (SGD at rate 1), the state becomes the mean end state.
+        var trainer = try MetaTrainer(learner: carried, model: model, tasks: SinusoidTasks(shots: 5), optimizer: SGD(learningRate: 1),
+                                      metaBatch: 3, seed: 4)
+        let before = trainer.metaParameters
+        var mean = [Float](repeating: 0, count: 3 * p + 1)
+        for index in 0 ..< 3 {
+            var r = MetaTrainer.taskRandom(seed: 4, iteration: 0, index: index), g: [Float] = []
+            _ = try carried.metaGradient(before, task: try trainer.tasks.seededSample(&r), workspace: workspace, into: &g)
+            mean.add(g, scaledBy: 1)
+        }
+        mean.scale(by: 1 / Float(3))
+        let result = try trainer.step()
+        let after = trainer.metaParameters
+        #expect(zip(after[0 ..< p], zip(before[0 ..< p], mean[0 ..< p])).allSatisfy { abs($0 - ($1.0 - $1.1)) <= 1e-6 })
+        #expect(Array(after[p...]) == Array(mean[p...]) && after[3 * p] == 3)
+        #expect(abs(result.gradientNorm - Array(mean[0 ..< p]).norm) <= 1e-6 * result.gradientNorm, "the state is not part of the gradient's norm")
+
+        // A state no Adam reaches is refused, naming it.
+        for (index, value) in [(3 * p, Float(2.5)), (3 * p, -1), (2 * p, -1), (p, .nan)] {
+            var bad = meta
+            bad[index] = value
+            #expect(throws: MetaCoreError.self) { try carried.metaGradient(bad, task: task, workspace: workspace, into: &continued) }
+        }
+        #expect(throws: MetaCoreError.self) { try Reptile(inner: inner, innerState: .persistent) }
+    }
+
     /// A batch that runs past the end of a shuffle takes the rest of it and the start of the next one; a batch
     /// as large as the set (or 0) is the set.
     @Test func miniBatchesCarryAcrossReshuffles() throws {

@@ -21,6 +21,10 @@ struct ParallelTests {
             return try MetaTrainer(learner: MAML(inner: inner, order: learner == "maml-conv" ? .second : .first),
                                    model: .conv4(classes: 3, inputShape: [1, 8, 8], channels: 4, blocks: 2), tasks: images,
                                    optimizer: Adam(learningRate: 0.01), metaBatch: 5, seed: seed, threads: threads)
+        case "reptile-carried-sine":
+            return try MetaTrainer(learner: Reptile(inner: inner, innerOptimizer: .adam, innerBeta1: 0, innerState: .persistent),
+                                   model: .mlp([1, 16, 16, 1]), tasks: SinusoidTasks(shots: 5),
+                                   optimizer: SGD(learningRate: 0.5), metaBatch: 5, seed: seed, threads: threads)
         case "metasgd-sine":
             return try MetaTrainer(learner: MetaSGD(inner: inner), model: .mlp([1, 16, 16, 1]), tasks: SinusoidTasks(shots: 5),
                                    optimizer: Adam(learningRate: 0.01), metaBatch: 6, seed: seed, threads: threads)
@@ -30,7 +34,7 @@ struct ParallelTests {
         }
     }
 
-    static let learners = ["maml-sine", "maml-conv", "fomaml-conv", "metasgd-sine", "protonet-conv"]
+    static let learners = ["maml-sine", "maml-conv", "fomaml-conv", "metasgd-sine", "reptile-carried-sine", "protonet-conv"]
 
     /// Meta-parameters and losses after a few steps, for comparison.
     static func run(_ learner: String, threads: Int, steps: Int = 3) throws -> (meta: [Float], losses: [Double]) {

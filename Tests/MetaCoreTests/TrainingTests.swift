@@ -21,6 +21,12 @@ struct TrainingTests {
         try expectResumedRunContinuesExactly(configuration(algorithm))
     }
 
+    /// Reptile's carried inner Adam is part of the checkpoint: the resumed run continues it.
+    @Test func resumedRunCarriesReptilesInnerAdam() throws {
+        let config = try configuration("reptile").applying(["--inner-optimizer", "adam", "--inner-state", "persistent", "--inner-beta1", "0"])
+        try expectResumedRunContinuesExactly(config)
+    }
+
     @Test(arguments: Registry.algorithms.filter(\.embedding).map(\.name))
     func metricLearnersRefuseRegressionTasks(_ algorithm: String) throws {
         do {

@@ -74,11 +74,15 @@ public enum TrainingCheckpoint {
         guard file.metadata["format"] == format, let json = file.metadata["configuration"] else {
             throw MetaCoreError(.corruptData, "not a MetaCore training checkpoint (metadata 'format' is \(file.metadata["format"] ?? "missing"), expected \(format))")
         }
-        let configuration: TrainingConfiguration
+        var configuration: TrainingConfiguration
         do { configuration = try JSONDecoder().decode(TrainingConfiguration.self, from: Data(json.utf8)) } catch {
             throw MetaCoreError(.corruptData, "the checkpoint's configuration is unreadable: \(error)")
         }
-        do { try configuration.validate(source: "the checkpoint's configuration") } catch let error as MetaCoreError {
+        do {
+            try configuration.validate(source: "the checkpoint's configuration")
+            // JSON writes a whole-number float option (`--inner-beta1 0`) as an integer: give each option its kind back.
+            configuration.options = try configuration.resolvedOptions().given
+        } catch let error as MetaCoreError {
             throw MetaCoreError(.corruptData, error.message)
         }
         return configuration

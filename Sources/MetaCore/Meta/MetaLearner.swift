@@ -85,6 +85,16 @@ public protocol ScheduledMetaLearner: MetaLearner {
     func metaLearningRateFactor(at iteration: Int) -> Float
 }
 
+/// A learner that carries state from one iteration to the next in part of its meta-parameters, which the
+/// meta-optimiser does not move (Reptile's persistent inner Adam). In that range each task's
+/// ``MetaLearner/metaGradient(_:task:workspace:into:)`` writes the state the task ends with instead of a
+/// gradient; ``MetaTrainer`` leaves the range out of the step, its norm and its clipping, and then sets it to the
+/// mean over the meta-batch. Checkpoints keep it with the meta-parameters, and evaluation adapts from it.
+public protocol CarriedStateMetaLearner: MetaLearner {
+    /// The range of the meta-parameters that is carried state (`nil`: none in this configuration).
+    func carriedState(for model: Model) -> Range<Int>?
+}
+
 /// A learner whose meta-gradients for several tasks are its meta-gradient on one task of the model stacked
 /// across them (``ModelStack``), side by side: its meta-parameters are the model's parameters, and it treats
 /// them elementwise between passes (a scalar inner rate on all of them, updates of θ by θ). ``MetaTrainer``

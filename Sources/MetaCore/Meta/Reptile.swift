@@ -6,39 +6,96 @@
 /// loss, so `metactl verify` does not apply to it.
 ///
 /// The inner optimiser is SGD (as in the paper's sinusoid experiments) or Adam (as in its few-shot image
-/// experiments, there with β1 = 0), fresh for every task. Each inner step takes the whole support set, or, with
-/// ``innerBatch``, the next mini-batch of a shuffle of it (reshuffled when used up), as the paper's few-shot
-/// runs take 5 batches of 10 from 10 shots of 5 classes.
-public struct Reptile: InnerUpdateLearner, StackableMetaLearner {
+/// experiments, there with β1 = 0). Each inner step takes the whole support set, or, with ``innerBatch``, the
+/// next mini-batch of a shuffle of it (reshuffled when used up), as the paper's few-shot runs take 5 batches of
+/// 10 from 10 shots of 5 classes.
+///
+/// The inner Adam is fresh for every task, as the paper describes it, or, with ``InnerState/persistent``, its
+/// moments and step count carry over from iteration to iteration, as Nichol et al.'s code runs it (there
+/// TensorFlow's Adam slots are not among the variables each task resets). They are then meta-parameters after
+/// θ (`reptile.inner_adam.m`, `.v`, `.step`) that the meta-optimiser does not move (``CarriedStateMetaLearner``):
+/// every task of a meta-batch starts from the same state and the state becomes the mean of the states they end
+/// with (in Nichol's code the tasks run one after another, each from the last one's state; averaging keeps the
+/// tasks independent, so threads and ranks do not change the result). Evaluation adapts from the trained state,
+/// as his does.
+public struct Reptile: InnerUpdateLearner, StackableMetaLearner, CarriedStateMetaLearner {
     public enum InnerOptimizer: String, Sendable, Codable, CaseIterable { case sgd, adam }
+    /// Whether the inner Adam starts fresh for every task or carries its state over from the previous iteration.
+    public enum InnerState: String, Sendable, Codable, CaseIterable { case fresh, persistent }
     public let inner: InnerLoop
     public let innerOptimizer: InnerOptimizer
     /// Samples per inner step (0: the whole support set).
     public let innerBatch: Int
     /// Adam's β1 for the inner optimiser.
     public let innerBeta1: Float
+    public let innerState: InnerState
 
-    public init(inner: InnerLoop, innerOptimizer: InnerOptimizer = .sgd, innerBatch: Int = 0, innerBeta1: Float = 0.9) throws {
+    public init(inner: InnerLoop, innerOptimizer: InnerOptimizer = .sgd, innerBatch: Int = 0, innerBeta1: Float = 0.9,
+                innerState: InnerState = .fresh) throws {
         guard innerBatch >= 0 else { throw MetaCoreError.argument("Reptile's inner batch must be >= 0 (0: the whole support set), got \(innerBatch)") }
+        guard innerState == .fresh || innerOptimizer == .adam else {
+            throw MetaCoreError.argument("a persistent inner state needs the Adam inner optimiser (SGD has no state)")
+        }
         _ = try Adam(learningRate: inner.learningRate, beta1: innerBeta1)   // Adam's own checks, at construction
         self.inner = inner
         self.innerOptimizer = innerOptimizer
         self.innerBatch = innerBatch
         self.innerBeta1 = innerBeta1
+        self.innerState = innerState
     }
     public var name: String { "reptile" }
 
-    /// Mini-batches differ between the tasks of a stacked block, so only whole-support steps stack.
-    public var isStackable: Bool { innerBatch == 0 }
+    /// Mini-batches differ between the tasks of a stacked block, and the carried state is not the model's, so
+    /// only whole-support steps from a fresh state stack.
+    public var isStackable: Bool { innerBatch == 0 && innerState == .fresh }
+
+    /// Where the carried inner Adam sits in the meta-parameters: its first and second moments, then its step.
+    func carriedAdam(for model: Model) -> (m: Range<Int>, v: Range<Int>, step: Int)? {
+        guard innerState == .persistent else { return nil }
+        let p = model.parameterCount
+        return (p ..< 2 * p, 2 * p ..< 3 * p, 3 * p)
+    }
+
+    public func carriedState(for model: Model) -> Range<Int>? {
+        carriedAdam(for: model).map { $0.m.lowerBound ..< $0.step + 1 }
+    }
+
+    public func initialMetaParameters(for model: Model, seed: UInt64) -> [Float] {
+        let theta = model.initialParameters(seed: seed)
+        guard let state = carriedState(for: model) else { return theta }
+        return theta + [Float](repeating: 0, count: state.count)
+    }
+
+    public func extraMetaParameters(for model: Model) -> [(name: String, range: Range<Int>)] {
+        guard let adam = carriedAdam(for: model) else { return [] }
+        return [("reptile.inner_adam.m", adam.m), ("reptile.inner_adam.v", adam.v), ("reptile.inner_adam.step", adam.step ..< adam.step + 1)]
+    }
+
+    /// The inner Adam a task starts with: fresh, or the carried state in `meta`.
+    func innerAdam(_ meta: [Float], model: Model) throws -> Adam {
+        var adam = try Adam(learningRate: inner.learningRate, beta1: innerBeta1)
+        if let state = carriedAdam(for: model) {
+            let step = meta[state.step]
+            guard step >= 0, step <= Float(Self.maximumCarriedStep), step == step.rounded() else {
+                throw MetaCoreError(.corruptData, "the carried inner Adam's step count must be a whole number from 0 to \(Self.maximumCarriedStep), got \(step)")
+            }
+            try adam.restore(step: Int(step), vectors: ["m": Array(meta[state.m]), "v": Array(meta[state.v])], parameterCount: model.parameterCount)
+        }
+        return adam
+    }
+
+    /// The carried step count stops here, where a Float still counts in ones; Adam's bias corrections are 1 long before.
+    static let maximumCarriedStep = 1 << 24
 
     /// SGD: the stateless inner step (Adam's state lives in ``adaptationCurve(_:task:steps:workspace:)``).
     public func innerUpdate(for model: Model) throws -> InnerUpdate { InnerUpdate(rate: .scalar(inner.learningRate)) }
 
     /// Parameters after `steps` inner steps with the chosen inner optimiser; `query` (if given) is measured
-    /// before the first step and after each.
-    func adapted(_ meta: [Float], support: Batch, seed: UInt64, steps: Int, query: Batch?, workspace: Workspace) throws -> ([Float], [LossValue]) {
-        var theta = meta, curve: [LossValue] = [], gradient: [Float] = []
-        var adam = try Adam(learningRate: inner.learningRate, beta1: innerBeta1)
+    /// before the first step and after each. Also the inner Adam as it ends.
+    func adapted(_ meta: [Float], support: Batch, seed: UInt64, steps: Int, query: Batch?,
+                 workspace: Workspace) throws -> ([Float], [LossValue], Adam) {
+        var theta = modelParameters(meta, model: workspace.model), curve: [LossValue] = [], gradient: [Float] = []
+        var adam = try innerAdam(meta, model: workspace.model)
         var batches = try MiniBatches(support, size: innerBatch, seed: seed)
         if let query { curve.append(try workspace.loss(at: theta, on: query)) }
         for _ in 0 ..< steps {
@@ -49,7 +106,7 @@ public struct Reptile: InnerUpdateLearner, StackableMetaLearner {
             }
             if let query { curve.append(try workspace.loss(at: theta, on: query)) }
         }
-        return (theta, curve)
+        return (theta, curve, adam)
     }
 
     public func adaptationCurve(_ meta: [Float], task: Task, steps: Int, workspace: Workspace) throws -> [LossValue] {
@@ -61,9 +118,20 @@ public struct Reptile: InnerUpdateLearner, StackableMetaLearner {
     }
 
     public func metaGradient(_ meta: [Float], task: Task, workspace: Workspace, into gradient: inout [Float]) throws -> LossValue {
-        let adapted = try adapted(meta, support: task.support, seed: task.seed, steps: inner.steps, query: nil, workspace: workspace).0
+        let model = workspace.model
+        let (adapted, _, adam) = try adapted(meta, support: task.support, seed: task.seed, steps: inner.steps, query: nil, workspace: workspace)
         gradient = meta
-        gradient.add(adapted, scaledBy: -1)
+        gradient.withUnsafeMutableBufferPointer { g in
+            adapted.withUnsafeBufferPointer { a in for i in a.indices { g[i] -= a[i] } }
+        }
+        if let state = carriedAdam(for: model) {   // the state the task ends with, for the trainer to average
+            let (step, vectors) = adam.state
+            if let m = vectors["m"], let v = vectors["v"] {
+                gradient.replaceSubrange(state.m, with: m)
+                gradient.replaceSubrange(state.v, with: v)
+            }
+            gradient[state.step] = Float(min(step, Self.maximumCarriedStep))
+        }
         return try workspace.loss(at: adapted, on: task.query)
     }
 }
@@ -96,14 +164,17 @@ extension Reptile {
     static let registrations = [
         AlgorithmEntry(name: "reptile", summary: "Reptile: move the initialisation towards the adapted parameters",
                        options: [OptionSpec("inner-optimizer", .choice(InnerOptimizer.allCases.map(\.rawValue)), default: .string("sgd"),
-                                            help: "Reptile's inner optimiser, fresh for every task"),
+                                            help: "Reptile's inner optimiser"),
                                  OptionSpec("inner-batch", .int(0 ... Int.max), default: .int(0),
                                             help: "support samples per inner step, from a shuffle of the support set (0: all of them)"),
                                  OptionSpec("inner-beta1", .float(0 ... 0.999999), default: .float(0.9),
-                                            help: "β1 of the inner Adam (Nichol et al.'s few-shot runs: 0)")],
+                                            help: "β1 of the inner Adam (Nichol et al.'s few-shot runs: 0)"),
+                                 OptionSpec("inner-state", .choice(InnerState.allCases.map(\.rawValue)), default: .string("fresh"),
+                                            help: "the inner Adam fresh for every task, or its moments carried from iteration to iteration (Nichol et al.'s code)")],
                        verifiable: false) { config, options in
             try Reptile(inner: try config.innerLoop(), innerOptimizer: InnerOptimizer(rawValue: options.string("inner-optimizer")!)!,
-                        innerBatch: options.int("inner-batch")!, innerBeta1: Float(options.double("inner-beta1")!))
+                        innerBatch: options.int("inner-batch")!, innerBeta1: Float(options.double("inner-beta1")!),
+                        innerState: InnerState(rawValue: options.string("inner-state")!)!)
         },
     ]
 }

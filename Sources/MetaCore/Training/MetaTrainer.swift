@@ -2,7 +2,8 @@ import Foundation
 import Synchronization
 
 /// Meta-training: each iteration samples a meta-batch of tasks, averages the learner's meta-gradients,
-/// optionally clamps their entries and clips their norm, and takes one meta-optimiser step.
+/// optionally clamps their entries and clips their norm, and takes one meta-optimiser step (a
+/// ``CarriedStateMetaLearner``'s state is averaged instead, and set).
 ///
 /// Task `i` of iteration `t` is drawn from a random source derived from (seed, t, i) alone, so a run resumed
 /// from a checkpoint sees exactly the tasks the uninterrupted run would have. The tasks of a meta-batch run
@@ -137,6 +138,12 @@ public struct MetaTrainer {
             count += Int(result[2])
         }
         sum.scale(by: 1 / Float(metaBatch))
+        let carried = (learner as? any CarriedStateMetaLearner)?.carriedState(for: model)
+        var state: [Float] = []
+        if let carried {
+            state = Array(sum[carried])
+            sum.replaceSubrange(carried, with: repeatElement(0, count: carried.count))
+        }
         let norm = sum.norm
         if let clipValue { for i in sum.indices { sum[i] = min(max(sum[i], -clipValue), clipValue) } }
         if let clip { _ = clipNorm(&sum, maxNorm: clip) }
@@ -145,6 +152,7 @@ public struct MetaTrainer {
         }
         let factor = (scheduled?.metaLearningRateFactor(at: iteration) ?? 1) * (decay?.factor(at: iteration) ?? 1)
         optimizer.step(&metaParameters, gradient: sum, learningRateFactor: factor)
+        if let carried { metaParameters.replaceSubrange(carried, with: state) }
         self.iteration += 1
         return StepResult(loss: loss / Double(metaBatch), accuracy: classification ? Double(correct) / Double(count) : nil,
                           gradientNorm: norm)
