@@ -202,4 +202,24 @@ struct ContinualTests {
         }
         #expect(try Model.conv4(classes: 10).initialParameters(seed: 1) != theta)
     }
+
+    /// Glorot-uniform (TensorFlow's default): weights uniform in ±√(6 / (fan-in + fan-out)), so their standard
+    /// deviation is that bound over √3, and zero biases; the option selects it.
+    @Test func glorotUniformInitialisation() throws {
+        let config = try TrainingConfiguration().applying(["--task", "omniglot", "--ways", "5", "--backbone", "strided-conv", "--channels", "16",
+                                                           "--strides", "2,2", "--padding", "1", "--hidden", "none", "--init", "glorot-uniform"])
+        let model = try config.makeModel(for: SyntheticImageTasks(ways: 5, shots: 1, queries: 1, inputShape: [1, 28, 28]))
+        let theta = model.initialParameters(seed: 1)
+        var checked = 0
+        for entry in model.layout.entries where entry.shape.count > 1 {
+            let values = theta[entry.range].map(Double.init), area = entry.shape.dropFirst(2).reduce(1, *)
+            let bound = (6 / Double(entry.shape[1] * area + entry.shape[0] * area)).squareRoot()
+            let std = (values.reduce(0) { $0 + $1 * $1 } / Double(values.count)).squareRoot()
+            #expect(values.allSatisfy { abs($0) <= bound } && values.contains { abs($0) > 0.9 * bound }, "\(entry.name): bound \(bound)")
+            #expect(abs(std / (bound / 3.0.squareRoot()) - 1) < 0.1, "\(entry.name): std \(std) for bound \(bound)")
+            #expect(theta[model.layout.entries.first { $0.name == entry.name.replacingOccurrences(of: "weight", with: "bias") }!.range].allSatisfy { $0 == 0 })
+            checked += 1
+        }
+        #expect(checked == 3)
+    }
 }

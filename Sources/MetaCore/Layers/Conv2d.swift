@@ -34,7 +34,8 @@ public struct Conv2d: Layer {
     }
 
     public func initialize(_ parameters: UnsafeMutableBufferPointer<Float>, using random: inout RandomSource) {
-        initialization.fill(parameters, weights: biasOffset, fanIn: inChannels * kernel * kernel, using: &random)
+        initialization.fill(parameters, weights: biasOffset, fanIn: inChannels * kernel * kernel, fanOut: outChannels * kernel * kernel,
+                            using: &random)
     }
 
     private var biasOffset: Int { outChannels * inChannels * kernel * kernel }

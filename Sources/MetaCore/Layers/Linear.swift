@@ -27,7 +27,7 @@ public struct Linear: Layer {
     public var parameterShapes: [(name: String, shape: [Int])] { [("weight", [outputs, inputs]), ("bias", [outputs])] }
 
     public func initialize(_ parameters: UnsafeMutableBufferPointer<Float>, using random: inout RandomSource) {
-        initialization.fill(parameters, weights: biasOffset, fanIn: inputs, using: &random)
+        initialization.fill(parameters, weights: biasOffset, fanIn: inputs, fanOut: outputs, using: &random)
     }
 
     private var biasOffset: Int { outputs * inputs }
