@@ -276,6 +276,22 @@ struct MetaGradientTests {
         #expect(throws: MetaCoreError.self) { try Reptile(inner: inner, innerState: .persistent) }
     }
 
+    /// Nichol et al.'s transductive evaluation: the queries' outputs from one batch of support and queries, which
+    /// through batch-norm differ from the queries' own batch.
+    @Test func reptilePredictsWithTheSupportInTheBatch() throws {
+        let model = try smallConv4(), inner = try InnerLoop(steps: 2, learningRate: 0.01)
+        var random = RandomSource(seed: 10)
+        let task = try images().sample(&random)
+        let workspace = Workspace(model: model), theta = model.initialParameters(seed: 2)
+        let alone = try Reptile(inner: inner, innerOptimizer: .adam), together = try Reptile(inner: inner, innerOptimizer: .adam, predictsWithSupport: true)
+        let phi = try alone.adapted(theta, support: task.support, seed: 0, steps: 2, query: nil, workspace: workspace).0
+        let both = try task.support.concatenated(with: task.query)
+        let all = try workspace.predict(at: phi, inputs: both.inputs), q = task.query.count, width = 3
+        let predicted = try together.predict(theta, support: task.support, queries: task.query.inputs, steps: 2, workspace: workspace)
+        #expect(predicted.shape == [q, width] && predicted.scalars == Array(all.scalars.suffix(q * width)))
+        #expect(predicted != (try alone.predict(theta, support: task.support, queries: task.query.inputs, steps: 2, workspace: workspace)))
+    }
+
     /// A batch that runs past the end of a shuffle takes the rest of it and the start of the next one; a batch
     /// as large as the set (or 0) is the set.
     @Test func miniBatchesCarryAcrossReshuffles() throws {

@@ -29,9 +29,13 @@ public struct Reptile: InnerUpdateLearner, StackableMetaLearner, CarriedStateMet
     /// Adam's β1 for the inner optimiser.
     public let innerBeta1: Float
     public let innerState: InnerState
+    /// Whether ``predict(_:support:queries:steps:workspace:)`` runs the support set and the queries through the
+    /// adapted model as one batch and keeps the queries' outputs, so that batch-norm's statistics include the
+    /// support set, as Nichol et al.'s transductive evaluation does (default: the queries alone, as MAML's).
+    public let predictsWithSupport: Bool
 
     public init(inner: InnerLoop, innerOptimizer: InnerOptimizer = .sgd, innerBatch: Int = 0, innerBeta1: Float = 0.9,
-                innerState: InnerState = .fresh) throws {
+                innerState: InnerState = .fresh, predictsWithSupport: Bool = false) throws {
         guard innerBatch >= 0 else { throw MetaCoreError.argument("Reptile's inner batch must be >= 0 (0: the whole support set), got \(innerBatch)") }
         guard innerState == .fresh || innerOptimizer == .adam else {
             throw MetaCoreError.argument("a persistent inner state needs the Adam inner optimiser (SGD has no state)")
@@ -42,6 +46,7 @@ public struct Reptile: InnerUpdateLearner, StackableMetaLearner, CarriedStateMet
         self.innerBatch = innerBatch
         self.innerBeta1 = innerBeta1
         self.innerState = innerState
+        self.predictsWithSupport = predictsWithSupport
     }
     public var name: String { "reptile" }
 
@@ -114,7 +119,15 @@ public struct Reptile: InnerUpdateLearner, StackableMetaLearner, CarriedStateMet
     }
 
     public func predict(_ meta: [Float], support: Batch, queries: Tensor, steps: Int, workspace: Workspace) throws -> Tensor {
-        try workspace.predict(at: adapted(meta, support: support, seed: 0, steps: steps, query: nil, workspace: workspace).0, inputs: queries)
+        let theta = try adapted(meta, support: support, seed: 0, steps: steps, query: nil, workspace: workspace).0
+        guard predictsWithSupport else { return try workspace.predict(at: theta, inputs: queries) }
+        guard support.inputs.shape.dropFirst() == queries.shape.dropFirst() else {
+            throw MetaCoreError.shape("the support inputs are \(describe(support.inputs.shape)) and the queries \(describe(queries.shape)); they cannot be one batch")
+        }
+        let both = try Tensor(shape: [support.count + queries.shape[0]] + queries.shape.dropFirst(), scalars: support.inputs.scalars + queries.scalars)
+        let outputs = try workspace.predict(at: theta, inputs: both)
+        let width = outputs.scalars.count / both.shape[0]
+        return try Tensor(shape: [queries.shape[0]] + outputs.shape.dropFirst(), scalars: Array(outputs.scalars.suffix(queries.shape[0] * width)))
     }
 
     public func metaGradient(_ meta: [Float], task: Task, workspace: Workspace, into gradient: inout [Float]) throws -> LossValue {
@@ -170,11 +183,14 @@ extension Reptile {
                                  OptionSpec("inner-beta1", .float(0 ... 0.999999), default: .float(0.9),
                                             help: "β1 of the inner Adam (Nichol et al.'s few-shot runs: 0)"),
                                  OptionSpec("inner-state", .choice(InnerState.allCases.map(\.rawValue)), default: .string("fresh"),
-                                            help: "the inner Adam fresh for every task, or its moments carried from iteration to iteration (Nichol et al.'s code)")],
+                                            help: "the inner Adam fresh for every task, or its moments carried from iteration to iteration (Nichol et al.'s code)"),
+                                 OptionSpec("predict-with-support", .bool, default: .bool(false),
+                                            help: "predict the queries in one batch with the support set, so that batch-norm's statistics include it (Nichol et al.'s transductive evaluation)")],
                        verifiable: false) { config, options in
             try Reptile(inner: try config.innerLoop(), innerOptimizer: InnerOptimizer(rawValue: options.string("inner-optimizer")!)!,
                         innerBatch: options.int("inner-batch")!, innerBeta1: Float(options.double("inner-beta1")!),
-                        innerState: InnerState(rawValue: options.string("inner-state")!)!)
+                        innerState: InnerState(rawValue: options.string("inner-state")!)!,
+                        predictsWithSupport: options.bool("predict-with-support")!)
         },
     ]
 }
