@@ -1,4 +1,5 @@
 import Testing
+import Foundation
 @testable import MetaCore
 
 /// A learner, a model and a task distribution on which to check the meta-gradient.
@@ -290,6 +291,17 @@ struct MetaGradientTests {
         let predicted = try together.predict(theta, support: task.support, queries: task.query.inputs, steps: 2, workspace: workspace)
         #expect(predicted.shape == [q, width] && predicted.scalars == Array(all.scalars.suffix(q * width)))
         #expect(predicted != (try alone.predict(theta, support: task.support, queries: task.query.inputs, steps: 2, workspace: workspace)))
+        // Evaluation's curve measures the queries the same way: cross-entropy and correct answers on their rows.
+        let curve = try together.adaptationCurve(theta, task: task, steps: 2, workspace: workspace)
+        guard case .labels(let labels) = task.query.targets else { Issue.record("classification task expected"); return }
+        var loss = 0.0, correct = 0
+        for (row, label) in labels.enumerated() {
+            let logits = predicted.scalars[row * width ..< (row + 1) * width].map(Double.init), top = logits.max()!
+            loss += log(logits.reduce(0) { $0 + exp($1 - top) }) + top - logits[Int(label)]
+            if logits.firstIndex(of: top) == Int(label) { correct += 1 }
+        }
+        #expect(curve.count == 3 && curve[2].correct == correct && abs(curve[2].loss - loss / Double(q)) < 1e-5)
+        #expect(curve[2] != (try alone.adaptationCurve(theta, task: task, steps: 2, workspace: workspace))[2])
     }
 
     /// A batch that runs past the end of a shuffle takes the rest of it and the start of the next one; a batch

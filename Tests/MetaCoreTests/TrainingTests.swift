@@ -27,6 +27,20 @@ struct TrainingTests {
         try expectResumedRunContinuesExactly(config)
     }
 
+    /// Whether Reptile predicts with the support in the batch is evaluation's choice: `eval` may change it, and
+    /// with batch-norm it changes the result.
+    @Test func evaluationMayPredictReptileWithTheSupport() throws {
+        var config = try TrainingConfiguration().applying(["--algorithm", "reptile", "--task", "synthetic-images", "--ways", "3",
+                                                           "--channels", "4", "--blocks", "2", "--inner-optimizer", "adam"])
+        config.iterations = 2; config.shots = 2; config.queries = 2; config.metaBatch = 2
+        let trainer = try config.makeTrainer()
+        let file = try TrainingCheckpoint.make(trainer, configuration: config)
+        let stored = try TrainingCheckpoint.configuration(of: file)
+        let alone = try Evaluation.run(checkpoint: file, taskCount: 4, steps: 2, seed: 1).0
+        let together = try Evaluation.run(checkpoint: file, configuration: stored.applying(["--predict-with-support"]), taskCount: 4, steps: 2, seed: 1).0
+        #expect(alone.accuracy!.map(\.mean) != together.accuracy!.map(\.mean) || alone.loss.map(\.mean) != together.loss.map(\.mean))
+    }
+
     @Test(arguments: Registry.algorithms.filter(\.embedding).map(\.name))
     func metricLearnersRefuseRegressionTasks(_ algorithm: String) throws {
         do {

@@ -1,3 +1,5 @@
+import CKernels
+
 /// Reptile (Nichol et al. 2018): adapt with K inner SGD steps, then move the initialisation towards the
 /// adapted parameters, θ ← θ + ε (θ_K − θ).
 ///
@@ -29,8 +31,8 @@ public struct Reptile: InnerUpdateLearner, StackableMetaLearner, CarriedStateMet
     /// Adam's β1 for the inner optimiser.
     public let innerBeta1: Float
     public let innerState: InnerState
-    /// Whether ``predict(_:support:queries:steps:workspace:)`` runs the support set and the queries through the
-    /// adapted model as one batch and keeps the queries' outputs, so that batch-norm's statistics include the
+    /// Whether the adapted model sees the support set and the queries as one batch when it predicts and measures
+    /// the queries (evaluation, and the training log's query loss), so that batch-norm's statistics include the
     /// support set, as Nichol et al.'s transductive evaluation does (default: the queries alone, as MAML's).
     public let predictsWithSupport: Bool
 
@@ -102,16 +104,35 @@ public struct Reptile: InnerUpdateLearner, StackableMetaLearner, CarriedStateMet
         var theta = modelParameters(meta, model: workspace.model), curve: [LossValue] = [], gradient: [Float] = []
         var adam = try innerAdam(meta, model: workspace.model)
         var batches = try MiniBatches(support, size: innerBatch, seed: seed)
-        if let query { curve.append(try workspace.loss(at: theta, on: query)) }
+        if let query { curve.append(try queryLoss(at: theta, support: support, query: query, workspace: workspace)) }
         for _ in 0 ..< steps {
             try workspace.gradient(at: theta, on: batches.next(), into: &gradient)
             switch innerOptimizer {
             case .sgd: theta.add(gradient, scaledBy: -inner.learningRate)
             case .adam: adam.step(&theta, gradient: gradient)
             }
-            if let query { curve.append(try workspace.loss(at: theta, on: query)) }
+            if let query { curve.append(try queryLoss(at: theta, support: support, query: query, workspace: workspace)) }
         }
         return (theta, curve, adam)
+    }
+
+    /// The loss on `query` of the model at `theta`: on the queries alone, or, with ``predictsWithSupport``, on
+    /// their rows of one batch of the support set followed by them.
+    func queryLoss(at theta: [Float], support: Batch, query: Batch, workspace: Workspace) throws -> LossValue {
+        guard predictsWithSupport else { return try workspace.loss(at: theta, on: query) }
+        try query.check(against: workspace.model)
+        let both = try support.concatenated(with: query), skip = support.count, q = query.count
+        return try workspace.loss(at: theta, inputs: both.inputs) { outputs, _ in
+            let width = outputs.count / both.count, z = outputs.baseAddress! + skip * width
+            switch query.targets {
+            case .labels(let labels):
+                var probabilities = [Float](repeating: 0, count: q * width), correct: Int32 = 0
+                let loss = labels.withUnsafeBufferPointer { mc_softmax_xent_forward(Int32(q), Int32(width), z, $0.baseAddress!, &probabilities, &correct) }
+                return LossValue(loss: loss, correct: Int(correct), count: q)
+            case .values(let targets):
+                return LossValue(loss: targets.scalars.withUnsafeBufferPointer { mc_mse_forward(q * width, z, $0.baseAddress!) }, correct: nil, count: q)
+            }
+        }
     }
 
     public func adaptationCurve(_ meta: [Float], task: Task, steps: Int, workspace: Workspace) throws -> [LossValue] {
@@ -145,7 +166,7 @@ public struct Reptile: InnerUpdateLearner, StackableMetaLearner, CarriedStateMet
             }
             gradient[state.step] = Float(min(step, Self.maximumCarriedStep))
         }
-        return try workspace.loss(at: adapted, on: task.query)
+        return try queryLoss(at: adapted, support: task.support, query: task.query, workspace: workspace)
     }
 }
 
@@ -184,7 +205,7 @@ extension Reptile {
                                             help: "β1 of the inner Adam (Nichol et al.'s few-shot runs: 0)"),
                                  OptionSpec("inner-state", .choice(InnerState.allCases.map(\.rawValue)), default: .string("fresh"),
                                             help: "the inner Adam fresh for every task, or its moments carried from iteration to iteration (Nichol et al.'s code)"),
-                                 OptionSpec("predict-with-support", .bool, default: .bool(false),
+                                 OptionSpec("predict-with-support", .bool, default: .bool(false), evaluationMayChange: true,
                                             help: "predict the queries in one batch with the support set, so that batch-norm's statistics include it (Nichol et al.'s transductive evaluation)")],
                        verifiable: false) { config, options in
             try Reptile(inner: try config.innerLoop(), innerOptimizer: InnerOptimizer(rawValue: options.string("inner-optimizer")!)!,
