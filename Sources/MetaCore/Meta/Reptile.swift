@@ -121,26 +121,21 @@ public struct Reptile: InnerUpdateLearner, StackableMetaLearner, CarriedStateMet
     func queryLoss(at theta: [Float], support: Batch, query: Batch, workspace: Workspace) throws -> LossValue {
         guard predictsWithSupport else { return try workspace.loss(at: theta, on: query) }
         try query.check(against: workspace.model)
-        let both = try support.concatenated(with: query), skip = support.count, q = query.count
-        return try workspace.loss(at: theta, inputs: both.inputs) { outputs, _ in
-            let width = outputs.count / both.count, z = outputs.baseAddress! + skip * width
-            switch query.targets {
-            case .labels(let labels):
-                var probabilities = [Float](repeating: 0, count: q * width), correct: Int32 = 0
-                let loss = labels.withUnsafeBufferPointer { mc_softmax_xent_forward(Int32(q), Int32(width), z, $0.baseAddress!, &probabilities, &correct) }
-                return LossValue(loss: loss, correct: Int(correct), count: q)
-            case .values(let targets):
-                return LossValue(loss: targets.scalars.withUnsafeBufferPointer { mc_mse_forward(q * width, z, $0.baseAddress!) }, correct: nil, count: q)
-            }
+        let outputs = try queryOutputs(at: theta, support: support, queries: query.inputs, workspace: workspace)
+        let q = query.count, width = outputs.scalars.count / q
+        switch query.targets {
+        case .labels(let labels):
+            var probabilities = [Float](repeating: 0, count: q * width), correct: Int32 = 0
+            let loss = labels.withUnsafeBufferPointer { mc_softmax_xent_forward(Int32(q), Int32(width), outputs.scalars, $0.baseAddress!, &probabilities, &correct) }
+            return LossValue(loss: loss, correct: Int(correct), count: q)
+        case .values(let targets):
+            return LossValue(loss: mc_mse_forward(q * width, outputs.scalars, targets.scalars), correct: nil, count: q)
         }
     }
 
-    public func adaptationCurve(_ meta: [Float], task: Task, steps: Int, workspace: Workspace) throws -> [LossValue] {
-        try adapted(meta, support: task.support, seed: task.seed, steps: steps, query: task.query, workspace: workspace).1
-    }
-
-    public func predict(_ meta: [Float], support: Batch, queries: Tensor, steps: Int, workspace: Workspace) throws -> Tensor {
-        let theta = try adapted(meta, support: support, seed: 0, steps: steps, query: nil, workspace: workspace).0
+    /// The outputs of the model at `theta` for `queries`: from a batch of them alone, or, with
+    /// ``predictsWithSupport``, their rows of one batch of the support inputs followed by them.
+    func queryOutputs(at theta: [Float], support: Batch, queries: Tensor, workspace: Workspace) throws -> Tensor {
         guard predictsWithSupport else { return try workspace.predict(at: theta, inputs: queries) }
         guard support.inputs.shape.dropFirst() == queries.shape.dropFirst() else {
             throw MetaCoreError.shape("the support inputs are \(describe(support.inputs.shape)) and the queries \(describe(queries.shape)); they cannot be one batch")
@@ -149,6 +144,15 @@ public struct Reptile: InnerUpdateLearner, StackableMetaLearner, CarriedStateMet
         let outputs = try workspace.predict(at: theta, inputs: both)
         let width = outputs.scalars.count / both.shape[0]
         return try Tensor(shape: [queries.shape[0]] + outputs.shape.dropFirst(), scalars: Array(outputs.scalars.suffix(queries.shape[0] * width)))
+    }
+
+    public func adaptationCurve(_ meta: [Float], task: Task, steps: Int, workspace: Workspace) throws -> [LossValue] {
+        try adapted(meta, support: task.support, seed: task.seed, steps: steps, query: task.query, workspace: workspace).1
+    }
+
+    public func predict(_ meta: [Float], support: Batch, queries: Tensor, steps: Int, workspace: Workspace) throws -> Tensor {
+        let theta = try adapted(meta, support: support, seed: 0, steps: steps, query: nil, workspace: workspace).0
+        return try queryOutputs(at: theta, support: support, queries: queries, workspace: workspace)
     }
 
     public func metaGradient(_ meta: [Float], task: Task, workspace: Workspace, into gradient: inout [Float]) throws -> LossValue {

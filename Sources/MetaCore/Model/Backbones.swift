@@ -3,12 +3,15 @@
 enum Backbones {
     static let activation = OptionSpec("activation", .choice(Model.Activation.allCases.map(\.rawValue)), default: .string("relu"),
                                        help: "the nonlinearity")
-    static let initializations: [String: Initialization] = ["pytorch": .pytorch, "kaiming-normal": .kaimingNormal, "glorot-uniform": .glorotUniform]
-    static let initialization = OptionSpec("init", .choice(["pytorch", "kaiming-normal", "glorot-uniform"]), default: .string("pytorch"),
+    static let initializations: [(name: String, value: Initialization)] = [("pytorch", .pytorch), ("kaiming-normal", .kaimingNormal),
+                                                                           ("glorot-uniform", .glorotUniform)]
+    static let initialization = OptionSpec("init", .choice(initializations.map(\.name)), default: .string("pytorch"),
                                            help: "initialisation: PyTorch's default, Kaiming-normal weights and zero biases (for a net without batch-norm), or Glorot-uniform weights and zero biases (TensorFlow's default)")
 
     static func activation(_ options: ResolvedOptions) -> Model.Activation { Model.Activation(rawValue: options.string("activation")!)! }
-    static func initialization(_ options: ResolvedOptions) -> Initialization { initializations[options.string("init")!]! }
+    static func initialization(_ options: ResolvedOptions) -> Initialization {
+        initializations.first { $0.name == options.string("init") }!.value
+    }
 
     static let registrations = [
         BackboneEntry(name: "conv4", summary: "Conv-4: blocks of 3x3 convolution, batch-norm, ReLU and 2x2 max-pooling, then a linear head",
