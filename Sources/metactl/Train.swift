@@ -76,6 +76,10 @@ struct Train: ParsableCommand {
         if summary.stoppedAtTimeLimit { print("stopped at the time limit of \(timeLimit!) minutes") }
         let ranks = Cluster.group.size > 1 ? " on \(Cluster.group.size) ranks" : ""
         print("trained \(session.configuration.algorithm) on \(session.configuration.task)\(ranks): \(summary.iterations) iterations, this run \(formatDuration(summary.seconds)); checkpoint \(output.checkpoint.path)")
+        if let start = summary.residentAtStartBytes, let peak = summary.peakBytes {
+            print(String(format: "peak resident memory while training %.1f MB: %.1f MB above the %.1f MB held when it started",
+                         Double(peak) / 1e6, Double(peak - start) / 1e6, Double(start) / 1e6))
+        }
     }
 
     /// The dataset path as a `data:` key (the configuration records it, but it is an option of its own).

@@ -197,9 +197,15 @@ public enum WorkloadBenchmarks {
 /// measurements.
 public enum ProcessMemory {
     /// Peak resident set size in bytes since the start or the last ``resetPeak()``; `nil` where unavailable.
-    public static func peak() -> Int? {
+    public static func peak() -> Int? { statusField("VmHWM") }
+
+    /// Resident set size in bytes now; `nil` where unavailable.
+    public static func resident() -> Int? { statusField("VmRSS") }
+
+    /// A size field of `/proc/self/status` (given there in kB), in bytes.
+    private static func statusField(_ name: String) -> Int? {
         guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix(name + ":") }),
               let kilobytes = Int(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "") else { return nil }
         return kilobytes * 1024
     }

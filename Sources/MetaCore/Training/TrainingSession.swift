@@ -106,6 +106,10 @@ public struct TrainingSession {
         public let iterations: Int
         public let seconds: Double
         public let stoppedAtTimeLimit: Bool
+        /// The process's resident memory when training started (the dataset, the model and the trainer's buffers
+        /// already allocated) and its peak while training ran, in bytes (Linux; `nil` elsewhere). Their
+        /// difference is what the training steps themselves needed.
+        public var residentAtStartBytes: Int? = nil, peakBytes: Int? = nil
     }
 
     /// Trains to the configuration's total (or the time limit), calling `progress` after every iteration.
@@ -126,6 +130,8 @@ public struct TrainingSession {
         defer { try? logHandle?.close() }
         let board = try (writes ? output.tensorboard : nil).map(TensorBoardWriter.init(directory:))
         let scheduled = trainer.learner as? any ScheduledMetaLearner
+        ProcessMemory.resetPeak()
+        let residentAtStart = ProcessMemory.resident()
         let clock = ContinuousClock(), start = clock.now, first = trainer.iteration
         var recent = 0.0, recentAccuracy = 0.0, recentCount = 0
         var shown: (loss: Double, accuracy: Double?) = (.nan, nil)
@@ -170,7 +176,8 @@ public struct TrainingSession {
         if trainer.iteration == first && writes {
             try TrainingCheckpoint.make(trainer, configuration: configuration, trainingSeconds: earlierSeconds).write(to: output.checkpoint)
         }
-        return Summary(iterations: trainer.iteration, seconds: (clock.now - start).seconds, stoppedAtTimeLimit: outOfTime)
+        return Summary(iterations: trainer.iteration, seconds: (clock.now - start).seconds, stoppedAtTimeLimit: outOfTime,
+                       residentAtStartBytes: residentAtStart, peakBytes: ProcessMemory.peak())
     }
 
     /// `NAME-ITERATION.safetensors` beside `checkpoint`.
