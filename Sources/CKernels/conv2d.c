@@ -1,5 +1,7 @@
-/* 2-D convolution by im2col + GEMM over chunks of images, with its backward and R-forms.
- * Bilinearity does the R-forms: every term is a forward or backward product with x or Rx and W or VW. */
+/* 2-D convolution lowered to GEMMs over chunks of images, with its backward and R-forms: by im2col (a row of
+ * the patch matrix per channel and kernel offset) or im2row (a row per output pixel, over channels-last copies
+ * of the images). Bilinearity does the R-forms: every term is a forward or backward product with x or Rx and
+ * W or VW. */
 #include "ckernels.h"
 #include "reduce.h"
 #include <string.h>
@@ -9,6 +11,9 @@
 /* Fewer input channels leave Winograd's products too thin (K = C) to pay; such layers (an image's 1 or 3
  * channels) convolve directly at stride 1, by im2col otherwise. */
 #define MC_WINOGRAD_MIN_CHANNELS 4
+/* Strided layers of at least this many channels lower by im2row: im2col's rows there are strided gathers of
+ * a few pixels each (2 to 14 on 28x28 inputs), while im2row copies runs of KW*C floats. */
+#define MC_IM2ROW_MIN_CHANNELS 8
 
 int mc_conv2d_shape_make(mc_conv2d_shape *s, int n, int c, int h, int w, int o, int kh, int kw,
                          int stride, int pad) {
@@ -19,7 +24,7 @@ int mc_conv2d_shape_make(mc_conv2d_shape *s, int n, int c, int h, int w, int o, 
     s->ow = (w + 2 * pad - kw) / stride + 1;
     if (c < MC_WINOGRAD_MIN_CHANNELS && mc_conv2d_shape_set_algorithm(s, MC_CONV_DIRECT) == 0) return 0;
     if (c >= MC_WINOGRAD_MIN_CHANNELS && mc_conv2d_shape_set_algorithm(s, mc_winograd_tile_size(s)) == 0) return 0;
-    return mc_conv2d_shape_set_algorithm(s, MC_CONV_IM2COL);
+    return mc_conv2d_shape_set_algorithm(s, stride > 1 && c >= MC_IM2ROW_MIN_CHANNELS ? MC_CONV_IM2ROW : MC_CONV_IM2COL);
 }
 
 int mc_conv2d_shape_set_algorithm(mc_conv2d_shape *s, int algorithm) {
@@ -35,12 +40,12 @@ int mc_conv2d_shape_set_algorithm(mc_conv2d_shape *s, int algorithm) {
         s->chunk = 1;  /* image by image */
         return 0;
     }
-    if (algorithm != MC_CONV_IM2COL) return -1;
+    if (algorithm != MC_CONV_IM2COL && algorithm != MC_CONV_IM2ROW) return -1;
     size_t per_image = (size_t)s->c * s->kh * s->kw * s->oh * s->ow;
     size_t chunk = per_image ? MC_CONV_COL_TARGET / per_image : (size_t)s->n;
     if (chunk < 1) chunk = 1;
     if (chunk > (size_t)s->n) chunk = (size_t)s->n;
-    s->algorithm = MC_CONV_IM2COL;
+    s->algorithm = algorithm;
     s->chunk = s->n > 0 ? (int)chunk : 1;
     return 0;
 }
@@ -48,11 +53,16 @@ int mc_conv2d_shape_set_algorithm(mc_conv2d_shape *s, int algorithm) {
 static size_t ohw(const mc_conv2d_shape *s) { return (size_t)s->oh * s->ow; }
 static int ckk(const mc_conv2d_shape *s) { return s->c * s->kh * s->kw; }
 
+static size_t padded_image(const mc_conv2d_shape *s) {
+    return (size_t)(s->h + 2 * s->pad) * (s->w + 2 * s->pad) * s->c;
+}
+
 size_t mc_conv2d_workspace_size(const mc_conv2d_shape *s) {
     if (s->algorithm == MC_CONV_DIRECT) return mc_direct_workspace_size(s);
-    if (s->algorithm != MC_CONV_IM2COL) return mc_winograd_workspace_size(s);
+    if (s->algorithm != MC_CONV_IM2COL && s->algorithm != MC_CONV_IM2ROW) return mc_winograd_workspace_size(s);
     size_t cols = (size_t)s->chunk * ohw(s);
-    return (size_t)ckk(s) * cols + 2 * (size_t)s->o * cols;
+    size_t im2col = (size_t)ckk(s) * cols + 2 * (size_t)s->o * cols;
+    return s->algorithm == MC_CONV_IM2COL ? im2col : im2col + 3 * (size_t)s->o * ckk(s) + padded_image(s);
 }
 
 /* The output columns ox whose input column ox*stride - pad + kj lies inside [0, W): [*lo, *hi). */
@@ -162,9 +172,191 @@ static workspace split(const mc_conv2d_shape *s, float *ws) {
     return w;
 }
 
+/* ---- im2row: the patch matrix rows[pixel, (ki, kj, c)], one row per output pixel of the chunk. Each
+ * window row (ki) of a pixel is KW*C contiguous floats of the image's padded channels-last copy, so a row is
+ * KH copies. The weights take the same (ki, kj, c) order, permuted once per call. ---- */
+
+typedef struct { float *rows, *t1, *t2, *wp, *vp, *g, *image; int cols_max; } row_workspace;
+
+static row_workspace split_rows(const mc_conv2d_shape *s, float *ws) {
+    row_workspace w;
+    const size_t K = (size_t)ckk(s), weights = (size_t)s->o * K;
+    w.cols_max = s->chunk * (int)ohw(s);
+    w.rows = ws;
+    w.t1 = w.rows + K * w.cols_max;
+    w.t2 = w.t1 + (size_t)s->o * w.cols_max;
+    w.wp = w.t2 + (size_t)s->o * w.cols_max;
+    w.vp = w.wp + weights;
+    w.g = w.vp + weights;
+    w.image = w.g + weights;
+    return w;
+}
+
+/* W [O, C, KH, KW] -> Wp [O, KH, KW, C], and back. */
+static void permute_weights(const mc_conv2d_shape *s, const float *W, float *Wp) {
+    const int C = s->c, KK = s->kh * s->kw;
+    for (int o = 0; o < s->o; o++)
+        for (int c = 0; c < C; c++)
+            for (int k = 0; k < KK; k++) Wp[((size_t)o * KK + k) * C + c] = W[((size_t)o * C + c) * KK + k];
+}
+
+static void unpermute_weights(const mc_conv2d_shape *s, const float *Wp, float *W) {
+    const int C = s->c, KK = s->kh * s->kw;
+    for (int o = 0; o < s->o; o++)
+        for (int c = 0; c < C; c++)
+            for (int k = 0; k < KK; k++) W[((size_t)o * C + c) * KK + k] = Wp[((size_t)o * KK + k) * C + c];
+}
+
+/* One image x [C, H, W] -> image [H + 2 pad, W + 2 pad, C], the border zero. */
+static void to_channels_last(const mc_conv2d_shape *s, const float *x, float *image) {
+    const int C = s->c, H = s->h, W = s->w, p = s->pad, PW = W + 2 * p;
+    if (p) {
+        memset(image, 0, sizeof(float) * (size_t)p * PW * C);
+        memset(image + (size_t)(H + p) * PW * C, 0, sizeof(float) * (size_t)p * PW * C);
+    }
+    for (int iy = 0; iy < H; iy++) {
+        float *row = image + (size_t)(iy + p) * PW * C;
+        if (p) {
+            memset(row, 0, sizeof(float) * (size_t)p * C);
+            memset(row + (size_t)(W + p) * C, 0, sizeof(float) * (size_t)p * C);
+        }
+        for (int ix = 0; ix < W; ix++) {
+            float *restrict dst = row + (size_t)(ix + p) * C;
+            const float *restrict src = x + (size_t)iy * W + ix;
+            for (int c = 0; c < C; c++) dst[c] = src[(size_t)c * H * W];
+        }
+    }
+}
+
+/* The adjoint of to_channels_last: dx [C, H, W] = the interior of image. */
+static void from_channels_last(const mc_conv2d_shape *s, const float *image, float *dx) {
+    const int C = s->c, H = s->h, W = s->w, p = s->pad, PW = W + 2 * p;
+    for (int iy = 0; iy < H; iy++)
+        for (int ix = 0; ix < W; ix++) {
+            const float *restrict src = image + ((size_t)(iy + p) * PW + ix + p) * C;
+            float *restrict dst = dx + (size_t)iy * W + ix;
+            for (int c = 0; c < C; c++) dst[(size_t)c * H * W] = src[c];
+        }
+}
+
+/* rows [P, K] of one image from its channels-last copy. */
+static void image_rows(const mc_conv2d_shape *s, const float *image, float *rows) {
+    const int C = s->c, PW = s->w + 2 * s->pad, st = s->stride;
+    const size_t run = (size_t)s->kw * C;
+    for (int oy = 0; oy < s->oh; oy++)
+        for (int ox = 0; ox < s->ow; ox++)
+            for (int ki = 0; ki < s->kh; ki++, rows += run)
+                memcpy(rows, image + ((size_t)(oy * st + ki) * PW + (size_t)ox * st) * C, sizeof(float) * run);
+}
+
+/* The adjoint: image (zeroed here) = the sum of rows [P, K] over the windows. */
+static void add_image_rows(const mc_conv2d_shape *s, const float *rows, float *image) {
+    const int C = s->c, PW = s->w + 2 * s->pad, st = s->stride;
+    const size_t run = (size_t)s->kw * C;
+    memset(image, 0, sizeof(float) * padded_image(s));
+    for (int oy = 0; oy < s->oh; oy++)
+        for (int ox = 0; ox < s->ow; ox++)
+            for (int ki = 0; ki < s->kh; ki++, rows += run) {
+                float *restrict dst = image + ((size_t)(oy * st + ki) * PW + (size_t)ox * st) * C;
+                const float *restrict src = rows;
+                for (size_t j = 0; j < run; j++) dst[j] += src[j];
+            }
+}
+
+/* The chunk's rows [nb*P, K] from images n0 ... n0+nb-1 of x. */
+static void rows_chunk(const mc_conv2d_shape *s, const float *x, int n0, int nb, row_workspace *w) {
+    const size_t in_image = (size_t)s->c * s->h * s->w, per_image = ohw(s) * ckk(s);
+    for (int i = 0; i < nb; i++) {
+        to_channels_last(s, x + (n0 + i) * in_image, w->image);
+        image_rows(s, w->image, w->rows + i * per_image);
+    }
+}
+
+/* dx for images n0 ... n0+nb-1 from the chunk's row gradients. */
+static void unrows_chunk(const mc_conv2d_shape *s, int n0, int nb, row_workspace *w, float *dx) {
+    const size_t in_image = (size_t)s->c * s->h * s->w, per_image = ohw(s) * ckk(s);
+    for (int i = 0; i < nb; i++) {
+        add_image_rows(s, w->rows + i * per_image, w->image);
+        from_channels_last(s, w->image, dx + (n0 + i) * in_image);
+    }
+}
+
+static void im2row_forward(const mc_conv2d_shape *s, const float *x, const float *W, const float *b, float *y, float *ws) {
+    row_workspace w = split_rows(s, ws);
+    const int K = ckk(s);
+    permute_weights(s, W, w.wp);
+    for (int n0 = 0; n0 < s->n; n0 += s->chunk) {
+        int nb = s->n - n0 < s->chunk ? s->n - n0 : s->chunk, cols = nb * (int)ohw(s);
+        rows_chunk(s, x, n0, nb, &w);
+        mc_gemm(0, 1, s->o, cols, K, 1.0f, w.wp, K, w.rows, K, 0.0f, w.t1, cols);
+        scatter_chunk(s, w.t1, b, n0, nb, y);
+    }
+}
+
+static void im2row_backward(const mc_conv2d_shape *s, const float *x, const float *W, const float *dy, float *dx,
+                            float *dW, float *ws) {
+    row_workspace w = split_rows(s, ws);
+    const int K = ckk(s);
+    permute_weights(s, W, w.wp);
+    for (int n0 = 0; n0 < s->n; n0 += s->chunk) {
+        int nb = s->n - n0 < s->chunk ? s->n - n0 : s->chunk, cols = nb * (int)ohw(s);
+        gather_chunk(s, dy, n0, nb, w.t1);
+        rows_chunk(s, x, n0, nb, &w);
+        mc_gemm(0, 0, s->o, K, cols, 1.0f, w.t1, cols, w.rows, K, n0 ? 1.0f : 0.0f, w.g, K);
+        if (dx) {
+            mc_gemm(1, 0, cols, K, s->o, 1.0f, w.t1, cols, w.wp, K, 0.0f, w.rows, K);
+            unrows_chunk(s, n0, nb, &w, dx);
+        }
+    }
+    unpermute_weights(s, w.g, dW);
+}
+
+static void im2row_rforward(const mc_conv2d_shape *s, const float *x, const float *Rx, const float *W, const float *VW,
+                            const float *Vb, float *Ry, float *ws) {
+    row_workspace w = split_rows(s, ws);
+    const int K = ckk(s);
+    permute_weights(s, VW, w.vp);
+    if (Rx) permute_weights(s, W, w.wp);
+    for (int n0 = 0; n0 < s->n; n0 += s->chunk) {
+        int nb = s->n - n0 < s->chunk ? s->n - n0 : s->chunk, cols = nb * (int)ohw(s);
+        rows_chunk(s, x, n0, nb, &w);
+        mc_gemm(0, 1, s->o, cols, K, 1.0f, w.vp, K, w.rows, K, 0.0f, w.t1, cols);
+        if (Rx) {
+            rows_chunk(s, Rx, n0, nb, &w);
+            mc_gemm(0, 1, s->o, cols, K, 1.0f, w.wp, K, w.rows, K, 1.0f, w.t1, cols);
+        }
+        scatter_chunk(s, w.t1, Vb, n0, nb, Ry);
+    }
+}
+
+static void im2row_rbackward(const mc_conv2d_shape *s, const float *x, const float *Rx, const float *W, const float *VW,
+                             const float *dy, const float *Rdy, float *Rdx, float *RdW, float *ws) {
+    row_workspace w = split_rows(s, ws);
+    const int K = ckk(s);
+    if (Rdx) { permute_weights(s, W, w.wp); permute_weights(s, VW, w.vp); }
+    for (int n0 = 0; n0 < s->n; n0 += s->chunk) {
+        int nb = s->n - n0 < s->chunk ? s->n - n0 : s->chunk, cols = nb * (int)ohw(s);
+        gather_chunk(s, Rdy, n0, nb, w.t1);
+        gather_chunk(s, dy, n0, nb, w.t2);
+        rows_chunk(s, x, n0, nb, &w);
+        mc_gemm(0, 0, s->o, K, cols, 1.0f, w.t1, cols, w.rows, K, n0 ? 1.0f : 0.0f, w.g, K);
+        if (Rx) {
+            rows_chunk(s, Rx, n0, nb, &w);
+            mc_gemm(0, 0, s->o, K, cols, 1.0f, w.t2, cols, w.rows, K, 1.0f, w.g, K);
+        }
+        if (Rdx) {
+            mc_gemm(1, 0, cols, K, s->o, 1.0f, w.t1, cols, w.wp, K, 0.0f, w.rows, K);
+            mc_gemm(1, 0, cols, K, s->o, 1.0f, w.t2, cols, w.vp, K, 1.0f, w.rows, K);
+            unrows_chunk(s, n0, nb, &w, Rdx);
+        }
+    }
+    unpermute_weights(s, w.g, RdW);
+}
+
 void mc_conv2d_forward(const mc_conv2d_shape *s, const float *x, const float *W, const float *b,
                        float *y, float *ws) {
     if (s->algorithm == MC_CONV_DIRECT) { mc_direct_forward(s, x, W, b, y, ws); return; }
+    if (s->algorithm == MC_CONV_IM2ROW) { im2row_forward(s, x, W, b, y, ws); return; }
     if (s->algorithm != MC_CONV_IM2COL) { mc_winograd_forward(s, x, W, b, y, ws); return; }
     workspace w = split(s, ws);
     for (int n0 = 0; n0 < s->n; n0 += s->chunk) {
@@ -179,6 +371,7 @@ void mc_conv2d_backward(const mc_conv2d_shape *s, const float *x, const float *W
                         float *dx, float *dW, float *db, float *ws) {
     if (s->algorithm == MC_CONV_DIRECT) { mc_direct_backward(s, x, W, dy, dx, dW, db, ws); return; }
     if (db) bias_grad(s, dy, db);
+    if (s->algorithm == MC_CONV_IM2ROW) { im2row_backward(s, x, W, dy, dx, dW, ws); return; }
     if (s->algorithm != MC_CONV_IM2COL) { mc_winograd_backward(s, x, W, dy, dx, dW, ws); return; }
     workspace w = split(s, ws);
     if (dx) memset(dx, 0, sizeof(float) * (size_t)s->n * s->c * s->h * s->w);
@@ -197,6 +390,7 @@ void mc_conv2d_backward(const mc_conv2d_shape *s, const float *x, const float *W
 void mc_conv2d_rforward(const mc_conv2d_shape *s, const float *x, const float *Rx, const float *W,
                         const float *VW, const float *Vb, float *Ry, float *ws) {
     if (s->algorithm == MC_CONV_DIRECT) { mc_direct_rforward(s, x, Rx, W, VW, Vb, Ry, ws); return; }
+    if (s->algorithm == MC_CONV_IM2ROW) { im2row_rforward(s, x, Rx, W, VW, Vb, Ry, ws); return; }
     if (s->algorithm != MC_CONV_IM2COL) { mc_winograd_rforward(s, x, Rx, W, VW, Vb, Ry, ws); return; }
     workspace w = split(s, ws);
     for (int n0 = 0; n0 < s->n; n0 += s->chunk) {
@@ -216,6 +410,7 @@ void mc_conv2d_rbackward(const mc_conv2d_shape *s, const float *x, const float *
                          float *Rdx, float *RdW, float *Rdb, float *ws) {
     if (s->algorithm == MC_CONV_DIRECT) { mc_direct_rbackward(s, x, Rx, W, VW, dy, Rdy, Rdx, RdW, Rdb, ws); return; }
     if (Rdb) bias_grad(s, Rdy, Rdb);
+    if (s->algorithm == MC_CONV_IM2ROW) { im2row_rbackward(s, x, Rx, W, VW, dy, Rdy, Rdx, RdW, ws); return; }
     if (s->algorithm != MC_CONV_IM2COL) { mc_winograd_rbackward(s, x, Rx, W, VW, dy, Rdy, Rdx, RdW, ws); return; }
     workspace w = split(s, ws);
     if (Rdx) memset(Rdx, 0, sizeof(float) * (size_t)s->n * s->c * s->h * s->w);

@@ -74,10 +74,12 @@ struct KernelTests {
     /// forward, backward and R-form results (the last chunk may be partial). Where Winograd applies (3x3,
     /// stride 1, pad 1) it must agree with im2col on all of them at both tile sizes, partial tiles and partial
     /// blocks of eight channels and filters included; so must the direct algorithm at stride 1, for any kernel
-    /// and padding, partial blocks of output channels and output columns included.
+    /// and padding, partial blocks of output channels and output columns included, and im2row everywhere (the
+    /// default for strided layers of 8 channels or more).
     @Test(arguments: [(5, 3, 7, 6, 4, 3, 2, 1), (5, 3, 7, 6, 4, 3, 1, 1), (4, 5, 6, 6, 3, 3, 1, 1), (3, 2, 2, 3, 5, 3, 1, 1),
                       (3, 10, 9, 5, 11, 3, 1, 1), (2, 1, 11, 19, 6, 3, 1, 1), (2, 3, 9, 10, 5, 5, 1, 2), (2, 2, 6, 7, 3, 3, 1, 0),
-                      (2, 1, 5, 5, 4, 1, 1, 0), (2, 12, 9, 13, 10, 3, 1, 1)])
+                      (2, 1, 5, 5, 4, 1, 1, 0), (2, 12, 9, 13, 10, 3, 1, 1), (3, 9, 8, 7, 6, 3, 2, 1), (2, 8, 9, 11, 5, 3, 2, 0),
+                      (3, 10, 7, 7, 4, 2, 3, 1)])
     func convolutionIsIndependentOfChunkingAndAlgorithm(_ g: (Int, Int, Int, Int, Int, Int, Int, Int)) {
         let (n, c, h, w, o, k, stride, pad) = g
         var random = RandomSource(seed: 8)
@@ -110,7 +112,10 @@ struct KernelTests {
         let tiles = [Int32(MC_CONV_WINOGRAD_2X2), Int32(MC_CONV_WINOGRAD_4X4)]
         for algorithm in tiles { #expect(mc_conv2d_shape_set_algorithm(&shape, algorithm) == (winograd ? 0 : -1)) }
         #expect(mc_conv2d_shape_set_algorithm(&shape, Int32(MC_CONV_DIRECT)) == (stride == 1 ? 0 : -1))
-        for algorithm in [Int32(MC_CONV_IM2COL)] + (winograd ? tiles : []) + (stride == 1 ? [Int32(MC_CONV_DIRECT)] : []) {
+        var made = mc_conv2d_shape()
+        _ = mc_conv2d_shape_make(&made, Int32(n), Int32(c), Int32(h), Int32(w), Int32(o), Int32(k), Int32(k), Int32(stride), Int32(pad))
+        if stride > 1 { #expect(made.algorithm == Int32(c >= 8 ? MC_CONV_IM2ROW : MC_CONV_IM2COL)) }
+        for algorithm in [Int32(MC_CONV_IM2COL), Int32(MC_CONV_IM2ROW)] + (winograd ? tiles : []) + (stride == 1 ? [Int32(MC_CONV_DIRECT)] : []) {
             // F(4x4, 3x3) interpolates at +-2 as well as 0 and +-1, so it rounds more than F(2x2, 3x3).
             let tolerance = algorithm == Int32(MC_CONV_WINOGRAD_4X4) ? 1e-5 : 1e-6
             for chunk in [1, 2, n] {

@@ -84,10 +84,14 @@ void mc_linear_rbackward(int n, int in, int out, const float *x, const float *Rx
  * 2-D convolution (conv2d.c), cross-correlation as in every deep-learning library.
  *   x [N, C, H, W], weights W [O, C, KH, KW], bias b [O], y [N, O, OH, OW],
  *   OH = (H + 2*pad - KH) / stride + 1, OW likewise (floor).
- * Three algorithms; the GEMM-based two run over chunks of `chunk` images so small late-layer images still
+ * Four algorithms; the GEMM-based ones run over chunks of `chunk` images so small late-layer images still
  * give large GEMMs:
  *  - MC_CONV_IM2COL (any geometry): im2col + one GEMM per chunk. Workspace, in floats:
  *      col [C*KH*KW, chunk*OH*OW] | t1 [O, chunk*OH*OW] | t2 [O, chunk*OH*OW].
+ *  - MC_CONV_IM2ROW (any geometry): the patch matrix transposed, rows [chunk*OH*OW, KH*KW*C] with the columns
+ *    in (ki, kj, c) order, built from a channels-last copy of each image by copies of KW*C floats, and the
+ *    weights permuted to the same order. Workspace: rows | t1 | t2 as im2col's | three [O, KH*KW*C] weight
+ *    buffers | one image [H + 2 pad, W + 2 pad, C].
  *  - MC_CONV_WINOGRAD_2X2 and _4X4 (3x3, stride 1, pad 1; winograd.c): F(m x m, 3x3) on m x m output tiles,
  *    a^2 GEMMs per chunk on transformed a x a tiles (a = m + 2), 2.25x (m = 2) or 4x (m = 4) fewer
  *    multiplies on whole tiles; the backward passes are the exact adjoints of the forward pass.
@@ -98,10 +102,11 @@ void mc_linear_rbackward(int n, int in, int out, const float *x, const float *Rx
  *    or dy planes | a [ceil(O/4), C*KH*KW, 4] weight table | [O, C*KH*KW + 1, 8] gradient lane sums.
  * mc_conv2d_shape_make picks Winograd where it applies and pays (C >= MC_WINOGRAD_MIN_CHANNELS), with the tile
  * size that needs fewer multiplies (4x4 on 3x3, 4x4 and from 7x7 up; 2x2 on 2x2, 5x5 and 6x6), the direct
- * algorithm for fewer channels at stride 1, and im2col for the rest.
+ * algorithm for fewer channels at stride 1, im2row for strided layers of at least MC_IM2ROW_MIN_CHANNELS (8)
+ * channels, and im2col for the rest.
  * ------------------------------------------------------------------------------------------------------- */
 
-enum { MC_CONV_IM2COL = 0, MC_CONV_WINOGRAD_2X2 = 1, MC_CONV_WINOGRAD_4X4 = 2, MC_CONV_DIRECT = 3 };
+enum { MC_CONV_IM2COL = 0, MC_CONV_WINOGRAD_2X2 = 1, MC_CONV_WINOGRAD_4X4 = 2, MC_CONV_DIRECT = 3, MC_CONV_IM2ROW = 4 };
 
 typedef struct {
     int n, c, h, w;       /* input batch and per-image shape */
@@ -109,7 +114,7 @@ typedef struct {
     int stride, pad;
     int oh, ow;           /* output size: fill with mc_conv2d_shape_make */
     int chunk;            /* images per GEMM (1 ... n) */
-    int algorithm;        /* MC_CONV_IM2COL, MC_CONV_WINOGRAD_2X2, MC_CONV_WINOGRAD_4X4 or MC_CONV_DIRECT */
+    int algorithm;        /* MC_CONV_IM2COL, MC_CONV_IM2ROW, MC_CONV_WINOGRAD_2X2, MC_CONV_WINOGRAD_4X4 or MC_CONV_DIRECT */
 } mc_conv2d_shape;
 
 /* Fills oh/ow, the algorithm and its default chunk; returns 0, or -1 if the geometry gives an empty output. */
