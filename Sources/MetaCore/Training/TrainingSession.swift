@@ -106,9 +106,9 @@ public struct TrainingSession {
         public let iterations: Int
         public let seconds: Double
         public let stoppedAtTimeLimit: Bool
-        /// The process's resident memory when training started (the dataset, the model and the trainer's buffers
-        /// already allocated) and its peak while training ran, in bytes (Linux; `nil` elsewhere). Their
-        /// difference is what the training steps themselves needed.
+        /// The process's resident memory when training started (the dataset and the model already loaded) and
+        /// its peak while training ran, in bytes (Linux; `nil` elsewhere). Their difference is what the
+        /// training steps themselves needed.
         public var residentAtStartBytes: Int? = nil, peakBytes: Int? = nil
     }
 
