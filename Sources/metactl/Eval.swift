@@ -15,6 +15,8 @@ struct Eval: ParsableCommand {
     @Option(parsing: .unconditional, help: "Held-out tasks (episodes).") var tasks = 600
     @Option(parsing: .unconditional, help: "Adaptation steps: losses are reported after 0 … this many (gradient-based learners).") var steps = 10
     @Option(parsing: .unconditional, help: "Seed of the evaluation tasks (the same seed gives the same tasks for every model).") var evalSeed: UInt64 = 1_000_003
+    @Flag(help: "Evaluate on fresh episodes of the classes the checkpoint was meta-trained on (drawn as training draws them), not the held-out ones: the other side of the generalisation gap.")
+    var metaTrainClasses = false
     @OptionGroup var overrides: ConfigurationOptions
     @OptionGroup var threads: ThreadOptions
     @OptionGroup var dataset: DatasetOptions
@@ -35,10 +37,10 @@ struct Eval: ParsableCommand {
         let clock = ContinuousClock(), start = clock.now
         let (result, trainer) = try Evaluation.run(checkpoint: file, configuration: config, data: dataset.source(for: stored),
                                                    taskCount: tasks, steps: steps, queryCount: queries,
-                                                   seed: evalSeed, threads: threads.count, group: Cluster.group)
+                                                   seed: evalSeed, split: metaTrainClasses ? .train : .test, threads: threads.count, group: Cluster.group)
         try output.report(result) {
             let shape = config.ways.map { "\($0)-way \(config.shots)-shot, \(queries) queries per class" } ?? "\(config.shots) shots, \(queries) query points"
-            print("\(config.algorithm) on \(config.task), \(trainer.iteration) iterations; \(tasks) tasks, \(shape)" + (trainer.learner is any GradientMetaLearner ? ", inner lr \(config.innerLearningRate)" : ""))
+            print("\(config.algorithm) on \(config.task), \(trainer.iteration) iterations; \(tasks) tasks\(metaTrainClasses ? " of the meta-training classes" : ""), \(shape)" + (trainer.learner is any GradientMetaLearner ? ", inner lr \(config.innerLearningRate)" : ""))
             print("steps   loss (95% CI)" + (result.accuracy != nil ? "        accuracy (95% CI)" : ""))
             for k in result.loss.indices {
                 var line = String(format: "%5d   %.4f ± %.4f", k, result.loss[k].mean, result.loss[k].confidence95)

@@ -363,6 +363,15 @@ struct OmniglotTests {
         // The episodes' classes shape the test only, so evaluation may change them.
         let within = try TrainingCheckpoint.configuration(of: file).applying(["--episodes", "within-alphabet"])
         _ = try Evaluation.run(checkpoint: file, configuration: within, data: source, taskCount: 2, steps: 0, seed: 1)
+        // `metactl eval --meta-train-classes`: the same seeded draw, from the meta-training characters.
+        let (onTrain, trainer) = try Evaluation.run(checkpoint: file, data: source, taskCount: 6, steps: 0, queryCount: 2, seed: 1, split: .train)
+        let onTest = try Evaluation.run(checkpoint: file, data: source, taskCount: 6, steps: 0, queryCount: 2, seed: 1).0
+        for (split, evaluation) in [(TrainingConfiguration.Split.train, onTrain), (.test, onTest)] {
+            let direct = try Evaluation.run(trainer.learner, meta: trainer.metaParameters, tasks: config.makeTasks(split, data: source),
+                                            taskCount: 6, steps: 0, queryCount: 2, seed: 1, runner: trainer.runner)
+            #expect(evaluation.loss.map(\.mean) == direct.loss.map(\.mean))
+        }
+        #expect(onTrain.loss.map(\.mean) != onTest.loss.map(\.mean))
     }
 
     /// Within-alphabet episodes draw all their classes from one alphabet, every alphabet big enough in turn;

@@ -181,6 +181,15 @@ struct TrainingTests {
         adam.step(&p, gradient: [0.5, -2])
         // First step: m̂ = g, v̂ = g², update = lr · g / (|g| + eps) = lr · sign(g).
         #expect(abs(p[0] - 0.9) < 1e-6 && abs(p[1] - (-0.9)) < 1e-6)
+
+        // The meta-optimizer's options reach it: with ε = 1 the first step is lr · g / (|g| + 1).
+        let config = try TrainingConfiguration().applying(["--meta-lr", "0.1", "--adam-beta1", "0.5", "--adam-beta2", "0.9", "--adam-epsilon", "1"])
+        var configured = try #require(try config.makeOptimizer() as? Adam)
+        #expect(configured.beta1 == 0.5 && configured.beta2 == 0.9 && configured.epsilon == 1)
+        p = [1, -1]
+        configured.step(&p, gradient: [0.5, -2])
+        #expect(abs(p[0] - (1 - 0.1 * 0.5 / 1.5)) < 1e-6 && abs(p[1] - (-1 + 0.1 * 2 / 3)) < 1e-6)
+        #expect(throws: MetaCoreError.self) { try TrainingConfiguration().applying(["--adam-beta1", "1"]).makeOptimizer() }
     }
 }
 

@@ -65,13 +65,14 @@ extension Evaluation {
     public static let overridableSettings: Set<String> = ["ways", "shots", "queries", "inner-lr"]
 
     /// Evaluates the meta-parameters of checkpoint `file` as `metactl eval` does: on `configuration`, the
-    /// checkpoint's own with at most ``overridableSettings`` (and options evaluation may change) changed, on the meta-test split of its task family,
+    /// checkpoint's own with at most ``overridableSettings`` (and options evaluation may change) changed, on the meta-test split of its task family
+    /// (or, with `split` `.train`, on fresh episodes of the classes it was meta-trained on: the generalisation gap),
     /// with `queryCount` queries per task (`nil`: the family's evaluation default, else the training queries;
     /// `queries` in `configuration` is ignored).
     /// Episodes are split across the ranks of `group`.
     /// Returns the evaluation and the trainer it restored.
     public static func run(checkpoint file: SafeTensors, configuration: TrainingConfiguration? = nil, data: DataSource = DataSource(),
-                           taskCount: Int, steps: Int, queryCount: Int? = nil, seed: UInt64,
+                           taskCount: Int, steps: Int, queryCount: Int? = nil, seed: UInt64, split: TrainingConfiguration.Split = .test,
                            threads: Int = 1, group: any ProcessGroup = SingleProcess()) throws -> (Evaluation, MetaTrainer) {
         let stored = try TrainingCheckpoint.configuration(of: file)
         var (trainer, _) = try TrainingCheckpoint.restore(file, data: data, threads: threads)
@@ -94,7 +95,7 @@ extension Evaluation {
             }
             trainer.metaParameters = restored
         }
-        let tasks = try config.makeTasks(.test, data: data)
+        let tasks = try config.makeTasks(split, data: data)
         var result = try run(trainer.learner, meta: trainer.metaParameters, tasks: tasks,
                              taskCount: taskCount, steps: steps, queryCount: queries, seed: seed, runner: trainer.runner,
                              group: group)

@@ -130,7 +130,15 @@ import Glibc
 extension Adam {
     static let registrations = [
         OptimizerEntry(name: "adam", summary: "Adam with bias correction (torch.optim.Adam, optax.adam)",
-                       options: LearningRateDecay.options) { rate, _ in try Adam(learningRate: rate) },
+                       options: LearningRateDecay.options + [
+                           OptionSpec("adam-beta1", .float(0 ... 1), default: .float(0.9), help: "β1, the decay of the first moments"),
+                           OptionSpec("adam-beta2", .float(0 ... 1), default: .float(0.999), help: "β2, the decay of the second moments"),
+                           OptionSpec("adam-epsilon", .float(1e-30 ... 1), default: .float(1e-8),
+                                      help: "ε added to the root of the second moments (iMAML's code: 1e-3)"),
+                       ]) { rate, options in
+            try Adam(learningRate: rate, beta1: Float(options.double("adam-beta1")!), beta2: Float(options.double("adam-beta2")!),
+                     epsilon: Float(options.double("adam-epsilon")!))
+        },
     ]
 }
 
