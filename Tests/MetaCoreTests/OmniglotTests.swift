@@ -372,6 +372,7 @@ struct OmniglotTests {
             #expect(evaluation.loss.map(\.mean) == direct.loss.map(\.mean))
         }
         #expect(onTrain.loss.map(\.mean) != onTest.loss.map(\.mean))
+        #expect(onTrain.classes == "meta-train" && onTest.classes == "meta-test")
     }
 
     /// Within-alphabet episodes draw all their classes from one alphabet, every alphabet big enough in turn;

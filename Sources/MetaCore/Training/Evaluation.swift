@@ -16,6 +16,9 @@ public struct Evaluation: Sendable, Codable {
     /// The same for accuracy, for classification tasks.
     public let accuracy: [Estimate]?
     public let tasks: Int
+    /// Whose classes the episodes came from: `meta-test` (held out), or `meta-train` (``run(checkpoint:configuration:data:taskCount:steps:queryCount:seed:split:threads:group:)``
+    /// with `split` `.train`).
+    public var classes = "meta-test"
     /// Same-or-different verification over every (query, support) pair of the episodes: for learners that
     /// score pairs (``SiameseNetworks``).
     public var verification: Verification?
@@ -99,6 +102,7 @@ extension Evaluation {
         var result = try run(trainer.learner, meta: trainer.metaParameters, tasks: tasks,
                              taskCount: taskCount, steps: steps, queryCount: queries, seed: seed, runner: trainer.runner,
                              group: group)
+        if split == .train { result.classes = "meta-train" }
         if let siamese = trainer.learner as? SiameseNetworks {
             let (accuracy, auc, pairs) = try siamese.verification(trainer.metaParameters, tasks: tasks, taskCount: taskCount,
                                                                   queryCount: queries, seed: seed, runner: trainer.runner)
