@@ -140,6 +140,42 @@ struct MetaGradientTests {
         #expect(relativeError(second.map(Double.init), first.map(Double.init)) > 1e-3, "the Hessian term should matter here")
     }
 
+    /// ANIL on the body's features computes what ANIL on the whole model does: the meta-gradient, the
+    /// meta-loss, the adaptation curve and the predictions, with batch-norm's statistics and through a graph.
+    @Test(arguments: [(MetaCase(name: "MLP", learner: { ANIL(inner: try InnerLoop(steps: 3, learningRate: 0.05)) }, model: tanhMLP, tasks: sine), Normalization.transductive),
+                      (MetaCase(name: "Conv-4 with BatchNorm", learner: { ANIL(inner: try InnerLoop(steps: 3, learningRate: 0.3)) }, model: smallConv4, tasks: images), .transductive),
+                      (MetaCase(name: "Conv-4, running statistics", learner: { ANIL(inner: try InnerLoop(steps: 2, learningRate: 0.3)) }, model: smallConv4, tasks: images), .inference),
+                      (MetaCase(name: "residual network", learner: { ANIL(inner: try InnerLoop(steps: 2, learningRate: 0.3)) }, model: smallResidualNetwork, tasks: images), .transductive)])
+    func anilOnFeaturesIsANILOnTheWholeModel(_ c: MetaCase, _ normalization: Normalization) throws {
+        let model = try c.model(), learner = try #require(try c.learner() as? ANIL)
+        let whole = ANIL(inner: learner.inner, precomputesFeatures: false)
+        var random = RandomSource(seed: 8)
+        let task = try c.tasks().sample(&random)
+        var meta = learner.initialMetaParameters(for: model, seed: 3)
+        for i in meta.indices { meta[i] += random.normal() * 0.05 }
+        let onFeatures = Workspace(model: model), onModel = Workspace(model: model)
+        let state = model.stateLayout.entries.flatMap { e in (0 ..< e.range.count).map { _ in 1 + 0.1 * random.normal() } }
+        for workspace in [onFeatures, onModel] { workspace.normalization = normalization; workspace.state = state }
+        #expect(learner.runsOnFeatures(onFeatures) && !whole.runsOnFeatures(onModel))
+
+        var fast: [Float] = [], slow: [Float] = []
+        let a = try learner.metaGradient(meta, task: task, workspace: onFeatures, into: &fast)
+        let b = try whole.metaGradient(meta, task: task, workspace: onModel, into: &slow)
+        #expect(fast.count == slow.count && abs(a.loss - b.loss) <= 1e-5 * abs(b.loss))
+        #expect(relativeError(fast.map(Double.init), slow.map(Double.init)) < 1e-4, "\(c.name)")
+        let body = try model.split(headLayers: 1).body.parameterCount
+        #expect(slow[..<body].contains { $0 != 0 }, "the body's meta-gradient should not vanish here")
+
+        #expect(abs(try learner.metaLoss(meta, task: task, workspace: onFeatures).loss - whole.metaLoss(meta, task: task, workspace: onModel).loss) <= 1e-5 * abs(b.loss))
+        let curves = (try learner.adaptationCurve(meta, task: task, steps: 4, workspace: onFeatures),
+                      try whole.adaptationCurve(meta, task: task, steps: 4, workspace: onModel))
+        #expect(curves.0.count == 5 && zip(curves.0, curves.1).allSatisfy { abs($0.loss - $1.loss) <= 1e-5 * abs($1.loss) && $0.accuracy == $1.accuracy })
+        let predictions = (try learner.predict(meta, support: task.support, queries: task.query.inputs, steps: 2, workspace: onFeatures),
+                           try whole.predict(meta, support: task.support, queries: task.query.inputs, steps: 2, workspace: onModel))
+        #expect(predictions.0.shape == predictions.1.shape)
+        #expect(relativeError(predictions.0.scalars.map(Double.init), predictions.1.scalars.map(Double.init)) < 1e-5)
+    }
+
     @Test func reptileMovesTowardsTheAdaptedParameters() throws {
         let model = try tanhMLP(), inner = try InnerLoop(steps: 3, learningRate: 0.05)
         var random = RandomSource(seed: 6)

@@ -126,6 +126,11 @@ extension GradientMetaLearner {
     }
 
     public func adaptationCurve(_ meta: [Float], task: Task, steps: Int, workspace: Workspace) throws -> [LossValue] {
+        try wholeModelAdaptationCurve(meta, task: task, steps: steps, workspace: workspace)
+    }
+
+    /// ``adaptationCurve(_:task:steps:workspace:)`` by inner steps and query losses on the whole model.
+    func wholeModelAdaptationCurve(_ meta: [Float], task: Task, steps: Int, workspace: Workspace) throws -> [LossValue] {
         var theta = modelParameters(meta, model: workspace.model)
         var curve = [try workspace.loss(at: theta, on: task.query)]
         for _ in 0 ..< steps {
