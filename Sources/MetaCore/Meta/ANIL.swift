@@ -40,23 +40,12 @@ public struct ANIL: InnerUpdateLearner {
         return precomputesFeatures && workspace.model.groups == 1 && workspace.model.inputShapes.count == 1
     }
 
-    /// The head's parameters w_0 … w_steps of the inner loop on the support set's `features`, each step's
-    /// pass held for the Hessian-vector product that revisits it when `holding`.
-    private func headTrajectory(_ w: [Float], steps: Int, on features: Batch, head: Workspace, holding: Bool) throws -> [[Float]] {
-        let update = InnerUpdate(rate: .scalar(inner.learningRate))
-        head.heldPasses = holding ? steps : 0
-        var trajectory = [w]
-        for _ in 0 ..< steps {
-            var next = trajectory[trajectory.count - 1]
-            try update.step(&next, meta: [], batch: features, workspace: head)
-            trajectory.append(next)
-        }
-        return trajectory
-    }
+    /// The inner step on the head alone (on features).
+    private var headUpdate: InnerUpdate { InnerUpdate(rate: .scalar(inner.learningRate)) }
 
-    /// The body's features of `batch`, as a batch with its targets.
-    private func features(of batch: Batch, at phi: [Float], body: Workspace) throws -> Batch {
-        try Batch(inputs: body.predict(at: phi, inputs: batch.inputs), targets: batch.targets)
+    /// The body's features of `batch` (its forward pass's `outputs`), as a batch with `batch`'s targets.
+    private func features(_ outputs: UnsafeBufferPointer<Float>, of batch: Batch, body: Workspace) throws -> Batch {
+        try Batch(inputs: Tensor(shape: [batch.count] + body.model.outputShape, scalars: Array(outputs)), targets: batch.targets)
     }
 
     /// Runs `body` with the body's parameters, the head's after `steps` inner steps, and the head's workspace
@@ -65,10 +54,12 @@ public struct ANIL: InnerUpdateLearner {
                                       _ body: (_ trajectory: [[Float]], _ queryFeatures: Tensor, _ head: Workspace) throws -> T) throws -> T {
         try workspace.onSplit(headLayers: 1) { bodyWorkspace, head in
             let cut = bodyWorkspace.model.parameterCount, phi = Array(meta[..<cut])
-            let supportFeatures = try features(of: support, at: phi, body: bodyWorkspace)
+            let supportFeatures = try Batch(inputs: bodyWorkspace.predict(at: phi, inputs: support.inputs), targets: support.targets)
             let queryFeatures = try bodyWorkspace.predict(at: phi, inputs: queries)
-            let trajectory = try headTrajectory(Array(meta[cut ..< workspace.model.parameterCount]), steps: steps,
-                                                on: supportFeatures, head: head, holding: false)
+            var trajectory = [Array(meta[cut ..< workspace.model.parameterCount])]
+            for _ in 0 ..< steps {
+                trajectory.append(try headUpdate.steps(from: trajectory[trajectory.count - 1], over: [supportFeatures], head: head, recording: false).w)
+            }
             return try body(trajectory, queryFeatures, head)
         }
     }
@@ -76,24 +67,23 @@ public struct ANIL: InnerUpdateLearner {
     public func metaGradient(_ meta: [Float], task: Task, workspace: Workspace, into gradient: inout [Float]) throws -> LossValue {
         guard runsOnFeatures(workspace) else { return try secondOrderMetaGradient(meta, task: task, workspace: workspace, into: &gradient) }
         return try workspace.onSplit(headLayers: 1) { body, head in
-            let cut = body.model.parameterCount, phi = Array(meta[..<cut]), alpha = inner.learningRate
+            let cut = body.model.parameterCount, phi = Array(meta[..<cut])
             var supportGradient: [Float] = [], queryGradient: [Float] = [], headGradient: [Float] = []
             var value: LossValue?
             head.differentiatesInput = true   // the steps' passes too, so that their H·v start from them
             defer { head.differentiatesInput = false }
             _ = try body.gradient(at: phi, inputs: task.support.inputs, into: &supportGradient) { supportOutputs, supportDerivative in
-                let supportFeatures = try Batch(inputs: Tensor(shape: [task.support.count] + body.model.outputShape, scalars: Array(supportOutputs)),
-                                                targets: task.support.targets)
-                let trajectory = try headTrajectory(Array(meta[cut...]), steps: inner.steps, on: supportFeatures, head: head, holding: true)
+                let supportFeatures = try features(supportOutputs, of: task.support, body: body)
+                let steps = Array(repeating: supportFeatures, count: inner.steps)
+                let (w, before) = try headUpdate.steps(from: Array(meta[cut...]), over: steps, head: head, recording: true)
                 // The query set's body pass, on a workspace of its own, open while the support set's is.
                 _ = try body.onQuerySet { bodyOnQuery in
                     try bodyOnQuery.gradient(at: phi, inputs: task.query.inputs, into: &queryGradient) { queryOutputs, queryDerivative in
-                        let queryFeatures = try Batch(inputs: Tensor(shape: [task.query.count] + body.model.outputShape, scalars: Array(queryOutputs)),
-                                                      targets: task.query.targets)
+                        let queryFeatures = try features(queryOutputs, of: task.query, body: body)
                         let loss = try head.onQuerySet { query in
                             query.differentiatesInput = true
                             defer { query.differentiatesInput = false }
-                            let loss = try query.gradient(at: trajectory[inner.steps], on: queryFeatures, into: &headGradient)
+                            let loss = try query.gradient(at: w, on: queryFeatures, into: &headGradient)
                             _ = queryDerivative!.update(fromContentsOf: query.inputGradient)
                             return loss
                         }
@@ -102,14 +92,9 @@ public struct ANIL: InnerUpdateLearner {
                     }
                 }
                 // Back through the steps: g ← g − α H_ww g on the head, and −α ∂⟨∇_w L_S, g⟩/∂F onto the support features.
-                let derivative = supportDerivative!
-                derivative.update(repeating: 0)
-                for k in (0 ..< inner.steps).reversed() {
-                    try head.hessianVectorProduct(at: trajectory[k], on: supportFeatures, direction: headGradient,
-                                                  into: &head.hessianVector, gradient: &head.innerGradient)
-                    for (i, x) in head.inputHessianVector.enumerated() { derivative[i] -= alpha * x }
-                    headGradient.add(head.hessianVector, scaledBy: -alpha)
-                }
+                supportDerivative!.update(repeating: 0)
+                try headUpdate.backpropagate(&headGradient, before: before, batches: steps, offsets: steps.map { _ in 0 }, head: head,
+                                             featureDerivative: supportDerivative!)
                 return value!
             }
             supportGradient.add(queryGradient, scaledBy: 1)

@@ -104,3 +104,32 @@ extension InnerUpdateLearner {
         try secondOrderMetaGradient(meta, task: task, workspace: workspace, into: &gradient)
     }
 }
+
+/// Steps of a scalar-rate rule on a head alone, over features a body computed once (ANIL's inner loop, OML's
+/// online steps), and their exact reverse pass.
+extension InnerUpdate {
+    /// The head's parameters after one step on each of `batches` from `w`, and, when `recording`, those before
+    /// each step (each step's pass then held for the Hessian-vector product that revisits it).
+    func steps(from w: [Float], over batches: [Batch], head: Workspace, recording: Bool) throws -> (w: [Float], before: [[Float]]) {
+        head.heldPasses = recording ? batches.count : 0
+        var w = w, before: [[Float]] = []
+        for batch in batches {
+            if recording { before.append(w) }
+            try step(&w, meta: [], batch: batch, workspace: head)
+        }
+        return (w, before)
+    }
+
+    /// Reverse accumulation through ``steps(from:over:head:recording:)``: g ← g − α H_{B_k}(w_k) g on the head, and
+    /// onto the features of step k's samples, from `offsets[k]` in `featureDerivative`, the body's part of the same
+    /// product, −α ∂⟨∇_w L_{B_k}, g⟩/∂F (added). `head.differentiatesInput` must have been on for the steps too.
+    func backpropagate(_ g: inout [Float], before: [[Float]], batches: [Batch], offsets: [Int], head: Workspace,
+                       featureDerivative: UnsafeMutableBufferPointer<Float>) throws {
+        guard case .scalar(let alpha) = rate, adapted == nil else { preconditionFailure("a head's steps have one rate on all its parameters") }
+        for k in before.indices.reversed() {
+            try head.hessianVectorProduct(at: before[k], on: batches[k], direction: g, into: &head.hessianVector, gradient: &head.innerGradient)
+            for (i, x) in head.inputHessianVector.enumerated() { featureDerivative[offsets[k] + i] -= alpha * x }
+            g.add(head.hessianVector, scaledBy: -alpha)
+        }
+    }
+}

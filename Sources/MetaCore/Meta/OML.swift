@@ -122,13 +122,8 @@ public struct OML: MetaLearner {
     /// The online trajectory on the PLN alone (`head`), from its parameters `w`, on the trajectory's `features`:
     /// the parameters after it, and with `recording` those before each step, and the steps.
     private func headTrajectory(_ w: [Float], on features: Batch, head: Workspace, recording: Bool) throws -> (w: [Float], before: [[Float]], steps: [Batch]) {
-        let update = InnerUpdate(rate: .scalar(learningRate)), steps = try steps(of: features)
-        head.heldPasses = recording ? steps.count : 0   // each step's pass, for its H·v
-        var w = w, before: [[Float]] = []
-        for batch in steps {
-            if recording { before.append(w) }
-            try update.step(&w, meta: [], batch: batch, workspace: head)
-        }
+        let steps = try steps(of: features)
+        let (w, before) = try InnerUpdate(rate: .scalar(learningRate)).steps(from: w, over: steps, head: head, recording: recording)
         return (w, before, steps)
     }
 
@@ -159,13 +154,9 @@ public struct OML: MetaLearner {
                 // −β ∂⟨∇L_{B_k}, g⟩/∂F, with g the derivative after the step.
                 UnsafeMutableBufferPointer(rebasing: derivative[..<(support * width)]).update(repeating: 0)
                 if second {
-                    for k in steps.indices.reversed() {
-                        try head.hessianVectorProduct(at: before[k], on: steps[k], direction: headGradient,
-                                                      into: &head.hessianVector, gradient: &head.innerGradient)
-                        let offset = k * onlineBatch * width
-                        for (i, x) in head.inputHessianVector.enumerated() { derivative[offset + i] = -learningRate * x }
-                        headGradient.add(head.hessianVector, scaledBy: -learningRate)
-                    }
+                    try InnerUpdate(rate: .scalar(learningRate)).backpropagate(&headGradient, before: before, batches: steps,
+                                                                               offsets: steps.indices.map { $0 * onlineBatch * width },
+                                                                               head: head, featureDerivative: derivative)
                 }
                 return value
             }
