@@ -26,6 +26,35 @@ struct ModelTests {
         #expect(try Model.stridedConv(classes: 0, inputShape: [1, 84, 84], hidden: [64]).outputShape == [64])
     }
 
+    /// Finn's MAML network on 28x28 Omniglot (`--pool mean`): four stride-2 convolutions with padding 1 (maps of
+    /// 14, 7, 4 and 2), the mean of each channel of the last map into the output layer. Its features are the
+    /// channel means of the flattened network's, on the same convolution parameters (a mutation that pools the
+    /// wrong way or flattens fails).
+    @Test func stridedConvolutionsPoolTheLastMapByChannelMeans() throws {
+        let body = (strides: [2, 2, 2, 2], padding: 1, hidden: [Int](), batchNorm: true)
+        let finn = try Model.stridedConv(classes: 20, inputShape: [1, 28, 28], channels: 64, strides: body.strides,
+                                         padding: body.padding, hidden: body.hidden, batchNorm: body.batchNorm, pooling: .mean)
+        #expect(finn.layers.indices.filter { finn.layers[$0] is Conv2d }.map { finn.shapes[$0 + 1] } == [[64, 14, 14], [64, 7, 7], [64, 4, 4], [64, 2, 2]])
+        #expect(finn.parameterCount == (64 * 9 + 64 + 128) + 3 * (64 * 64 * 9 + 64 + 128) + (64 * 20 + 20))
+        #expect(try Model.stridedConv(classes: 20, inputShape: [1, 28, 28], channels: 64, strides: body.strides, padding: body.padding,
+                                      hidden: body.hidden, batchNorm: body.batchNorm).parameterCount == finn.parameterCount + 3 * 64 * 20)
+
+        let pooled = try Model.stridedConv(classes: 0, inputShape: [1, 9, 9], channels: 3, strides: [2, 1], padding: 1, hidden: [],
+                                           batchNorm: true, pooling: .mean)
+        let flat = try Model.stridedConv(classes: 0, inputShape: [1, 9, 9], channels: 3, strides: [2, 1], padding: 1, hidden: [],
+                                         batchNorm: true)
+        #expect(pooled.outputShape == [3] && flat.outputShape == [3 * 5 * 5] && pooled.parameterCount == flat.parameterCount)
+        var random = RandomSource(seed: 7)
+        let theta = pooled.initialParameters(seed: 3)
+        let images = try Tensor(shape: [4, 1, 9, 9], scalars: (0 ..< 4 * 81).map { _ in Float(random.normal()) })
+        let features = try Workspace(model: pooled).predict(at: theta, inputs: images).scalars
+        let maps = try Workspace(model: flat).predict(at: theta, inputs: images).scalars
+        for i in 0 ..< 4 * 3 {
+            let mean = maps[i * 25 ..< (i + 1) * 25].reduce(0, +) / 25
+            #expect(abs(features[i] - mean) <= 1e-5 * max(1, abs(mean)))
+        }
+    }
+
     /// Conv-4 pools before its ReLU (a quarter of the values to rectify): loss, gradient and H·v are bit for
     /// bit those of the textbook order, ReLU then pooling — on odd-sized maps and with negative windows.
     @Test func conv4PoolsBeforeReLUWithTheSameDerivatives() throws {

@@ -179,13 +179,17 @@ struct RegistryTests {
         #expect(try config.makeModel().parameterCount == expectedCount)
         // The default network of each family is the one MetaCore used before backbones could be chosen.
         #expect(try TrainingConfiguration().makeModel().parameterCount == 1761)
-        // `none` is the empty list where a list may be empty: Finn's and iMAML's Omniglot network (four stride-2
-        // convolutions with batch-norm, the 2x2 map flattened into the output layer), and a linear MLP.
+        // `none` is the empty list where a list may be empty: iMAML's Omniglot network (four stride-2 convolutions
+        // with batch-norm, the 2x2 map flattened into the output layer), and a linear MLP.
         config = try TrainingConfiguration().applying(["--task", "omniglot", "--ways", "5", "--backbone", "strided-conv", "--channels", "64",
                                                        "--strides", "2,2,2,2", "--padding", "1", "--batch-norm", "--hidden", "none"])
         let strided = try config.makeModel(for: SyntheticImageTasks(ways: 5, shots: 1, queries: 1, inputShape: [1, 28, 28]))
         #expect(strided.layout.entries.suffix(2).map(\.shape) == [[5, 64 * 2 * 2], [5]])
         #expect(strided.parameterCount == 4 * (64 + 2 * 64) + 64 * 9 + 3 * 64 * 64 * 9 + 5 * 256 + 5)
+        // Finn's: the mean of each channel of that map (`--pool mean`), so 64 features; an unknown pooling is refused.
+        let finn = try config.applying(["--pool", "mean"]).makeModel(for: SyntheticImageTasks(ways: 5, shots: 1, queries: 1, inputShape: [1, 28, 28]))
+        #expect(finn.layout.entries.suffix(2).map(\.shape) == [[5, 64], [5]] && finn.layers.contains { $0 is GlobalPool })
+        #expect { try config.applying(["--pool", "max"]) } throws: { "\($0)".contains("pool") }
         config = try TrainingConfiguration().applying(["--hidden", "NONE"])
         #expect(try config.makeModel().parameterCount == 2)
         #expect(try TrainingConfiguration().applying(["--hidden", "none"]).arguments.contains { $0.name == "hidden" && $0.value == "none" })

@@ -29,14 +29,17 @@ enum Backbones {
                                 OptionSpec("strides", .ints(1 ... 16), default: .string("2,1,2,1,2,2"), help: "one 3x3 convolution per entry, with that stride"),
                                 OptionSpec("padding", .int(0 ... 16), default: .int(0), help: "zero padding of every convolution"),
                                 OptionSpec("hidden", .ints(1 ... 1 << 20, mayBeEmpty: true), default: .string("1024"),
-                                           help: "fully connected layers before the output (none: the last map flattened feeds the output layer)"),
+                                           help: "fully connected layers before the output (none: the features feed the output layer)"),
                                 OptionSpec("batch-norm", .bool, default: .bool(false), help: "batch normalisation after each convolution"),
+                                OptionSpec("pool", .choice(Model.Pooling.allCases.map(\.rawValue)), default: .string("flatten"),
+                                           help: "the features after the last convolution: its map flattened, or the mean of each channel (Finn's MAML network)"),
                                 activation,
                                 OptionSpec("init", initialization.kind, default: .string("kaiming-normal"), help: initialization.help)]) { request in
             let options = request.options
             return try Model.stridedConv(classes: request.outputs, inputShape: request.inputShape, channels: options.int("channels")!,
                                          strides: options.ints("strides")!, padding: options.int("padding")!,
                                          hidden: options.ints("hidden")!, batchNorm: options.bool("batch-norm")!,
+                                         pooling: Model.Pooling(rawValue: options.string("pool")!)!,
                                          activation: activation(options), initialization: initialization(options))
         },
         BackboneEntry(name: "resnet12", summary: "ResNet-12 (MetaOptNet): residual blocks of three 3x3 convolutions with batch-norm and LeakyReLU(0.1), a 1x1 shortcut, max-pooling",

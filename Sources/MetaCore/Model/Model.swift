@@ -420,11 +420,14 @@ extension Model {
     ///   - kernel, padding: of every convolution.
     ///   - hidden: widths of the fully connected layers between the convolutions and the output.
     ///   - batchNorm: batch normalisation after each convolution.
+    ///   - pooling: the last map flattened (OML's, iMAML's and Reptile's code), or the mean of each channel
+    ///     (Finn's MAML code: `reduce_mean` over the 2x2 map of 28x28 Omniglot).
     ///   - activation: after every convolution and hidden layer.
     ///   - initialization: of every layer.
     public static func stridedConv(classes: Int, inputShape: [Int], channels: Int = 256, strides: [Int] = [2, 1, 2, 1, 2, 2],
                                    kernel: Int = 3, padding: Int = 0, hidden: [Int] = [1024], batchNorm: Bool = false,
-                                   activation: Activation = .relu, initialization: Initialization = .kaimingNormal) throws -> Model {
+                                   pooling: Pooling = .flatten, activation: Activation = .relu,
+                                   initialization: Initialization = .kaimingNormal) throws -> Model {
         guard inputShape.count == 3 else {
             throw MetaCoreError.shape("the strided convolutional network takes CxHxW images, got input shape \(describe(inputShape))")
         }
@@ -439,7 +442,7 @@ extension Model {
             layers.append(activation.layer())
             inChannels = channels
         }
-        layers.append(Flatten())
+        layers.append(pooling == .mean ? GlobalPool(.mean) : Flatten())
         var features = try Model(inputShape: inputShape, layers: layers).outputShape[0]   // throws if a map shrinks away
         for width in hidden {
             layers.append(try Linear(features, width, initialization: initialization))
