@@ -8,7 +8,13 @@ enum Backbones {
     static let initialization = OptionSpec("init", .choice(initializations.map(\.name)), default: .string("pytorch"),
                                            help: "initialisation: PyTorch's default, Kaiming-normal weights and zero biases (for a net without batch-norm), or Glorot-uniform weights and zero biases (TensorFlow's default)")
 
+    /// `--pool`: how a convolutional backbone turns its last map into the head's features.
+    static func pool(default pooling: Model.Pooling, help: String) -> OptionSpec {
+        OptionSpec("pool", .choice(Model.Pooling.allCases.map(\.rawValue)), default: .string(pooling.rawValue), help: help)
+    }
+
     static func activation(_ options: ResolvedOptions) -> Model.Activation { Model.Activation(rawValue: options.string("activation")!)! }
+    static func pooling(_ options: ResolvedOptions) -> Model.Pooling { Model.Pooling(rawValue: options.string("pool")!)! }
     static func initialization(_ options: ResolvedOptions) -> Initialization {
         initializations.first { $0.name == options.string("init") }!.value
     }
@@ -31,23 +37,21 @@ enum Backbones {
                                 OptionSpec("hidden", .ints(1 ... 1 << 20, mayBeEmpty: true), default: .string("1024"),
                                            help: "fully connected layers before the output (none: the features feed the output layer)"),
                                 OptionSpec("batch-norm", .bool, default: .bool(false), help: "batch normalisation after each convolution"),
-                                OptionSpec("pool", .choice(Model.Pooling.allCases.map(\.rawValue)), default: .string("flatten"),
-                                           help: "the features after the last convolution: its map flattened, or the mean of each channel (Finn's MAML network)"),
+                                pool(default: .flatten, help: "the features after the last convolution: its map flattened, or the mean of each channel (Finn's MAML network)"),
                                 activation,
                                 OptionSpec("init", initialization.kind, default: .string("kaiming-normal"), help: initialization.help)]) { request in
             let options = request.options
             return try Model.stridedConv(classes: request.outputs, inputShape: request.inputShape, channels: options.int("channels")!,
                                          strides: options.ints("strides")!, padding: options.int("padding")!,
                                          hidden: options.ints("hidden")!, batchNorm: options.bool("batch-norm")!,
-                                         pooling: Model.Pooling(rawValue: options.string("pool")!)!,
+                                         pooling: pooling(options),
                                          activation: activation(options), initialization: initialization(options))
         },
         BackboneEntry(name: "resnet12", summary: "ResNet-12 (MetaOptNet): residual blocks of three 3x3 convolutions with batch-norm and LeakyReLU(0.1), a 1x1 shortcut, max-pooling",
                       options: [OptionSpec("widths", .ints(1 ... 4096), default: .string("64,160,320,640"), help: "channels of each residual block"),
-                                OptionSpec("pool", .choice(Model.Pooling.allCases.map(\.rawValue)), default: .string("mean"),
-                                           help: "the head's features: the mean of each channel, or the last map flattened")]) { request in
+                                pool(default: .mean, help: "the head's features: the mean of each channel, or the last map flattened")]) { request in
             try Model.resnet12(classes: request.outputs, inputShape: request.inputShape, widths: request.options.ints("widths")!,
-                               pooling: Model.Pooling(rawValue: request.options.string("pool")!)!)
+                               pooling: pooling(request.options))
         },
         BackboneEntry(name: "mlp", summary: "a fully connected network (MAML's 1-40-40-1 on sinusoids)",
                       options: [OptionSpec("hidden", .ints(1 ... 1 << 20, mayBeEmpty: true), default: .string("40,40"), help: "hidden layer sizes (none: a linear model)"),
