@@ -28,6 +28,11 @@ struct Export: ParsableCommand {
                 throw ValidationError("\(checkpoint) has no tensor \(entry.name) of shape \(entry.shape), which the run's model has")
             }
             tensors.append((entry.name, tensor))
+            // nn.BatchNorm2d always has a weight: a batch-norm that learns no scale exports its γ of 1.
+            if let norm = model.nodes[entry.layer].layer as? BatchNorm, !norm.learnsScale {
+                tensors.append((String(entry.name.dropLast("bias".count)) + "weight",
+                                try Tensor(shape: entry.shape, scalars: [Float](repeating: 1, count: entry.count))))
+            }
         }
         let normalized = model.layers.contains { $0 is BatchNorm }
         var metadata = ["format": "pt", "metacore.algorithm": config.algorithm, "metacore.architecture": model.summary]

@@ -267,6 +267,20 @@ struct CommandLineTests {
         #expect(refused.status != 0 && refused.err.contains("--init-from starts a new run"))
     }
 
+    /// A batch-norm that learns no scale (`--no-batch-norm-scale`) exports γ = 1 as its weight, so that
+    /// nn.BatchNorm2d loads the file strictly; its shift is the checkpoint's.
+    @Test func exportGivesABatchNormWithoutAScaleItsUnitWeight() throws {
+        let flags = ["--algorithm", "maml", "--task", "synthetic-images", "--image", "1,8,8", "--ways", "2", "--shots", "1", "--queries", "1",
+                     "--meta-batch", "1", "--channels", "3", "--blocks", "2", "--no-batch-norm-scale", "--threads", "1"]
+        #expect(try runMetactl(["train"] + flags + ["--iterations", "2", "--checkpoint", "c.safetensors"], in: directory).status == 0)
+        let exported = try runMetactl(["export", "--checkpoint", "c.safetensors", "--output", "w.safetensors"], in: directory)
+        #expect(exported.status == 0, "\(exported.err)")
+        let c = try SafeTensors.read(from: file("c.safetensors")), w = try SafeTensors.read(from: file("w.safetensors"))
+        #expect(Set(w.tensors.map(\.name)) == ["0.weight", "0.bias", "1.weight", "1.bias", "4.weight", "4.bias", "5.weight", "5.bias", "9.weight", "9.bias"])
+        #expect(c.tensor(named: "1.weight") == nil && w.tensor(named: "1.weight")?.scalars == [1, 1, 1] && w.tensor(named: "5.weight")?.shape == [3])
+        for name in ["0.weight", "1.bias", "5.bias", "9.weight"] { #expect(w.tensor(named: name) == c.tensor(named: name)) }
+    }
+
     /// `metactl plot` draws training logs and learning curves, and names the line of a log it cannot read.
     @Test func plotDrawsTrainingLogsAndCurves() throws {
         let trained = try runMetactl(["train", "--meta-batch", "2", "--iterations", "60", "--log-every", "20", "--threads", "1",

@@ -49,6 +49,12 @@ let layerDerivativeCases: [DerivativeCase] = [
     DerivativeCase(name: "BatchNorm between layers, inference mode", make: {
         try Model(inputShape: [4], layers: [Linear(4, 5), BatchNorm(5), Tanh(), Linear(5, 3)])
     }, normalization: .inference),
+    DerivativeCase(name: "BatchNorm without a scale between layers, transductive", make: {
+        try Model(inputShape: [4], layers: [Linear(4, 5), BatchNorm(5, learnsScale: false), Tanh(), Linear(5, 3)])
+    }),
+    DerivativeCase(name: "BatchNorm without a scale between layers, inference mode", make: {
+        try Model(inputShape: [4], layers: [Linear(4, 5), BatchNorm(5, learnsScale: false), Tanh(), Linear(5, 3)])
+    }, normalization: .inference),
     DerivativeCase(name: "BatchNorm on images after Conv2d", make: {
         try Model(inputShape: [2, 4, 4], layers: [Conv2d(2, 3, kernel: 3, padding: 1), BatchNorm(3), Tanh(), Flatten(), Linear(48, 4)])
     }),
@@ -95,6 +101,10 @@ let layerDerivativeCases: [DerivativeCase] = [
     DerivativeCase(name: "BatchNorm, ReLU, MaxPool (run fused), 7x7: a row and column no window covers", make: {
         try Model(inputShape: [2, 7, 7], layers: [Conv2d(2, 3, kernel: 3, padding: 1), BatchNorm(3), ReLU(), MaxPool(2),
                                                   Flatten(), Linear(27, 3)])
+    }),
+    DerivativeCase(name: "BatchNorm without a scale, ReLU, MaxPool (run fused), 7x7", make: {
+        try Model(inputShape: [2, 7, 7], layers: [Conv2d(2, 3, kernel: 3, padding: 1), BatchNorm(3, learnsScale: false), ReLU(),
+                                                  MaxPool(2), Flatten(), Linear(27, 3)])
     }),
     DerivativeCase(name: "MLP 1-40-40-1 (ReLU), MSE", make: { try Model.mlp([1, 40, 40, 1]) },
                    batch: 10, classification: false),

@@ -55,6 +55,39 @@ struct ModelTests {
         }
     }
 
+    /// Batch-norm without a learned scale (`--batch-norm-scale false`, Finn's MAML network) is batch-norm with
+    /// γ fixed at 1: each has `bias` alone, and loss, outputs, gradient and H·v equal bit for bit those of the
+    /// scaled network at γ = 1 with γ's entries left out — fused and unfused, in every normalisation mode.
+    @Test func batchNormWithoutAScaleIsTheScaledOneAtOne() throws {
+        let shifted = try Model.conv4(classes: 3, inputShape: [2, 14, 14], channels: 4, blocks: 3, batchNormScale: false)
+        let scaled = try Model.conv4(classes: 3, inputShape: [2, 14, 14], channels: 4, blocks: 3)
+        #expect(shifted.layout.entries.filter { $0.name.hasSuffix("weight") }.count == 4, "the convolutions' and the head's")
+        #expect(shifted.parameterCount == scaled.parameterCount - 3 * 4)
+        let gammas = Set(scaled.layout.entries.filter { scaled.nodes[$0.layer].layer is BatchNorm && $0.name.hasSuffix("weight") }.flatMap(\.range))
+        let kept = (0 ..< scaled.parameterCount).filter { !gammas.contains($0) }
+        var random = RandomSource(seed: 11)
+        let batch = random.batch(for: shifted, count: 5, classification: true)
+        let theta = generalParameters(shifted, seed: 4), v = random.normals(shifted.parameterCount)
+        var thetaScaled = [Float](repeating: 1, count: scaled.parameterCount), vScaled = [Float](repeating: 0, count: scaled.parameterCount)
+        for (i, k) in kept.enumerated() { thetaScaled[k] = theta[i]; vScaled[k] = v[i] }
+        for normalization in [Normalization.transductive, .training(momentum: 0.1), .inference] {
+            for fused in [true, false] {
+                var results: [[Float]] = []
+                for (model, point, direction) in [(shifted, theta, v), (scaled, thetaScaled, vScaled)] {
+                    let workspace = Workspace(model: model)
+                    workspace.normalization = normalization
+                    workspace.fusesLayers = fused
+                    var hv: [Float] = [], gradient: [Float] = []
+                    let outputs = try workspace.predict(at: point, inputs: batch.inputs).scalars
+                    let value = try workspace.hessianVectorProduct(at: point, on: batch, direction: direction, into: &hv, gradient: &gradient)
+                    let ours = model.parameterCount == scaled.parameterCount ? kept : Array(0 ..< model.parameterCount)
+                    results.append([Float(value.loss)] + outputs + ours.map { gradient[$0] } + ours.map { hv[$0] } + workspace.state)
+                }
+                #expect(results[0] == results[1], "\(normalization), fused \(fused)")
+            }
+        }
+    }
+
     /// Conv-4 pools before its ReLU (a quarter of the values to rectify): loss, gradient and H·v are bit for
     /// bit those of the textbook order, ReLU then pooling — on odd-sized maps and with negative windows.
     @Test func conv4PoolsBeforeReLUWithTheSameDerivatives() throws {

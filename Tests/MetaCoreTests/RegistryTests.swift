@@ -190,6 +190,14 @@ struct RegistryTests {
         let finn = try config.applying(["--pool", "mean"]).makeModel(for: SyntheticImageTasks(ways: 5, shots: 1, queries: 1, inputShape: [1, 28, 28]))
         #expect(finn.layout.entries.suffix(2).map(\.shape) == [[5, 64], [5]] && finn.layers.contains { $0 is GlobalPool })
         #expect { try config.applying(["--pool", "max"]) } throws: { "\($0)".contains("pool") }
+        // and his batch-norm, which learns a shift alone (`--no-batch-norm-scale`), on either network.
+        let shiftOnly = try config.applying(["--pool", "mean", "--no-batch-norm-scale"])
+            .makeModel(for: SyntheticImageTasks(ways: 5, shots: 1, queries: 1, inputShape: [1, 28, 28]))
+        #expect(shiftOnly.parameterCount == finn.parameterCount - 4 * 64)
+        #expect(shiftOnly.layers.compactMap { $0 as? BatchNorm }.map(\.learnsScale) == [false, false, false, false])
+        let conv4 = try TrainingConfiguration().applying(["--task", "omniglot", "--ways", "5", "--batch-norm-scale", "false"])
+            .makeModel(for: SyntheticImageTasks(ways: 5, shots: 1, queries: 1, inputShape: [1, 28, 28]))
+        #expect(conv4.layout.entries.filter { $0.shape == [64] }.map(\.name) == ["0.bias", "1.bias", "4.bias", "5.bias", "8.bias", "9.bias", "12.bias", "13.bias"])
         config = try TrainingConfiguration().applying(["--hidden", "NONE"])
         #expect(try config.makeModel().parameterCount == 2)
         #expect(try TrainingConfiguration().applying(["--hidden", "none"]).arguments.contains { $0.name == "hidden" && $0.value == "none" })

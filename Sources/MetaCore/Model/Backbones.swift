@@ -13,6 +13,10 @@ enum Backbones {
         OptionSpec("pool", .choice(Model.Pooling.allCases.map(\.rawValue)), default: .string(pooling.rawValue), help: help)
     }
 
+    /// `--batch-norm-scale`: whether batch-norm learns γ as well as β.
+    static let batchNormScale = OptionSpec("batch-norm-scale", .bool, default: .bool(true),
+                                           help: "batch-norm learns a scale as well as a shift (false: the shift alone, as Finn's MAML code)")
+
     static func activation(_ options: ResolvedOptions) -> Model.Activation { Model.Activation(rawValue: options.string("activation")!)! }
     static func pooling(_ options: ResolvedOptions) -> Model.Pooling { Model.Pooling(rawValue: options.string("pool")!)! }
     static func initialization(_ options: ResolvedOptions) -> Initialization {
@@ -24,11 +28,11 @@ enum Backbones {
                       options: [OptionSpec("channels", .int(1 ... 4096), default: .int(64), help: "filters per convolution"),
                                 OptionSpec("blocks", .int(1 ... 64), default: .int(4), help: "convolution blocks"),
                                 OptionSpec("batch-norm", .bool, default: .bool(true), help: "batch normalisation after each convolution"),
-                                activation, initialization]) { request in
+                                batchNormScale, activation, initialization]) { request in
             let options = request.options
             return try Model.conv4(classes: request.outputs, inputShape: request.inputShape, channels: options.int("channels")!,
                                    blocks: options.int("blocks")!, batchNorm: options.bool("batch-norm")!,
-                                   activation: activation(options), initialization: initialization(options))
+                                   batchNormScale: options.bool("batch-norm-scale")!, activation: activation(options), initialization: initialization(options))
         },
         BackboneEntry(name: "strided-conv", summary: "convolutions that downsample by stride, no pooling, then fully connected layers (OML's Omniglot network)",
                       options: [OptionSpec("channels", .int(1 ... 4096), default: .int(256), help: "filters per convolution"),
@@ -37,6 +41,7 @@ enum Backbones {
                                 OptionSpec("hidden", .ints(1 ... 1 << 20, mayBeEmpty: true), default: .string("1024"),
                                            help: "fully connected layers before the output (none: the features feed the output layer)"),
                                 OptionSpec("batch-norm", .bool, default: .bool(false), help: "batch normalisation after each convolution"),
+                                batchNormScale,
                                 pool(default: .flatten, help: "the features after the last convolution: its map flattened, or the mean of each channel (Finn's MAML network)"),
                                 activation,
                                 OptionSpec("init", initialization.kind, default: .string("kaiming-normal"), help: initialization.help)]) { request in
@@ -44,7 +49,7 @@ enum Backbones {
             return try Model.stridedConv(classes: request.outputs, inputShape: request.inputShape, channels: options.int("channels")!,
                                          strides: options.ints("strides")!, padding: options.int("padding")!,
                                          hidden: options.ints("hidden")!, batchNorm: options.bool("batch-norm")!,
-                                         pooling: pooling(options),
+                                         batchNormScale: options.bool("batch-norm-scale")!, pooling: pooling(options),
                                          activation: activation(options), initialization: initialization(options))
         },
         BackboneEntry(name: "resnet12", summary: "ResNet-12 (MetaOptNet): residual blocks of three 3x3 convolutions with batch-norm and LeakyReLU(0.1), a 1x1 shortcut, max-pooling",

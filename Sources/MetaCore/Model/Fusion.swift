@@ -70,9 +70,9 @@ struct BatchNormReLUPool: Sendable {
     }
 
     func forward(_ p: LayerPass) {
-        let c = norm.channels
+        let c = norm.channels, a = norm.affine(p)
         channelParts(p) { n, ch, h, w, c0, c1 in
-            mc_bn_relu_pool_forward(n, ch, h, w, c0, c1, norm.epsilon, p.x, p.theta, p.theta + c, p.y, p.savedInts,
+            mc_bn_relu_pool_forward(n, ch, h, w, c0, c1, norm.epsilon, p.x, a.gamma, a.beta, p.y, p.savedInts,
                                     p.saved, p.saved + c)
             if case .training(let momentum) = p.normalization {
                 mc_batchnorm_update_running(n, ch, h * w, c0, c1, momentum, p.x, p.state, p.state + c)
@@ -81,26 +81,26 @@ struct BatchNormReLUPool: Sendable {
     }
 
     func backward(_ p: LayerPass) {
-        let c = norm.channels
+        let c = norm.channels, a = norm.affine(p)
         channelParts(p) { n, ch, h, w, c0, c1 in
-            mc_bn_relu_pool_backward(n, ch, h, w, c0, c1, p.x, p.saved, p.saved + c, p.theta, p.savedInts, p.dy,
-                                     p.dx, p.gradient, p.gradient + c)
+            mc_bn_relu_pool_backward(n, ch, h, w, c0, c1, p.x, p.saved, p.saved + c, a.gamma, p.savedInts, p.dy,
+                                     p.dx, a.gradientGamma, a.gradientBeta)
         }
     }
 
     func rForward(_ p: LayerPass) {
-        let c = norm.channels
+        let c = norm.channels, a = norm.affine(p)
         channelParts(p) { n, ch, h, w, c0, c1 in
-            mc_bn_relu_pool_rforward(n, ch, h, w, c0, c1, p.x, p.saved, p.saved + c, p.theta, p.savedInts, p.Rx,
-                                     p.v, p.v + c, p.Ry, p.rSaved, p.rSaved + c)
+            mc_bn_relu_pool_rforward(n, ch, h, w, c0, c1, p.x, p.saved, p.saved + c, a.gamma, p.savedInts, p.Rx,
+                                     a.vGamma, a.vBeta, p.Ry, p.rSaved, p.rSaved + c)
         }
     }
 
     func rBackward(_ p: LayerPass) {
-        let c = norm.channels
+        let c = norm.channels, a = norm.affine(p)
         channelParts(p) { n, ch, h, w, c0, c1 in
-            mc_bn_relu_pool_rbackward(n, ch, h, w, c0, c1, p.x, p.saved, p.saved + c, p.theta, p.v, p.savedInts, p.Rx,
-                                      p.rSaved, p.rSaved + c, p.dy, p.Rdy, p.Rdx, p.hv, p.hv + c)
+            mc_bn_relu_pool_rbackward(n, ch, h, w, c0, c1, p.x, p.saved, p.saved + c, a.gamma, a.vGamma, p.savedInts, p.Rx,
+                                      p.rSaved, p.rSaved + c, p.dy, p.Rdy, p.Rdx, a.hvGamma, a.hvBeta)
         }
     }
 }

@@ -370,11 +370,12 @@ extension Model {
     ///   - channels: filters of every convolution.
     ///   - blocks: convolution blocks; each halves the image side.
     ///   - batchNorm: batch normalisation after each convolution.
+    ///   - batchNormScale: whether batch-norm learns a scale γ as well as a shift β (``BatchNorm/learnsScale``).
     ///   - activation: the nonlinearity of each block.
     ///   - initialization: of the convolutions and the head (PyTorch's default, or Kaiming-normal for a network
     ///     without batch-norm).
     public static func conv4(classes: Int, inputShape: [Int] = [1, 28, 28], channels: Int = 64, blocks: Int = 4,
-                             batchNorm: Bool = true, activation: Activation = .relu,
+                             batchNorm: Bool = true, batchNormScale: Bool = true, activation: Activation = .relu,
                              initialization: Initialization = .pytorch) throws -> Model {
         guard inputShape.count == 3 else {
             throw MetaCoreError.shape("Conv-4 takes CxHxW images, got input shape \(describe(inputShape))")
@@ -386,7 +387,7 @@ extension Model {
         var inChannels = inputShape[0]
         for _ in 0 ..< blocks {
             layers.append(try Conv2d(inChannels, channels, kernel: 3, padding: 1, initialization: initialization))
-            if batchNorm { layers.append(try BatchNorm(channels)) }
+            if batchNorm { layers.append(try BatchNorm(channels, learnsScale: batchNormScale)) }
             if activation == .relu {
                 // max(relu(x)) = relu(max(x)), and the derivatives agree value for value (ReLU keeps or zeroes,
                 // and a window whose maximum is ≤ 0 passes no gradient either way): pooling first runs the
@@ -420,13 +421,14 @@ extension Model {
     ///   - kernel, padding: of every convolution.
     ///   - hidden: widths of the fully connected layers between the convolutions and the output.
     ///   - batchNorm: batch normalisation after each convolution.
+    ///   - batchNormScale: whether batch-norm learns a scale γ as well as a shift β (``BatchNorm/learnsScale``).
     ///   - pooling: the last map flattened (OML's, iMAML's and Reptile's code), or the mean of each channel
     ///     (Finn's MAML code: `reduce_mean` over the 2x2 map of 28x28 Omniglot).
     ///   - activation: after every convolution and hidden layer.
     ///   - initialization: of every layer.
     public static func stridedConv(classes: Int, inputShape: [Int], channels: Int = 256, strides: [Int] = [2, 1, 2, 1, 2, 2],
                                    kernel: Int = 3, padding: Int = 0, hidden: [Int] = [1024], batchNorm: Bool = false,
-                                   pooling: Pooling = .flatten, activation: Activation = .relu,
+                                   batchNormScale: Bool = true, pooling: Pooling = .flatten, activation: Activation = .relu,
                                    initialization: Initialization = .kaimingNormal) throws -> Model {
         guard inputShape.count == 3 else {
             throw MetaCoreError.shape("the strided convolutional network takes CxHxW images, got input shape \(describe(inputShape))")
@@ -438,7 +440,7 @@ extension Model {
         var inChannels = inputShape[0]
         for stride in strides {
             layers.append(try Conv2d(inChannels, channels, kernel: kernel, stride: stride, padding: padding, initialization: initialization))
-            if batchNorm { layers.append(try BatchNorm(channels)) }
+            if batchNorm { layers.append(try BatchNorm(channels, learnsScale: batchNormScale)) }
             layers.append(activation.layer())
             inChannels = channels
         }

@@ -115,7 +115,8 @@ struct ReferenceModel {
                     variance = sq / m
                 }
                 let invstd = (variance + HyperDual(Double(bn.epsilon))).squareRoot.reciprocal
-                for i in indices { y[i] = p[ch] * (x[i] - mean) * invstd + p[c + ch] }
+                let scale = bn.learnsScale ? p[ch] : HyperDual(1), shift = p[(bn.learnsScale ? c : 0) + ch]
+                for i in indices { y[i] = scale * (x[i] - mean) * invstd + shift }
             }
             return y
         case is ReLU:
