@@ -194,3 +194,15 @@ void mc_sum_rows(int rows, int cols, const float *Y, float *out, int accumulate)
 void mc_blas_set_threads(int threads) { openblas_set_num_threads(threads); }
 int mc_blas_threads(void) { return openblas_get_num_threads(); }
 const char *mc_blas_core(void) { return openblas_get_corename(); }
+
+int mc_cpu_vector_level(void) {
+#if !defined(__x86_64__)
+    return 0;
+#else
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512bw")
+        && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+        return 2;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
+#endif
+}

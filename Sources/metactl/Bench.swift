@@ -27,6 +27,8 @@ struct Bench: ParsableCommand {
 
     struct Report: Encodable {
         let threads: Int
+        /// OpenBLAS's CPU kernels (``BLAS/core``).
+        var blasCore = BLAS.core
         /// The best square-SGEMM rate of the run (GFLOP/s): the machine's practical ceiling.
         var ceiling: Double?
         var kernels: [Timing] = []
@@ -96,7 +98,7 @@ struct Bench: ParsableCommand {
     }
 
     private func printKernels(_ timings: [Timing], ceiling: Double?, threads: Int) {
-        print("sgemm: on \(threads) BLAS threads; the rest: one call per thread on \(threads) threads, BLAS single-threaded; ratio = rate / best square SGEMM rate of this run" + (ceiling.map { String(format: " (%.1f GFLOP/s)", $0) } ?? ""))
+        print("sgemm (OpenBLAS's \(BLAS.core) kernels): on \(threads) BLAS threads; the rest: one call per thread on \(threads) threads, BLAS single-threaded; ratio = rate / best square SGEMM rate of this run" + (ceiling.map { String(format: " (%.1f GFLOP/s)", $0) } ?? ""))
         for t in timings {
             var rate = t.gflops.map { String(format: "%8.1f GFLOP/s", $0) } ?? ""
             if let gflops = t.gflops, let ceiling { rate += String(format: "   %4.2f", gflops / ceiling) }

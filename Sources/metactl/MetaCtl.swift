@@ -12,6 +12,7 @@ struct MetaCtl: ParsableCommand {
     )
 
     static func main() {
+        useTheBLASKernelsOfThisCPU()
         signal(SIGPIPE, SIG_IGN)   // a closed pipe is a failed write, not a killed process
         do { Cluster.group = try Cluster.start() } catch { printError("Error: \(MetaCoreError.message(for: error))"); Foundation.exit(1) }
         let group = Cluster.group
@@ -42,5 +43,13 @@ struct MetaCtl: ParsableCommand {
             }
             exit(withError: error)
         }
+    }
+
+    /// OpenBLAS picks its kernels as it loads and falls back to SSE3 ones on a CPU newer than it knows: start
+    /// again with the kernels this CPU runs (``BLAS/suggestedCore``), unless the user chose some.
+    private static func useTheBLASKernelsOfThisCPU() {
+        guard getenv("OPENBLAS_CORETYPE") == nil, let core = BLAS.suggestedCore else { return }
+        setenv("OPENBLAS_CORETYPE", core, 1)
+        execv("/proc/self/exe", CommandLine.unsafeArgv)   // returns only if it failed: go on with the slow kernels
     }
 }

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import Testing
 @testable import MetaCore
@@ -13,11 +14,12 @@ let metactl: URL = {
     return URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../.build/debug/metactl").standardizedFileURL
 }()
 
-/// Runs metactl with `arguments` in `directory`; returns its exit status, stdout and stderr.
-func runMetactl(_ arguments: [String], in directory: URL) throws -> (status: Int32, out: String, err: String) {
+/// Runs metactl with `arguments` in `directory` (in `environment`, if given, instead of this process's); returns its exit status, stdout and stderr.
+func runMetactl(_ arguments: [String], in directory: URL, environment: [String: String]? = nil) throws -> (status: Int32, out: String, err: String) {
     let process = Process()
     process.executableURL = metactl
     process.arguments = arguments
+    if let environment { process.environment = environment }
     process.currentDirectoryURL = directory
     let out = Pipe(), err = Pipe()
     process.standardOutput = out; process.standardError = err
@@ -302,5 +304,28 @@ struct CommandLineTests {
         #expect(chart.contains(">training<") && chart.contains(">test episodes<") && chart.contains("accuracy (%)"))
         try "{\"iteration\":1,\"loss\":1,\"seconds\":1}\n{\"iteration\":2,\"loss\":\"x\",\"seconds\":2}\n".write(to: file("bad.jsonl"), atomically: true, encoding: .utf8)
         #expect(try runMetactl(["plot", "bad.jsonl", "--output", "b.svg"], in: directory).err.contains("line 2: 'loss' is not a finite number"))
+    }
+
+    /// OpenBLAS 0.3.21 takes CPUs newer than it knows for a Prescott and runs SSE3 kernels on them: metactl
+    /// starts again with the kernels of the CPU's AVX2 or AVX-512, and leaves a core the user chose alone.
+    @Test func runsTheBLASKernelsOfItsCPU() throws {
+        #expect(BLAS.suggestedCore(chosen: "Prescott", vectorLevel: 2) == "SkylakeX")
+        #expect(BLAS.suggestedCore(chosen: "Prescott", vectorLevel: 1) == "Haswell")
+        #expect(BLAS.suggestedCore(chosen: "Prescott", vectorLevel: 0) == nil)
+        #expect(BLAS.suggestedCore(chosen: "Zen", vectorLevel: 2) == nil)
+        #expect(BLAS.suggestedCore(chosen: "Haswell", vectorLevel: 2) == nil)
+
+        func core(_ choice: String?) throws -> String? {
+            var environment = ProcessInfo.processInfo.environment
+            environment["OPENBLAS_CORETYPE"] = choice
+            let run = try runMetactl(["bench", "--workload", "sine", "--repetitions", "1", "--threads", "1", "--json"],
+                                     in: directory, environment: environment)
+            #expect(run.status == 0, "\(run.err)")
+            let report = try JSONSerialization.jsonObject(with: Data(run.out.utf8)) as? [String: Any]
+            return report?["blasCore"] as? String
+        }
+        let chosen = try #require(try core(nil))
+        if mc_cpu_vector_level() > 0 { #expect(chosen != "Prescott") }
+        #expect(try core("Prescott") == "Prescott")
     }
 }

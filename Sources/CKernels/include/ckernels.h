@@ -60,6 +60,9 @@ int mc_blas_threads(void);
 /* The CPU kernels OpenBLAS chose for this process ("Haswell", "Zen", "SkylakeX", "Cooperlake", ...): its AVX-512
  * kernels sum in another order than its AVX2 ones, so GEMM results differ in the last bits between the two. */
 const char *mc_blas_core(void);
+/* The widest vector instructions this CPU offers OpenBLAS's kernels: 2 for AVX-512 (F, CD, BW, DQ, VL: what
+ * OpenBLAS's SkylakeX kernels use), 1 for AVX2 with FMA (its Haswell kernels), 0 for less. */
+int mc_cpu_vector_level(void);
 
 /* ---------------------------------------------------------------------------------------------------------
  * Fully connected layer (linear.c):  y[N,out] = x[N,in] W^T + b,  W is [out, in], b is [out].

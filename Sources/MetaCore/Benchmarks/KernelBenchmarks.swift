@@ -1,11 +1,34 @@
 import CKernels
 import Dispatch
 
-/// The number of threads OpenBLAS uses inside one GEMM (a process-wide setting of the BLAS library).
+/// The BLAS library's process-wide settings: its threads and its CPU kernels.
 public enum BLAS {
+    /// The number of threads OpenBLAS uses inside one GEMM.
     public static var threads: Int {
         get { Int(mc_blas_threads()) }
         set { mc_blas_set_threads(Int32(max(1, newValue))) }
+    }
+
+    /// The CPU kernels OpenBLAS chose when it loaded ("Haswell", "Zen", "SkylakeX", ...).
+    public static var core: String { String(cString: mc_blas_core()) }
+
+    /// The kernels to ask OpenBLAS for, through the `OPENBLAS_CORETYPE` environment variable, when it fell back
+    /// to its SSE3 ones ("Prescott") on a CPU with AVX2 or AVX-512; `nil` when its choice stands.
+    ///
+    /// OpenBLAS falls back so on a CPU newer than it knows: 0.3.21, Debian 12's, takes Intel's family 6 model 207
+    /// for a Prescott, and its SGEMM then runs several times slower. It reads the variable once, as it loads:
+    /// `metactl` sets it and starts again; a program that links MetaCore sets it in the environment it starts in.
+    public static var suggestedCore: String? { suggestedCore(chosen: core, vectorLevel: Int(mc_cpu_vector_level())) }
+
+    /// The decision of ``suggestedCore``: `chosen` is OpenBLAS's choice, `vectorLevel` the CPU's widest vectors
+    /// (2: AVX-512, 1: AVX2 with FMA, 0: less).
+    public static func suggestedCore(chosen: String, vectorLevel: Int) -> String? {
+        guard chosen == "Prescott" else { return nil }
+        switch vectorLevel {
+        case 2...: return "SkylakeX"
+        case 1: return "Haswell"
+        default: return nil
+        }
     }
 }
 
