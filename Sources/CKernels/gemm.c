@@ -1,6 +1,6 @@
-/* GEMM through cblas, plus the two row-broadcast helpers every dense layer needs. Tiny products (an MLP
- * on a 10-point support set) skip cblas: its packing, buffer and locking overheads cost more than the
- * arithmetic there, so they run in a plain loop kernel instead. */
+/* GEMM through cblas, plus the two row-broadcast helpers every dense layer needs. Small products (an MLP on
+ * a 10-point support set, the Winograd products of one chunk of images) skip cblas: its packing, buffer and
+ * locking overheads cost more than the arithmetic there, so they run in a plain loop kernel instead. */
 #include "ckernels.h"
 #include "vec8.h"
 #include <cblas.h>
@@ -9,32 +9,29 @@
 /* Products up to this many multiply-adds take the loop kernel (measured: it beats cblas on one core up to
  * 64 x 64 x 32 and ties at 128 x 64 x 16). */
 #define MC_SMALL_GEMM ((size_t)128 * 1024)
+/* With AVX-512's sixteen-float tiles, up to this many (measured on a Xeon: 1.4 - 1.6x OpenBLAS's SkylakeX kernels
+ * on products with B transposed up to 128 x 64 x 64, even with them on the others). */
+#define MC_SMALL_GEMM_WIDE ((size_t)512 * 1024)
 /* A transposed B is packed row-major into a stack buffer (16 KB) first. */
 #define MC_SMALL_PACK 4096
 
 
-/* One tile of C: MR rows, NV eight-float columns, kept in registers across the whole p loop (up to 4 x 2
- * accumulators: enough independent chains to keep both FMA units busy without spilling).
- * A(r, p) = A[r*si + p*sp]; B is row-major with row stride ldb. MR and NV are constants at every call. */
-MC_INLINE void gemm_tile(const int MR, const int NV, int k, float alpha, const float *A, size_t si, size_t sp,
-                         const float *B, int ldb, float beta, float *C, int ldc) {
-    v8 acc[4][2] = {{{0}}};
-    for (int p = 0; p < k; p++) {
-        v8 b[2];
-        for (int q = 0; q < NV; q++) b[q] = load8(B + (size_t)p * ldb + 8 * q);
-        for (int r = 0; r < MR; r++) {
-            const float a = A[r * si + p * sp];
-            for (int q = 0; q < NV; q++) acc[r][q] += a * b[q];
-        }
-    }
-    for (int r = 0; r < MR; r++)
-        for (int q = 0; q < NV; q++) {
-            float *c = C + (size_t)r * ldc + 8 * q;
-            v8 out = alpha * acc[r][q];
-            if (beta != 0.0f) out += beta * load8(c);
-            store8(c, out);
-        }
-}
+/* The register tiles: eight floats wide (AVX + FMA clones and the baseline) and sixteen (AVX-512). */
+typedef float v16 __attribute__((vector_size(64)));
+#define GEMM_VEC v8
+#define GEMM_LANES 8
+#define GEMM_MAX_NV 2
+#define GEMM_TILE gemm_tile
+#include "gemm_tile.h"
+#undef GEMM_VEC
+#undef GEMM_LANES
+#undef GEMM_MAX_NV
+#undef GEMM_TILE
+#define GEMM_VEC v16
+#define GEMM_LANES 16
+#define GEMM_MAX_NV 4
+#define GEMM_TILE gemm_tile16
+#include "gemm_tile.h"
 
 /* One column of C (the n % 8 tail), MR rows at once so their sums are independent chains. */
 MC_INLINE void gemm_column(const int MR, int k, float alpha, const float *A, size_t si, size_t sp,
@@ -50,11 +47,17 @@ MC_INLINE void gemm_column(const int MR, int k, float alpha, const float *A, siz
     }
 }
 
-/* MR rows of C: 16-column tiles, an 8-column one, then single columns. */
-MC_INLINE void gemm_rows(const int MR, int n, int k, float alpha, const float *A, size_t si, size_t sp,
-                         const float *B, int ldb, float beta, float *C, int ldc) {
+/* MR rows of C: 16-column tiles (with `wide` vectors: 64-, 32- and 16-column ones), an 8-column one, then
+ * single columns. */
+MC_INLINE void gemm_rows(const int wide, const int MR, int n, int k, float alpha, const float *A, size_t si,
+                         size_t sp, const float *B, int ldb, float beta, float *C, int ldc) {
     int j = 0;
-    for (; j + 16 <= n; j += 16) gemm_tile(MR, 2, k, alpha, A, si, sp, B + j, ldb, beta, C + j, ldc);
+    if (wide) {
+        for (; j + 64 <= n; j += 64) gemm_tile16(MR, 4, k, alpha, A, si, sp, B + j, ldb, beta, C + j, ldc);
+        if (j + 32 <= n) { gemm_tile16(MR, 2, k, alpha, A, si, sp, B + j, ldb, beta, C + j, ldc); j += 32; }
+        if (j + 16 <= n) { gemm_tile16(MR, 1, k, alpha, A, si, sp, B + j, ldb, beta, C + j, ldc); j += 16; }
+    } else
+        for (; j + 16 <= n; j += 16) gemm_tile(MR, 2, k, alpha, A, si, sp, B + j, ldb, beta, C + j, ldc);
     if (j + 8 <= n) { gemm_tile(MR, 1, k, alpha, A, si, sp, B + j, ldb, beta, C + j, ldc); j += 8; }
     for (; j < n; j++) gemm_column(MR, k, alpha, A, si, sp, B + j, ldb, beta, C + j, ldc);
 }
@@ -113,11 +116,10 @@ MC_INLINE void pack_transposed(int n, int k, const float *B, int ldb, float *Bt)
         for (int j = p < k8 ? n8 : 0; j < n; j++) Bt[(size_t)p * n + j] = B[(size_t)j * ldb + p];
 }
 
-/* C = alpha op(A) op(B) + beta C for small shapes, compiled for AVX+FMA as well as the baseline (the
- * loader picks the clone the CPU supports). Returns 0 if the shape does not suit it. */
-MC_CLONES
-static int gemm_small(int transA, int transB, int m, int n, int k, float alpha, const float *A, int lda,
-                      const float *B, int ldb, float beta, float *C, int ldc) {
+/* C = alpha op(A) op(B) + beta C for small shapes, with `wide` (sixteen-float) vectors or eight-float ones.
+ * Returns 0 if the shape does not suit it. */
+MC_INLINE int gemm_small(const int wide, int transA, int transB, int m, int n, int k, float alpha, const float *A,
+                         int lda, const float *B, int ldb, float beta, float *C, int ldc) {
     if (transB && !transA && n < 8) { gemm_dots(m, n, k, alpha, A, lda, B, ldb, beta, C, ldc); return 1; }
     float packed[MC_SMALL_PACK];
     if (transB) {               /* op(B)[p, j] = B[j, p]: pack it row-major, eight rows of B at a time */
@@ -128,13 +130,35 @@ static int gemm_small(int transA, int transB, int m, int n, int k, float alpha, 
     /* op(A)(i, p) = A[i*si + p*sp] */
     const size_t si = transA ? 1 : (size_t)lda, sp = transA ? (size_t)lda : 1;
     int i = 0;
-    for (; i + 4 <= m; i += 4) gemm_rows(4, n, k, alpha, A + i * si, si, sp, B, ldb, beta, C + (size_t)i * ldc, ldc);
+    for (; i + 4 <= m; i += 4)
+        gemm_rows(wide, 4, n, k, alpha, A + i * si, si, sp, B, ldb, beta, C + (size_t)i * ldc, ldc);
     switch (m - i) {
-    case 3: gemm_rows(3, n, k, alpha, A + i * si, si, sp, B, ldb, beta, C + (size_t)i * ldc, ldc); break;
-    case 2: gemm_rows(2, n, k, alpha, A + i * si, si, sp, B, ldb, beta, C + (size_t)i * ldc, ldc); break;
-    case 1: gemm_rows(1, n, k, alpha, A + i * si, si, sp, B, ldb, beta, C + (size_t)i * ldc, ldc); break;
+    case 3: gemm_rows(wide, 3, n, k, alpha, A + i * si, si, sp, B, ldb, beta, C + (size_t)i * ldc, ldc); break;
+    case 2: gemm_rows(wide, 2, n, k, alpha, A + i * si, si, sp, B, ldb, beta, C + (size_t)i * ldc, ldc); break;
+    case 1: gemm_rows(wide, 1, n, k, alpha, A + i * si, si, sp, B, ldb, beta, C + (size_t)i * ldc, ldc); break;
     }
     return 1;
+}
+
+/* The loop kernel compiled for AVX + FMA as well as the baseline (the loader picks the clone the CPU supports),
+ * and for AVX-512, which `loop_lanes` picks at run time. */
+MC_CLONES static int gemm_small8(int transA, int transB, int m, int n, int k, float alpha, const float *A, int lda,
+                                 const float *B, int ldb, float beta, float *C, int ldc) {
+    return gemm_small(0, transA, transB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+__attribute__((target("avx512f,avx512vl,avx2,fma")))
+static int gemm_small16(int transA, int transB, int m, int n, int k, float alpha, const float *A, int lda,
+                        const float *B, int ldb, float beta, float *C, int ldc) {
+    return gemm_small(1, transA, transB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+static int loop_lanes(void) { return mc_cpu_vector_level() == 2 ? 16 : 8; }
+
+int mc_gemm_loop(int lanes, int transA, int transB, int m, int n, int k, float alpha, const float *A, int lda,
+                 const float *B, int ldb, float beta, float *C, int ldc) {
+    if (m == 0 || n == 0 || k == 0 || (lanes != 8 && lanes != 16) || lanes > loop_lanes()) return 0;
+    return lanes == 16 ? gemm_small16(transA, transB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
+                       : gemm_small8(transA, transB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void mc_gemm(int transA, int transB, int m, int n, int k,
@@ -146,8 +170,9 @@ void mc_gemm(int transA, int transB, int m, int n, int k,
             for (int j = 0; j < n; j++) C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
         return;
     }
-    if ((size_t)m * n * k <= MC_SMALL_GEMM
-        && gemm_small(transA, transB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)) return;
+    const int lanes = loop_lanes();
+    if ((size_t)m * n * k <= (lanes == 16 ? MC_SMALL_GEMM_WIDE : MC_SMALL_GEMM)
+        && mc_gemm_loop(lanes, transA, transB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)) return;
     cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                 m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 }

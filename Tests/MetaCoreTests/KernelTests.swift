@@ -28,7 +28,7 @@ struct KernelTests {
     /// not leak), 1 and 0.5.
     @Test(arguments: [(false, false), (false, true), (true, false), (true, true)])
     func gemmMatchesNaiveProductInEveryTransposeWithStridesAndAccumulation(_ t: (Bool, Bool)) {
-        for (m, n, k) in [(7, 5, 9), (6, 45, 11), (3, 8, 2), (9, 3, 37), (5, 21, 37), (40, 60, 50), (20, 80, 60), (70, 90, 80)] {
+        for (m, n, k) in Self.gemmShapes {
             for (alpha, beta): (Float, Float) in [(0.75, 0.5), (1, 0), (-1, 1)] {
                 // Stored shapes with padded row strides (lda > logical width) to exercise the leading dimensions.
                 let (aRows, aCols) = t.0 ? (k, m) : (m, k), (bRows, bCols) = t.1 ? (n, k) : (k, n)
@@ -48,6 +48,37 @@ struct KernelTests {
                 }
                 #expect(worst < 1e-3, "\(m)x\(n)x\(k) alpha \(alpha) beta \(beta): max error \(worst)")
             }
+        }
+    }
+
+    /// Every tile of both widths of the loop kernel (64-, 32-, 16- and 8-column tiles, single columns, 4-row
+    /// blocks and 1 - 3 rows left over), and products beyond it.
+    static let gemmShapes = [(7, 5, 9), (6, 45, 11), (3, 8, 2), (9, 3, 37), (5, 21, 37), (40, 60, 50), (20, 80, 60),
+                             (70, 90, 80), (33, 64, 64), (9, 121, 37)]
+
+    /// Whether the loop kernel runs sixteen-float tiles on this CPU.
+    static let hasWideLoopKernel: Bool = {
+        var c: [Float] = [0]
+        return mc_gemm_loop(16, 0, 0, 1, 1, 1, 1, [1], 1, [1], 1, 0, &c, 1) == 1
+    }()
+
+    /// The loop kernel's AVX-512 tiles compute each entry by the same chain of multiply-adds as its eight-float ones
+    /// (where the build runs the FMA clones; within rounding of them otherwise), in every transpose.
+    @Test(.enabled(if: Self.hasWideLoopKernel, "this CPU has no AVX-512"),
+          arguments: [(false, false), (false, true), (true, false), (true, true)])
+    func gemmLoopKernelAgreesAtBothWidths(_ t: (Bool, Bool)) {
+        for (m, n, k) in Self.gemmShapes {
+            let (aRows, aCols) = t.0 ? (k, m) : (m, k), (bRows, bCols) = t.1 ? (n, k) : (k, n)
+            let (lda, ldb, ldc) = (aCols + 1, bCols + 2, n + 3)
+            var random = RandomSource(seed: 7)
+            let a = random.normals(aRows * lda), b = random.normals(bRows * ldb), c = random.normals(m * ldc)
+            var narrow = c, wide = c
+            let taken8 = mc_gemm_loop(8, t.0 ? 1 : 0, t.1 ? 1 : 0, Int32(m), Int32(n), Int32(k), 0.75, a, Int32(lda), b, Int32(ldb), 0.5, &narrow, Int32(ldc))
+            let taken16 = mc_gemm_loop(16, t.0 ? 1 : 0, t.1 ? 1 : 0, Int32(m), Int32(n), Int32(k), 0.75, a, Int32(lda), b, Int32(ldb), 0.5, &wide, Int32(ldc))
+            #expect(taken8 == taken16, "\(m)x\(n)x\(k)")
+            if mc_fma_clones() == 1 { #expect(narrow == wide, "\(m)x\(n)x\(k)") }
+            else { #expect(zip(narrow, wide).allSatisfy { abs($0 - $1) <= 1e-5 * max(1, abs($0)) }, "\(m)x\(n)x\(k)") }
+            if taken16 == 0 { #expect(wide == c, "a shape the kernel refuses leaves C alone") }
         }
     }
 

@@ -41,6 +41,14 @@ void mc_gemm(int transA, int transB, int m, int n, int k,
              float alpha, const float *A, int lda, const float *B, int ldb,
              float beta, float *C, int ldc);
 
+/* The loop kernel mc_gemm runs small products on (up to 128k multiply-adds, 512k with AVX-512), at a given
+ * vector width: lanes 8 (AVX + FMA, or the baseline) or 16 (AVX-512; mc_gemm's choice where
+ * mc_cpu_vector_level() is 2). Each entry of C is the same chain of multiply-adds at both widths, so they agree
+ * bit for bit. Returns 0, leaving C alone, if this CPU lacks the width or the kernel does not take the shape
+ * (m, n or k 0; a transposed B of more than 4096 floats); for tests and benchmarks. */
+int mc_gemm_loop(int lanes, int transA, int transB, int m, int n, int k, float alpha, const float *A, int lda,
+                 const float *B, int ldb, float beta, float *C, int ldc);
+
 /* Batched GEMM: `count` independent products with the same shapes; matrix i of A, B, C starts at
  * A + i*strideA (likewise B, C). */
 void mc_gemm_batched(int count, int transA, int transB, int m, int n, int k,
