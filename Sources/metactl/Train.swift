@@ -69,11 +69,13 @@ struct Train: ParsableCommand {
             }
         }
         var progress = ProgressLine(interval: progressEvery)
-        let summary = try session.run { state in
+        StopSignals.install()
+        let summary = try session.run(stopRequested: { StopSignals.received != nil }) { state in
             progress.update(force: state.isLast) { state.line }
         }
         progress.finish()
         if summary.stoppedAtTimeLimit { print("stopped at the time limit of \(timeLimit!) minutes") }
+        if summary.stoppedOnRequest { print("stopped on \(StopSignals.received ?? "request") after iteration \(summary.iterations); --resume continues") }
         let ranks = Cluster.group.size > 1 ? " on \(Cluster.group.size) ranks" : ""
         print("trained \(session.configuration.algorithm) on \(session.configuration.task)\(ranks): \(summary.iterations) iterations, this run \(formatDuration(summary.seconds)); checkpoint \(output.checkpoint.path)")
         if let start = summary.residentAtStartBytes, let peak = summary.peakBytes {

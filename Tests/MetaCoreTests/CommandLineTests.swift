@@ -93,6 +93,35 @@ struct CommandLineTests {
     }
 
     /// Written to a pipe, progress is plain lines, not a carriage-return line rewritten thousands of times.
+    /// SIGTERM (which Slurm sends ahead of a job's time limit) or Ctrl-C stops training after the iteration under
+    /// way, with the checkpoint written there, and exits cleanly.
+    @Test func aSignalStopsTrainingWithACheckpoint() throws {
+        let process = Process()
+        process.executableURL = metactl
+        process.arguments = ["train", "--iterations", "100000000", "--checkpoint", "s.safetensors", "--checkpoint-every", "100000000",
+                             "--log", "s.jsonl", "--log-every", "1", "--threads", "1"]
+        process.currentDirectoryURL = directory
+        let out = Pipe()
+        process.standardOutput = out; process.standardError = FileHandle.nullDevice
+        try process.run()
+        // Once the log has a line, training has started, and with it the handler.
+        let deadline = Date().addingTimeInterval(120)
+        while (try? Data(contentsOf: file("s.jsonl")))?.isEmpty ?? true, Date() < deadline { usleep(10_000) }
+        process.terminate()
+        let stopBy = Date().addingTimeInterval(60)
+        while process.isRunning, Date() < stopBy { usleep(10_000) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            Issue.record("metactl train went on for a minute after SIGTERM")
+        }
+        let printed = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationReason == .exit && process.terminationStatus == 0, "\(printed)")
+        let stop = try #require(printed.firstMatch(of: /stopped on SIGTERM after iteration (\d+)/), "\(printed)")
+        let resumed = try TrainingSession(resuming: .init(checkpoint: file("s.safetensors")), data: { _ in DataSource() })
+        #expect(resumed.trainer.iteration == Int(stop.1)! && resumed.trainer.iteration >= 1)
+    }
+
     @Test func progressToAPipeIsPlainLines() throws {
         let result = try runMetactl(["train", "--iterations", "3000", "--meta-batch", "2", "--threads", "1", "--checkpoint", "p.safetensors"], in: directory)
         #expect(result.status == 0)

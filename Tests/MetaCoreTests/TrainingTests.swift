@@ -21,6 +21,26 @@ struct TrainingTests {
         try expectResumedRunContinuesExactly(configuration(algorithm))
     }
 
+    /// A run asked to stop ends after that iteration with its checkpoint written there, however far the next
+    /// scheduled one; resumed, it ends where an uninterrupted run does, bit for bit.
+    @Test func aRunAskedToStopCheckpointsThereAndResumesExactly() throws {
+        var config = configuration("maml")
+        config.iterations = 7
+        let straight = temporaryFile("straight-stop.safetensors"), stopped = temporaryFile("stopped.safetensors")
+        defer { for url in [straight, stopped] { try? FileManager.default.removeItem(at: url) } }
+        var whole = try TrainingSession(configuration: config, output: .init(checkpoint: straight))
+        #expect(try !whole.run().stoppedOnRequest)
+        var session = try TrainingSession(configuration: config, output: .init(checkpoint: stopped, checkpointEvery: 1000))
+        var asked = 0
+        let summary = try session.run(stopRequested: { asked += 1; return asked == 3 })
+        #expect(summary.iterations == 3 && summary.stoppedOnRequest && !summary.stoppedAtTimeLimit)
+        var rest = try TrainingSession(resuming: .init(checkpoint: stopped), data: { _ in DataSource() })
+        #expect(rest.trainer.iteration == 3)
+        #expect(try rest.run().iterations == 7)
+        let a = try SafeTensors.read(from: straight), b = try SafeTensors.read(from: stopped)
+        #expect(a.tensors.map(\.tensor) == b.tensors.map(\.tensor))
+    }
+
     /// Reptile's carried inner Adam is part of the checkpoint: the resumed run continues it.
     @Test func resumedRunCarriesReptilesInnerAdam() throws {
         let config = try configuration("reptile").applying(["--inner-optimizer", "adam", "--inner-state", "persistent", "--inner-beta1", "0"])

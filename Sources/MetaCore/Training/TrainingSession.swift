@@ -106,6 +106,8 @@ public struct TrainingSession {
         public let iterations: Int
         public let seconds: Double
         public let stoppedAtTimeLimit: Bool
+        /// The run stopped early because `stopRequested` said so (``TrainingSession/run(stopRequested:progress:)``).
+        public var stoppedOnRequest = false
         /// The process's resident memory when training started (the dataset and the model already loaded) and
         /// its peak while training ran, in bytes (Linux; `nil` elsewhere). Their difference is what the
         /// training steps themselves needed.
@@ -115,7 +117,11 @@ public struct TrainingSession {
     /// Trains to the configuration's total (or the time limit), calling `progress` after every iteration.
     /// Under a group of several ranks, every rank trains and rank 0 alone writes the log and the checkpoints
     /// and reports progress; rank 0's clock decides the time limit for all.
-    public mutating func run(progress: (Progress) -> Void = { _ in }) throws -> Summary {
+    ///
+    /// `stopRequested` is asked after every iteration; when it says yes, the run ends there as at the time
+    /// limit, with a checkpoint (`metactl train` asks it whether SIGINT or SIGTERM arrived). Under several
+    /// ranks, rank 0's answer stops them all: at the next iteration under a time limit, else at the next log line.
+    public mutating func run(stopRequested: () -> Bool = { false }, progress: (Progress) -> Void = { _ in }) throws -> Summary {
         let group = trainer.group, writes = group.isPrimary
         if writes { try checkWritable(output.checkpoint, "checkpoint") }
         let logHandle = try (writes ? output.log : nil).map { url -> FileHandle in
@@ -135,15 +141,19 @@ public struct TrainingSession {
         let clock = ContinuousClock(), start = clock.now, first = trainer.iteration
         var recent = 0.0, recentAccuracy = 0.0, recentCount = 0
         var shown: (loss: Double, accuracy: Double?) = (.nan, nil)
-        var outOfTime = false
-        while trainer.iteration < configuration.iterations && !outOfTime {
+        var stopping = false, requested = false
+        while trainer.iteration < configuration.iterations && !stopping {
             let result = try trainer.step()
             recent += result.loss; recentAccuracy += result.accuracy ?? 0; recentCount += 1
             let done = trainer.iteration
             let seconds = (clock.now - start).seconds, trainedSeconds = earlierSeconds + seconds
-            outOfTime = output.timeLimit.map { seconds >= $0 * 60 } ?? false
-            if output.timeLimit != nil { outOfTime = try group.agree(outOfTime) }
-            if done % output.logEvery == 0 || done == configuration.iterations || outOfTime {
+            requested = stopRequested()
+            stopping = requested || output.timeLimit.map { seconds >= $0 * 60 } ?? false
+            // The ranks stop together, at rank 0's word, asked at every iteration only where a time limit needs it.
+            if group.size > 1 {
+                stopping = output.timeLimit != nil || done % output.logEvery == 0 ? try group.agree(stopping) : false
+            }
+            if done % output.logEvery == 0 || done == configuration.iterations || stopping {
                 let loss = recent / Double(recentCount), accuracy = result.accuracy != nil ? recentAccuracy / Double(recentCount) : nil
                 shown = (loss, accuracy)
                 if let logHandle {
@@ -164,8 +174,8 @@ public struct TrainingSession {
             if shown.loss.isNaN { shown = (result.loss, result.accuracy) }
             guard writes else { continue }
             progress(Progress(iteration: done, total: configuration.iterations, rate: Double(done - first) / seconds,
-                              loss: shown.loss, accuracy: shown.accuracy, isLast: done == configuration.iterations || outOfTime))
-            let checkpointNow = done % output.checkpointEvery == 0 || done == configuration.iterations || outOfTime
+                              loss: shown.loss, accuracy: shown.accuracy, isLast: done == configuration.iterations || stopping))
+            let checkpointNow = done % output.checkpointEvery == 0 || done == configuration.iterations || stopping
             let snapshotNow = output.snapshotEvery.map { done % $0 == 0 } ?? false
             if checkpointNow || snapshotNow {
                 let file = try TrainingCheckpoint.make(trainer, configuration: configuration, trainingSeconds: trainedSeconds)
@@ -176,8 +186,8 @@ public struct TrainingSession {
         if trainer.iteration == first && writes {
             try TrainingCheckpoint.make(trainer, configuration: configuration, trainingSeconds: earlierSeconds).write(to: output.checkpoint)
         }
-        return Summary(iterations: trainer.iteration, seconds: (clock.now - start).seconds, stoppedAtTimeLimit: outOfTime,
-                       residentAtStartBytes: residentAtStart, peakBytes: ProcessMemory.peak())
+        return Summary(iterations: trainer.iteration, seconds: (clock.now - start).seconds, stoppedAtTimeLimit: stopping && !requested,
+                       stoppedOnRequest: stopping && requested, residentAtStartBytes: residentAtStart, peakBytes: ProcessMemory.peak())
     }
 
     /// `NAME-ITERATION.safetensors` beside `checkpoint`.
