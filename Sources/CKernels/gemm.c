@@ -154,11 +154,16 @@ static int gemm_small16(int transA, int transB, int m, int n, int k, float alpha
 
 static int loop_lanes(void) { return mc_cpu_vector_level() == 2 ? 16 : 8; }
 
+static int gemm_loop(int lanes, int transA, int transB, int m, int n, int k, float alpha, const float *A, int lda,
+                     const float *B, int ldb, float beta, float *C, int ldc) {
+    return lanes == 16 ? gemm_small16(transA, transB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
+                       : gemm_small8(transA, transB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
 int mc_gemm_loop(int lanes, int transA, int transB, int m, int n, int k, float alpha, const float *A, int lda,
                  const float *B, int ldb, float beta, float *C, int ldc) {
     if (m == 0 || n == 0 || k == 0 || (lanes != 8 && lanes != 16) || lanes > loop_lanes()) return 0;
-    return lanes == 16 ? gemm_small16(transA, transB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
-                       : gemm_small8(transA, transB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+    return gemm_loop(lanes, transA, transB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void mc_gemm(int transA, int transB, int m, int n, int k,
@@ -172,7 +177,7 @@ void mc_gemm(int transA, int transB, int m, int n, int k,
     }
     const int lanes = loop_lanes();
     if ((size_t)m * n * k <= (lanes == 16 ? MC_SMALL_GEMM_WIDE : MC_SMALL_GEMM)
-        && mc_gemm_loop(lanes, transA, transB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)) return;
+        && gemm_loop(lanes, transA, transB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)) return;
     cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                 m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 }
