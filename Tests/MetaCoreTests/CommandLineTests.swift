@@ -92,7 +92,6 @@ struct CommandLineTests {
         #expect(try TrainingCheckpoint.restore(SafeTensors.read(from: file("r.safetensors"))).0.iteration == 6)
     }
 
-    /// Written to a pipe, progress is plain lines, not a carriage-return line rewritten thousands of times.
     /// SIGTERM (which Slurm sends ahead of a job's time limit) or Ctrl-C stops training after the iteration under
     /// way, with the checkpoint written there, and exits cleanly.
     @Test func aSignalStopsTrainingWithACheckpoint() throws {
@@ -122,6 +121,7 @@ struct CommandLineTests {
         #expect(resumed.trainer.iteration == Int(stop.1)! && resumed.trainer.iteration >= 1)
     }
 
+    /// Written to a pipe, progress is plain lines, not a carriage-return line rewritten thousands of times.
     @Test func progressToAPipeIsPlainLines() throws {
         let result = try runMetactl(["train", "--iterations", "3000", "--meta-batch", "2", "--threads", "1", "--checkpoint", "p.safetensors"], in: directory)
         #expect(result.status == 0)
