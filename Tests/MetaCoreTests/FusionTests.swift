@@ -8,13 +8,15 @@ import Testing
 /// derivative tests' (they run fused, the default).
 @Suite("Fused batch-norm, ReLU and max-pooling")
 struct FusionTests {
-    /// Two blocks on 7x7 images (7 -> 3 -> 1), then a head; ReLU before the pool, or after it as in Conv-4.
-    static func model(poolFirst: Bool = false) throws -> Model {
+    /// Two blocks, then a head; ReLU before the pool, or after it as in Conv-4. On 7x7 images (7 -> 3 -> 1), or
+    /// wide ones (7x37 -> 3x18 -> 1x9) whose rows take the pool's eight-window path, its last eight overlapping.
+    static func model(poolFirst: Bool = false, wide: Bool = false) throws -> Model {
         func block(_ from: Int, _ to: Int) throws -> [any Layer] {
             let tail: [any Layer] = poolFirst ? [try MaxPool(2), ReLU()] : [ReLU(), try MaxPool(2)]
             return [try Conv2d(from, to, kernel: 3, padding: 1), try BatchNorm(to)] + tail
         }
-        return try Model(inputShape: [2, 7, 7], layers: try block(2, 4) + block(4, 5) + [Flatten(), Linear(5, 3)])
+        return try Model(inputShape: wide ? [2, 7, 37] : [2, 7, 7],
+                         layers: try block(2, 4) + block(4, 5) + [Flatten(), Linear(wide ? 45 : 5, 3)])
     }
 
     /// Parameters with some batch-norm scales negative.
@@ -44,15 +46,21 @@ struct FusionTests {
         return zip(a, b).map { Double(abs($0 - $1)) }.max()! / scale
     }
 
-    @Test(arguments: [(Normalization.transductive, false), (.transductive, true), (.training(momentum: 0.1), true)])
-    func fusedPassesAgreeWithTheUnfused(_ normalization: Normalization, _ poolFirst: Bool) throws {
-        let model = try Self.model(poolFirst: poolFirst)
+    @Test(arguments: [(Normalization.transductive, false, false), (.transductive, true, false), (.training(momentum: 0.1), true, false),
+                      (.transductive, false, true), (.training(momentum: 0.1), true, true)])
+    func fusedPassesAgreeWithTheUnfused(_ normalization: Normalization, _ poolFirst: Bool, _ wide: Bool) throws {
+        let model = try Self.model(poolFirst: poolFirst, wide: wide)
         #expect(LayerFusion.find(in: model).map(\.nodes) == [1 ... 3, 5 ... 7])
-        for seed: UInt64 in [1, 2, 3] {
+        for seed: UInt64 in [1, 2, 3, 4] {
             var random = RandomSource(seed: seed)
             var batch = random.batch(for: model, count: 6, classification: true)
             if seed == 3 {   // coarse inputs: equal values within windows
                 batch = try Batch(inputs: Tensor(shape: batch.inputs.shape, scalars: batch.inputs.scalars.map { ($0 * 2).rounded() / 2 }),
+                                  targets: batch.targets)
+            }
+            if seed == 4 {   // flat images (one value per image): away from the edges every window's four values tie
+                let size = batch.inputs.scalars.count / 6
+                batch = try Batch(inputs: Tensor(shape: batch.inputs.shape, scalars: batch.inputs.scalars.indices.map { batch.inputs.scalars[$0 / size * size] }),
                                   targets: batch.targets)
             }
             let theta = Self.parameters(model, seed: seed), v = random.normals(model.parameterCount)

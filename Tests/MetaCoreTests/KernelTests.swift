@@ -110,7 +110,7 @@ struct KernelTests {
     @Test(arguments: [(5, 3, 7, 6, 4, 3, 2, 1), (5, 3, 7, 6, 4, 3, 1, 1), (4, 5, 6, 6, 3, 3, 1, 1), (3, 2, 2, 3, 5, 3, 1, 1),
                       (3, 10, 9, 5, 11, 3, 1, 1), (2, 1, 11, 19, 6, 3, 1, 1), (2, 3, 9, 10, 5, 5, 1, 2), (2, 2, 6, 7, 3, 3, 1, 0),
                       (2, 1, 5, 5, 4, 1, 1, 0), (2, 12, 9, 13, 10, 3, 1, 1), (3, 9, 8, 7, 6, 3, 2, 1), (2, 8, 9, 11, 5, 3, 2, 0),
-                      (3, 10, 7, 7, 4, 2, 3, 1)])
+                      (3, 10, 7, 7, 4, 2, 3, 1), (2, 8, 5, 16, 8, 3, 1, 1)])
     func convolutionIsIndependentOfChunkingAndAlgorithm(_ g: (Int, Int, Int, Int, Int, Int, Int, Int)) {
         let (n, c, h, w, o, k, stride, pad) = g
         var random = RandomSource(seed: 8)
@@ -184,6 +184,39 @@ struct KernelTests {
         var dx = [Float](repeating: .nan, count: x.count)
         mc_maxpool_backward(Int32(n), Int32(c), Int32(h), Int32(w), Int32(k), argmax, dy, &dx)
         #expect(dx == expected)
+    }
+
+    /// The fused batch-norm, ReLU and pool forward gives the unfused passes' values to the bit and the pool's
+    /// winners (the first maximum) wherever a value passes, -1 elsewhere, and its R-forward the unfused
+    /// R-forward to the bit: on integer data full of ties, on planes whose rows take eight windows at a time
+    /// (37 wide: 18 windows, the last eight overlapping) and on planes narrower than eight windows.
+    @Test(arguments: [(6, 37), (7, 7), (4, 16)]) func fusedPoolForwardKeepsTheFirstMaximum(_ h: Int, _ w: Int) {
+        let (n, c, oh, ow) = (3, 4, h / 2, w / 2), s = h * w
+        var random = RandomSource(seed: 21)
+        let x = (0 ..< n * c * s).map { _ in Float(Int(random.uniform(0, 4))) }
+        let gamma: [Float] = [1, -0.5, 2, 0.75], beta: [Float] = [0.1, 0.2, -0.3, 0]
+        var y = [Float](repeating: .nan, count: n * c * oh * ow), argmax = [Int32](repeating: 7, count: y.count)
+        var mean = [Float](repeating: 0, count: c), invstd = mean
+        mc_bn_relu_pool_forward(Int32(n), Int32(c), Int32(h), Int32(w), 0, Int32(c), 1e-5, x, gamma, beta, &y, &argmax, &mean, &invstd)
+        var normalized = [Float](repeating: 0, count: x.count), activated = normalized, mean2 = mean, invstd2 = invstd
+        mc_batchnorm_forward(Int32(n), Int32(c), Int32(s), 0, Int32(c), 1e-5, x, gamma, beta, &normalized, &mean2, &invstd2)
+        mc_relu_forward(x.count, normalized, &activated)
+        var pooled = y, winners = argmax
+        mc_maxpool_forward(Int32(n), Int32(c), Int32(h), Int32(w), 2, activated, &pooled, &winners)
+        #expect(y == pooled && mean == mean2 && invstd == invstd2)
+        #expect(argmax == zip(pooled, winners).map { $0 > 0 ? $1 : -1 })
+        #expect(Set(zip(pooled, winners).filter { $0.0 > 0 }.map { $0.1 % 2 }).count == 2, "winners in both columns of a window")
+
+        let rx = random.normals(x.count), vgamma: [Float] = [0.3, -1, 0.5, 2], vbeta: [Float] = [-0.2, 0.4, 0, 1]
+        var ry = y, rxMean = mean, xhatRxMean = mean
+        mc_bn_relu_pool_rforward(Int32(n), Int32(c), Int32(h), Int32(w), 0, Int32(c), x, mean, invstd, gamma, argmax, rx, vgamma, vbeta,
+                                 &ry, &rxMean, &xhatRxMean)
+        var rnormalized = normalized, ractivated = normalized, rpooled = y, rxMean2 = mean, xhatRxMean2 = mean
+        mc_batchnorm_rforward(Int32(n), Int32(c), Int32(s), 0, Int32(c), x, mean, invstd, gamma, rx, vgamma, vbeta,
+                              &rnormalized, &rxMean2, &xhatRxMean2)
+        mc_relu_rforward(x.count, activated, rnormalized, &ractivated)
+        mc_maxpool_rforward(Int32(n), Int32(c), Int32(h), Int32(w), 2, winners, ractivated, &rpooled)
+        #expect(ry == rpooled && rxMean == rxMean2 && xhatRxMean == xhatRxMean2)
     }
 
     @Test func softmaxCrossEntropyIsStableForLargeLogitsAndCountsCorrect() {
