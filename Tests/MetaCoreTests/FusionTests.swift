@@ -9,7 +9,7 @@ import Testing
 @Suite("Fused batch-norm, ReLU and max-pooling")
 struct FusionTests {
     /// Two blocks, then a head; ReLU before the pool, or after it as in Conv-4. On 7x7 images (7 -> 3 -> 1), or
-    /// wide ones (7x37 -> 3x18 -> 1x9) whose rows take the pool's eight-window path, its last eight overlapping.
+    /// wide ones (7x37 -> 3x18 -> 1x9): pooled rows of many windows, with an odd last row and column no window covers.
     static func model(poolFirst: Bool = false, wide: Bool = false) throws -> Model {
         func block(_ from: Int, _ to: Int) throws -> [any Layer] {
             let tail: [any Layer] = poolFirst ? [try MaxPool(2), ReLU()] : [ReLU(), try MaxPool(2)]

@@ -188,8 +188,8 @@ struct KernelTests {
 
     /// The fused batch-norm, ReLU and pool forward gives the unfused passes' values to the bit and the pool's
     /// winners (the first maximum) wherever a value passes, -1 elsewhere, and its R-forward the unfused
-    /// R-forward to the bit: on integer data full of ties, on planes whose rows take eight windows at a time
-    /// (37 wide: 18 windows, the last eight overlapping) and on planes narrower than eight windows.
+    /// R-forward to the bit: on integer data full of ties, on wide planes (37 columns: 18 windows a row and a
+    /// column none covers), square odd ones and even ones.
     @Test(arguments: [(6, 37), (7, 7), (4, 16)]) func fusedPoolForwardKeepsTheFirstMaximum(_ h: Int, _ w: Int) {
         let (n, c, oh, ow) = (3, 4, h / 2, w / 2), s = h * w
         var random = RandomSource(seed: 21)
