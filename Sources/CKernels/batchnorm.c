@@ -31,11 +31,7 @@ MC_CLONES void mc_batchnorm_update_running(int n, int c, int s, int c0, int c1, 
     FOR_BLOCK(cb, ce) {
         double mean[MC_BN_CHANNELS], var[MC_BN_CHANNELS];
         block_moments(n, c, s, cb, ce, x, mean, var);
-        for (int ch = cb; ch < ce; ch++) {
-            const double unbiased = m > 1 ? var[ch - cb] * m / (m - 1) : 0.0;
-            running_mean[ch] = (float)((1.0 - momentum) * running_mean[ch] + momentum * mean[ch - cb]);
-            running_var[ch] = (float)((1.0 - momentum) * running_var[ch] + momentum * unbiased);
-        }
+        for (int ch = cb; ch < ce; ch++) update_running(m, mean[ch - cb], var[ch - cb], momentum, &running_mean[ch], &running_var[ch]);
     }
 }
 

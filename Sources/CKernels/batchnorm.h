@@ -71,27 +71,44 @@ enum { MC_BN_CHANNELS = 64, MC_BN_SPAN = 1024 };
     for (int j0 = 0, len = s < MC_BN_SPAN ? s : MC_BN_SPAN; j0 < s; \
          j0 += MC_BN_SPAN, len = s - j0 < MC_BN_SPAN ? s - j0 : MC_BN_SPAN)
 
+/* Merges the s values of plane p into a channel's mean and sum of squared deviations m2 over the `count`
+ * values before them: the plane's own mean and squares about it (a sweep of a plane that stays in cache),
+ * merged in double (Chan et al.). */
+MC_INLINE void merge_plane_moments(const float *p, int s, double count, double *mean, double *m2) {
+    const double total = count + s;
+    /* A float sum's mean is only near the plane's; the deviations from it correct it. */
+    const float shift = (float)(sum_plane(p, s) / s);
+    double deviations;
+    const double squares = shifted_sums_plane(p, shift, s, &deviations);
+    const double pmean = shift + deviations / s, pm2 = squares - deviations * deviations / s;
+    const double delta = pmean - *mean;
+    *mean += delta * s / total;
+    *m2 += pm2 + delta * delta * count * s / total;
+}
+
+MC_INLINE double biased_variance(double m2, double m) { return m2 > 0.0 ? m2 / m : 0.0; }
+
+/* The saved statistics of a channel of mean mu and biased variance var: the mean and invstd = 1/sqrt(var + eps). */
+MC_INLINE void save_statistics(double mu, double var, float eps, float *mean, float *invstd) {
+    *mean = (float)mu;
+    *invstd = (float)(1.0 / sqrt(var + eps));
+}
+
+/* A running mean and variance moved towards a batch's mean and (unbiased) variance of m values. */
+MC_INLINE void update_running(double m, double mean, double var, float momentum, float *running_mean, float *running_var) {
+    const double unbiased = m > 1 ? var * m / (m - 1) : 0.0;
+    *running_mean = (float)((1.0 - momentum) * *running_mean + momentum * mean);
+    *running_var = (float)((1.0 - momentum) * *running_var + momentum * unbiased);
+}
+
 /* Mean and biased variance of channels cb ..< ce (into mean[ch - cb], var[ch - cb]) in one pass over
- * memory: each plane's mean and squares about it (sweeps of a plane that stays in cache), merged plane by
- * plane in double (Chan et al.). */
+ * memory, plane by plane. */
 MC_INLINE void block_moments(int n, int c, int s, int cb, int ce, const float *x, double *mean, double *var) {
     double m2[MC_BN_CHANNELS] = {0};
     for (int ch = cb; ch < ce; ch++) mean[ch - cb] = 0.0;
-    for (int i = 0; i < n; i++) {
-        const double count = (double)i * s, total = count + s;
-        for (int ch = cb; ch < ce; ch++) {
-            const float *p = PLANE(x, i);
-            /* A float sum's mean is only near the plane's; the deviations from it correct it. */
-            const float shift = (float)(sum_plane(p, s) / s);
-            double deviations;
-            const double squares = shifted_sums_plane(p, shift, s, &deviations);
-            const double pmean = shift + deviations / s, pm2 = squares - deviations * deviations / s;
-            const double delta = pmean - mean[ch - cb];
-            mean[ch - cb] += delta * s / total;
-            m2[ch - cb] += pm2 + delta * delta * count * s / total;
-        }
-    }
-    for (int ch = cb; ch < ce; ch++) var[ch - cb] = m2[ch - cb] > 0.0 ? m2[ch - cb] / ((double)n * s) : 0.0;
+    for (int i = 0; i < n; i++)
+        for (int ch = cb; ch < ce; ch++) merge_plane_moments(PLANE(x, i), s, (double)i * s, &mean[ch - cb], &m2[ch - cb]);
+    for (int ch = cb; ch < ce; ch++) var[ch - cb] = biased_variance(m2[ch - cb], (double)n * s);
 }
 
 /* Writes xhat = (x - mean) * invstd for len values into out: the expression of the forward pass. */
@@ -119,10 +136,7 @@ MC_INLINE void xhat_moments(int n, int c, int s, int cb, int ce, const float *x,
 MC_INLINE void block_statistics(int n, int c, int s, int cb, int ce, float eps, const float *x, float *mean, float *invstd) {
     double mu[MC_BN_CHANNELS], var[MC_BN_CHANNELS];
     block_moments(n, c, s, cb, ce, x, mu, var);
-    for (int ch = cb; ch < ce; ch++) {
-        mean[ch] = (float)mu[ch - cb];
-        invstd[ch] = (float)(1.0 / sqrt(var[ch - cb] + eps));
-    }
+    for (int ch = cb; ch < ce; ch++) save_statistics(mu[ch - cb], var[ch - cb], eps, &mean[ch], &invstd[ch]);
 }
 
 /* mean(Rx) and mean(xhat * Rx) of channels cb ..< ce (zero for a NULL Rx), as the R-forward passes save them. */

@@ -7,62 +7,17 @@
  * backward passes sum over the pooled values and write dx (Rdx) in one dense pass. Every value is the
  * unfused passes' own expression (batchnorm.h): the forward and R-forward passes agree with batchnorm.c,
  * activation.c and pool.c to the bit, and the backward passes differ only in the order their sums add up. */
-#include "ckernels.h"
-#include "batchnorm.h"
-
-/* Pooled plane (i, ch) of an [N, C, H/2, W/2] tensor of os values per plane. */
-#define POOLED(p, i) ((p) + ((size_t)(i) * c + ch) * os)
-
-MC_INLINE float relu(float v) { return v > 0.0f ? v : 0.0f; }
-
-/* Adds the sums of d and of d * xhat over a pooled plane's winners (ai[o] >= 0) to *sd and *sdx: four
- * interleaved chains of each, kept in registers, so that the adds do not wait on one another. */
-MC_INLINE void winner_sums(int os, const float *restrict xi, float fm, float r, const int32_t *restrict ai,
-                           const float *restrict d, double *sd, double *sdx) {
-    double a[4] = {0}, b[4] = {0};
-    int o = 0;
-    for (; o + 4 <= os; o += 4)
-        for (int q = 0; q < 4; q++) {
-            const int j = ai[o + q];
-            const float w = j >= 0 ? d[o + q] : 0.0f;
-            a[q] += w;
-            b[q] += (double)w * bn_xhat(xi[j >= 0 ? j : 0], fm, r);
-        }
-    for (; o < os; o++) {
-        const int j = ai[o];
-        if (j >= 0) { a[0] += d[o]; b[0] += (double)d[o] * bn_xhat(xi[j], fm, r); }
-    }
-    *sd += (a[0] + a[1]) + (a[2] + a[3]);
-    *sdx += (b[0] + b[1]) + (b[2] + b[3]);
-}
+#include "bn_relu_pool.h"
 
 MC_CLONES void mc_bn_relu_pool_forward(int n, int c, int h, int w, int c0, int c1, float eps, const float *x,
                                        const float *gamma, const float *beta, float *y, int32_t *argmax,
                                        float *mean, float *invstd) {
-    const int s = h * w, oh = h / 2, ow = w / 2, os = oh * ow;
+    const int s = h * w, os = (h / 2) * (w / 2);
     FOR_BLOCK(cb, ce) {
         block_statistics(n, c, s, cb, ce, eps, x, mean, invstd);
         for (int i = 0; i < n; i++)
-            for (int ch = cb; ch < ce; ch++) {
-                const float fm = mean[ch], r = invstd[ch], g = gamma[ch], b = beta[ch];
-                const float *restrict xi = PLANE(x, i);
-                float *restrict yi = POOLED(y, i);
-                int32_t *restrict ai = POOLED(argmax, i);
-                for (int oy = 0; oy < oh; oy++)
-                    for (int ox = 0; ox < ow; ox++) {
-                        const int top = 2 * oy * w + 2 * ox, at[4] = {top, top + 1, top + w, top + w + 1};
-                        /* The pool's rule on ReLU's values: the first maximum in row order, which is the first
-                         * maximum of batch-norm's wherever it is positive (the only winners that pass anything). */
-                        float v = relu(g * bn_xhat(xi[top], fm, r) + b);
-                        int best = top;
-                        for (int q = 1; q < 4; q++) {
-                            const float t = relu(g * bn_xhat(xi[at[q]], fm, r) + b);
-                            if (t > v) { v = t; best = at[q]; }
-                        }
-                        yi[oy * ow + ox] = v;
-                        ai[oy * ow + ox] = v > 0.0f ? best : -1;
-                    }
-            }
+            for (int ch = cb; ch < ce; ch++)
+                relu_pool_plane(h, w, PLANE(x, i), mean[ch], invstd[ch], gamma[ch], beta[ch], POOLED(y, i), POOLED(argmax, i));
     }
 }
 
@@ -80,16 +35,9 @@ MC_CLONES void mc_bn_relu_pool_backward(int n, int c, int h, int w, int c0, int 
         backward_coefficients(cb, ce, m, gamma, sdy, sdyx, dgamma, dbeta, A, B);
         if (!dx) continue;
         for (int i = 0; i < n; i++)
-            for (int ch = cb; ch < ce; ch++) {
-                const float g = gamma[ch], r = invstd[ch], fm = mean[ch], a = A[ch - cb], b = B[ch - cb];
-                const float *restrict xi = PLANE(x, i), *restrict d = POOLED(dy, i);
-                const int32_t *restrict ai = POOLED(argmax, i);
-                float *restrict out = PLANE(dx, i);
-                /* dy is 0 where nothing flows back: there dx is the batch statistics' part alone. */
-                dx_plane(s, xi, NULL, fm, r, g, a, b, out);
-                for (int o = 0; o < os; o++)
-                    if (ai[o] >= 0) out[ai[o]] = bn_dx(r, g, a, b, bn_xhat(xi[ai[o]], fm, r), d[o]);
-            }
+            for (int ch = cb; ch < ce; ch++)
+                pooled_dx_plane(s, os, PLANE(x, i), POOLED(argmax, i), POOLED(dy, i), mean[ch], invstd[ch], gamma[ch],
+                                A[ch - cb], B[ch - cb], PLANE(dx, i));
     }
 }
 

@@ -30,9 +30,12 @@ struct FusionTests {
 
     struct Passes { let loss: Double, outputs: [Float], gradient: [Float], hv: [Float], state: [Float] }
 
-    static func passes(_ model: Model, fused: Bool, normalization: Normalization, theta: [Float], batch: Batch, v: [Float]) throws -> Passes {
+    static func passes(_ model: Model, fused: Bool, inputLayer: Bool = true, threads: Int = 1, normalization: Normalization,
+                       theta: [Float], batch: Batch, v: [Float]) throws -> Passes {
         let workspace = Workspace(model: model)
         workspace.fusesLayers = fused
+        workspace.fusesInputLayer = inputLayer
+        workspace.threads = threads
         workspace.normalization = normalization
         let outputs = try workspace.predict(at: theta, inputs: batch.inputs).scalars
         var gradient: [Float] = [], hv: [Float] = []
@@ -50,7 +53,7 @@ struct FusionTests {
                       (.transductive, false, true), (.training(momentum: 0.1), true, true)])
     func fusedPassesAgreeWithTheUnfused(_ normalization: Normalization, _ poolFirst: Bool, _ wide: Bool) throws {
         let model = try Self.model(poolFirst: poolFirst, wide: wide)
-        #expect(LayerFusion.find(in: model).map(\.nodes) == [1 ... 3, 5 ... 7])
+        #expect(LayerFusion.find(in: model).map(\.nodes) == [0 ... 3, 5 ... 7])
         for seed: UInt64 in [1, 2, 3, 4] {
             var random = RandomSource(seed: seed)
             var batch = random.batch(for: model, count: 6, classification: true)
@@ -145,5 +148,110 @@ struct FusionTests {
             bytes.append(workspace.bufferBytes)
         }
         #expect(Double(bytes[0]) < 0.7 * Double(bytes[1]), "fused \(bytes[0]) bytes, unfused \(bytes[1])")
+    }
+
+    // MARK: - The input layer
+
+    /// A model of two blocks, the first a convolution of the input (`channels` channels, `size` x `size`) by a
+    /// `kernel` x `kernel` filter bank of six (a full group of four and a partial one), pooling before ReLU as
+    /// Conv-4 does.
+    static func inputModel(channels: Int, kernel: Int, padding: Int, size: Int, learnsScale: Bool = true) throws -> Model {
+        let pooled = (size + 2 * padding - kernel + 1) / 2 / 2
+        return try Model(inputShape: [channels, size, size], layers: [
+            try Conv2d(channels, 6, kernel: kernel, padding: padding), try BatchNorm(6, learnsScale: learnsScale), try MaxPool(2), ReLU(),
+            try Conv2d(6, 4, kernel: 3, padding: 1), try BatchNorm(4), ReLU(), try MaxPool(2), Flatten(), try Linear(4 * pooled * pooled, 3)])
+    }
+
+    /// The convolution of the model's input runs inside the fused step, its output recomputed instead of stored
+    /// (``ConvolutionBatchNormReLUPool``). On one thread the loss, outputs, running statistics, gradient and H·v
+    /// are those of the same workspace with that convolution run on its own, to the bit: for one, two and three
+    /// input channels, 3x3 and 5x5 kernels with and without padding, maps of odd and even sizes, a batch-norm
+    /// without a learned scale, ties, and both batch-statistics modes.
+    @Test(arguments: [(1, 3, 1, 9, true), (3, 3, 1, 7, true), (1, 5, 2, 11, false), (2, 3, 0, 10, true)])
+    func inputLayerAgreesToTheBit(_ channels: Int, _ kernel: Int, _ padding: Int, _ size: Int, _ learnsScale: Bool) throws {
+        let model = try Self.inputModel(channels: channels, kernel: kernel, padding: padding, size: size, learnsScale: learnsScale)
+        #expect(LayerFusion.find(in: model).map(\.nodes) == [0 ... 3, 5 ... 7])
+        for seed: UInt64 in [1, 2, 3] {
+            var random = RandomSource(seed: seed)
+            var batch = random.batch(for: model, count: 5, classification: true)
+            if seed == 3 {   // coarse inputs: ties within windows
+                batch = try Batch(inputs: Tensor(shape: batch.inputs.shape, scalars: batch.inputs.scalars.map { ($0 * 2).rounded() / 2 }),
+                                  targets: batch.targets)
+            }
+            let theta = Self.parameters(model, seed: seed), v = random.normals(model.parameterCount)
+            for normalization in [Normalization.transductive, .training(momentum: 0.1)] {
+                let fused = try Self.passes(model, fused: true, normalization: normalization, theta: theta, batch: batch, v: v)
+                let apart = try Self.passes(model, fused: true, inputLayer: false, normalization: normalization, theta: theta, batch: batch, v: v)
+                let same = (outputs: fused.outputs == apart.outputs, loss: fused.loss == apart.loss, state: fused.state == apart.state,
+                            gradient: fused.gradient == apart.gradient, hv: fused.hv == apart.hv)
+                #expect(same.outputs && same.loss && same.state && same.gradient && same.hv, "seed \(seed), \(normalization): \(same)")
+            }
+        }
+    }
+
+    /// On two threads the fused input layer splits its channels where the unfused convolution splits its samples:
+    /// the results are the one-thread unfused ones up to the order of the sums.
+    @Test func inputLayerOnTwoThreads() throws {
+        let model = try Model.conv4(classes: 5, inputShape: [1, 28, 28], channels: 8, blocks: 2)
+        #expect(LayerFusion.find(in: model).first?.nodes.lowerBound == 0)
+        var random = RandomSource(seed: 5)
+        let batch = random.batch(for: model, count: 12, classification: true)   // 8 x 12 x 784 values: split
+        let theta = Self.parameters(model, seed: 5), v = random.normals(model.parameterCount)
+        let fused = try Self.passes(model, fused: true, threads: 2, normalization: .transductive, theta: theta, batch: batch, v: v)
+        let plain = try Self.passes(model, fused: false, normalization: .transductive, theta: theta, batch: batch, v: v)
+        #expect(Self.relativeError(fused.outputs, plain.outputs) < 1e-6)
+        #expect(Self.relativeError(fused.gradient, plain.gradient) < 1e-5)
+        #expect(Self.relativeError(fused.hv, plain.hv) < 1e-4)
+    }
+
+    /// A workspace that differentiates its input runs the input convolution on its own (the fused step computes no
+    /// input gradient), and its input gradient is the unfused one.
+    @Test func inputGradientLeavesTheConvolutionUnfused() throws {
+        let model = try Self.inputModel(channels: 1, kernel: 3, padding: 1, size: 9)
+        var random = RandomSource(seed: 7)
+        let batch = random.batch(for: model, count: 4, classification: true), theta = Self.parameters(model, seed: 7)
+        var gradients: [[Float]] = []
+        for fused in [true, false] {
+            let workspace = Workspace(model: model)
+            workspace.fusesLayers = fused
+            workspace.differentiatesInput = true
+            var gradient: [Float] = []
+            _ = try workspace.gradient(at: theta, on: batch, into: &gradient)
+            gradients.append(workspace.inputGradient)
+        }
+        #expect(gradients[0].count == batch.inputs.scalars.count && gradients[0].contains { $0 != 0 })
+        #expect(Self.relativeError(gradients[0], gradients[1]) < 1e-5)
+    }
+
+    /// Only a convolution of the model's input by the direct algorithm joins a run: not a strided one, nor one of
+    /// four input channels (Winograd's), nor one after another layer.
+    @Test func onlyADirectInputConvolutionJoins() throws {
+        let strided = try Model(inputShape: [1, 9, 9], layers: [
+            try Conv2d(1, 4, kernel: 3, stride: 2, padding: 1), try BatchNorm(4), ReLU(), try MaxPool(2), Flatten(), try Linear(16, 2)])
+        let wide = try Model(inputShape: [4, 8, 8], layers: [
+            try Conv2d(4, 4, kernel: 3, padding: 1), try BatchNorm(4), ReLU(), try MaxPool(2), Flatten(), try Linear(64, 2)])
+        let later = try Model(inputShape: [1, 8, 8], layers: [
+            ReLU(), try Conv2d(1, 4, kernel: 3, padding: 1), try BatchNorm(4), ReLU(), try MaxPool(2), Flatten(), try Linear(64, 2)])
+        #expect(LayerFusion.find(in: strided).map(\.nodes) == [1 ... 3])
+        #expect(LayerFusion.find(in: wide).map(\.nodes) == [1 ... 3])
+        #expect(LayerFusion.find(in: later).map(\.nodes) == [2 ... 4])
+    }
+
+    /// With the input layer fused, a gradient pass keeps no copy of the first convolution's output: the buffers
+    /// shrink by at least its size.
+    @Test func inputLayerSavesItsOutput() throws {
+        let model = try Model.conv4(classes: 5, inputShape: [1, 28, 28], channels: 8, blocks: 4)
+        var random = RandomSource(seed: 3)
+        let batch = random.batch(for: model, count: 10, classification: true), theta = model.initialParameters(seed: 3)
+        var bytes: [Int] = []
+        for inputLayer in [true, false] {
+            let workspace = Workspace(model: model)
+            workspace.fusesInputLayer = inputLayer
+            var gradient: [Float] = []
+            _ = try workspace.gradient(at: theta, on: batch, into: &gradient)
+            bytes.append(workspace.bufferBytes)
+        }
+        let output = 10 * 8 * 28 * 28 * MemoryLayout<Float>.stride
+        #expect(bytes[0] <= bytes[1] - output, "fused \(bytes[0]) bytes, apart \(bytes[1])")
     }
 }

@@ -410,6 +410,30 @@ void mc_bn_relu_pool_rbackward(int n, int c, int h, int w, int c0, int c1, const
                                float *Rdx, float *Rdgamma, float *Rdbeta);
 
 /* ---------------------------------------------------------------------------------------------------------
+ * A network's input layer fused (conv_bn_relu_pool.c): the direct convolution (MC_CONV_DIRECT: the shape must
+ * have that algorithm) of the input x [N, C, H, W] by W [O, C, KH, KW] and the bias b [O], then batch-norm with
+ * batch statistics, ReLU and 2x2 max-pooling as mc_bn_relu_pool_* -> y [N, O, OH/2, OW/2], the convolution's
+ * output recomputed by each pass instead of stored. Channels c0 <= ch < c1 of O; argmax, mean and invstd [O]
+ * as mc_bn_relu_pool_*'s. Results equal the unfused passes' to the bit: mc_direct_forward then
+ * mc_bn_relu_pool_forward (and mc_batchnorm_update_running), and mc_bn_relu_pool_backward then the dW and db of
+ * mc_direct_backward. No input gradient: the input is data. The R-forms are the unfused kernels' on the
+ * convolution's output, stored for them.
+ * ------------------------------------------------------------------------------------------------------- */
+/* Floats of workspace for one call (any channel range). */
+size_t mc_conv_bn_relu_pool_workspace_size(const mc_conv2d_shape *s);
+/* y, argmax, mean, invstd; with running_mean and running_var (NULL in transductive mode), also moves them
+ * towards the batch's statistics by momentum. */
+void mc_conv_bn_relu_pool_forward(const mc_conv2d_shape *s, int c0, int c1, float eps, float momentum,
+                                  const float *x, const float *W, const float *b, const float *gamma,
+                                  const float *beta, float *y, int32_t *argmax, float *mean, float *invstd,
+                                  float *running_mean, float *running_var, float *ws);
+/* dW [O, C, KH, KW], db [O], dgamma, dbeta (channels c0 ..< c1 of each) from dy [N, O, OH/2, OW/2]. */
+void mc_conv_bn_relu_pool_backward(const mc_conv2d_shape *s, int c0, int c1, const float *x, const float *W,
+                                   const float *b, const float *mean, const float *invstd, const float *gamma,
+                                   const int32_t *argmax, const float *dy, float *dW, float *db, float *dgamma,
+                                   float *dbeta, float *ws);
+
+/* ---------------------------------------------------------------------------------------------------------
  * Losses (loss.c), averaged over the batch.
  * ------------------------------------------------------------------------------------------------------- */
 

@@ -38,9 +38,11 @@ public struct Conv2d: Layer {
                             using: &random)
     }
 
-    private var biasOffset: Int { outChannels * inChannels * kernel * kernel }
+    /// Where the bias starts in the layer's parameters: after the weights.
+    var biasOffset: Int { outChannels * inChannels * kernel * kernel }
 
-    private func shape(batch: Int, input: [Int]) -> mc_conv2d_shape {
+    /// The kernels' description of a pass over `batch` images of shape `input`, with the algorithm they pick.
+    func shape(batch: Int, input: [Int]) -> mc_conv2d_shape {
         var s = mc_conv2d_shape()
         _ = mc_conv2d_shape_make(&s, Int32(batch), Int32(inChannels), Int32(input[1]), Int32(input[2]),
                                  Int32(outChannels), Int32(kernel), Int32(kernel), Int32(stride), Int32(padding))

@@ -21,14 +21,21 @@ public final class Workspace {
     /// ``TaskRunner`` runs a meta-batch; a lone large task gets them all. Values below 1 count as 1. With more
     /// than one, the passes set BLAS to one thread (``BLAS/threads``, process-wide), as the first workspace does.
     public var threads = 1
-    /// Whether the passes run batch-norm, ReLU and 2x2 max-pooling in a row as one fused step (``LayerFusion``):
+    /// Whether the passes run batch-norm, ReLU and 2x2 max-pooling in a row as one fused step (``LayerFusion``),
+    /// with the convolution before it when that convolution reads the model's input:
     /// the same results (the backward passes' sums added in another order) in less time and memory. On by
     /// default; `.inference` mode runs unfused.
     public var fusesLayers = true {
         didSet { if fusesLayers != oldValue { for pass in held { pass.buffers.free() }; held = [] } }
     }
     /// The model's fusable runs, and for each node the run it belongs to.
-    private let fusions: [LayerFusion], fusionOfNode: [Int?]
+    /// The model's fusable runs.
+    private let fusions: [LayerFusion]
+    /// Whether a fused run takes the convolution of the model's input that it starts with (on by default; off,
+    /// that convolution runs on its own, for comparisons).
+    var fusesInputLayer = true {
+        didSet { if fusesInputLayer != oldValue { for pass in held { pass.buffers.free() }; held = [] } }
+    }
     /// Whether gradient passes also compute the derivative with respect to the model's input
     /// (``inputGradient``), and Hessian-vector products that derivative's own derivative along the direction
     /// (``inputHessianVector``): what a learner needs that runs this model on another model's outputs and
@@ -48,6 +55,8 @@ public final class Workspace {
     /// R-derivative) or per node.
     private struct Layout {
         var batch = 0, threads = 1, fused = false, inputGradient = false
+        /// The runs the passes fuse, and for each node the run it belongs to.
+        var fusions: [LayerFusion] = [], fusionOfNode: [Int?] = []
         var ints = 0, rOperator = 0
         /// The plan in use. Two are laid out: everything kept (`kept`), for the R-passes that read it and for
         /// held passes; or, for a forward pass or a gradient alone (`transient`), each activation only until the
@@ -123,9 +132,6 @@ public final class Workspace {
         for (index, node) in model.nodes.enumerated() { lastUse[node.owner] = index }
         writesParameters = model.nodes.indices.map { lastUse[model.nodes[$0].owner] == $0 }
         fusions = LayerFusion.find(in: model)
-        var fusionOfNode = [Int?](repeating: nil, count: model.nodes.count)
-        for (f, fusion) in fusions.enumerated() { for l in fusion.nodes { fusionOfNode[l] = f } }
-        self.fusionOfNode = fusionOfNode
         _ = Self.singleThreadedBLAS
     }
 
@@ -444,13 +450,23 @@ public final class Workspace {
                     let count = n * model.shapes[output].reduce(1, *)
                     for edge in plan.extra[output] { add(base + edge, into: base + plan.gradient[output], count: count) }
                 }
-                if layout.fused, let f = fusionOfNode[l] {
-                    let fusion = fusions[f], (first, last) = (fusion.nodes.lowerBound, fusion.nodes.upperBound)
+                if layout.fused, let f = layout.fusionOfNode[l] {
+                    let fusion = layout.fusions[f], (first, last) = (fusion.nodes.lowerBound, fusion.nodes.upperBound)
                     guard l == (reverse ? last : first) else { continue }   // the run's other nodes: done with it
                     func nodePass(_ k: Int) -> LayerPass {
                         pass(k, batch: n, input: input, theta: theta, state: s.baseAddress, v: v, gradient: gradient, hv: hv)
                     }
-                    let p = LayerFusion.pass(norm: nodePass(first), pool: nodePass(fusion.pool), last: nodePass(last))
+                    let p = LayerFusion.pass(norm: nodePass(fusion.norm), pool: nodePass(fusion.pool), last: nodePass(last))
+                    if let step = fusion.inputStep {
+                        let c = nodePass(first)
+                        switch direction {
+                        case .forward: step.forward(convolution: c, block: p)
+                        case .backward: step.backward(convolution: c, block: p)
+                        case .rForward: step.rForward(convolution: c, block: p)
+                        case .rBackward: step.rBackward(convolution: c, block: p)
+                        }
+                        continue
+                    }
                     switch direction {
                     case .forward: fusion.step.forward(p)
                     case .backward: fusion.step.backward(p)
@@ -583,9 +599,10 @@ public final class Workspace {
 
     /// Lays the buffers out for `n` samples and makes sure the arenas `stage` needs are large enough.
     private func reserve(batch n: Int, stage: Stage, transient: Bool = false) {
-        let threads = max(1, self.threads), fused = fusesLayers && !fusions.isEmpty && normalization != .inference
-        if layout.batch != n || layout.threads != threads || layout.fused != fused || layout.inputGradient != differentiatesInput {
-            layout = Self.layout(model: model, batch: n, threads: threads, fusions: fused ? fusions : [], inputGradient: differentiatesInput)
+        let threads = max(1, self.threads), fused = activeFusions
+        if layout.batch != n || layout.threads != threads || layout.fusions.map(\.nodes) != fused.map(\.nodes)
+            || layout.inputGradient != differentiatesInput {
+            layout = Self.layout(model: model, batch: n, threads: threads, fusions: fused, inputGradient: differentiatesInput)
         }
         layout.plan = transient ? layout.transient : layout.kept
         live.forward.reserve(layout.plan.forward)
@@ -595,6 +612,14 @@ public final class Workspace {
         if stage >= .rOperator { rArena.reserve(layout.rOperator) }
     }
 
+    /// The runs the passes fuse: none in `.inference` mode or without ``fusesLayers``, and without their input
+    /// convolutions when the passes differentiate the input (the fused input layer computes no input gradient)
+    /// or without ``fusesInputLayer``.
+    private var activeFusions: [LayerFusion] {
+        guard fusesLayers, normalization != .inference else { return [] }
+        return differentiatesInput || !fusesInputLayer ? fusions.map(\.withoutConvolution) : fusions
+    }
+
     /// The layout for `n` samples on `threads` threads, running `fusions` fused: their interior values get no
     /// memory. With `inputGradient`, the inputs get gradients (and R-derivatives) like the other values.
     private static func layout(model: Model, batch n: Int, threads: Int, fusions: [LayerFusion], inputGradient: Bool) -> Layout {
@@ -602,6 +627,9 @@ public final class Workspace {
         layout.batch = n
         layout.threads = threads
         layout.fused = !fusions.isEmpty
+        layout.fusions = fusions
+        layout.fusionOfNode = [Int?](repeating: nil, count: model.nodes.count)
+        for (f, fusion) in fusions.enumerated() { for l in fusion.nodes { layout.fusionOfNode[l] = f } }
         layout.inputGradient = inputGradient
         let inputs = model.inputShapes.count, values = model.shapes.count
         var sizes = model.shapes.map { n * $0.reduce(1, *) }
@@ -610,8 +638,13 @@ public final class Workspace {
         // written, and its input's gradient, that much earlier.
         var forwardNode = Array(model.nodes.indices), backwardNode = forwardNode
         for fusion in fusions { for l in fusion.nodes { (forwardNode[l], backwardNode[l]) = (fusion.nodes.lowerBound, fusion.nodes.upperBound) } }
-        let memory = model.nodes.indices.map {
+        var memory = model.nodes.indices.map {
             model.nodes[$0].step.memory(batch: n, inputs: model.nodes[$0].inputs.map { model.shapes[$0] }, threads: threads)
+        }
+        for fusion in fusions {
+            guard let step = fusion.inputStep else { continue }
+            let l = fusion.nodes.lowerBound
+            memory[l] = step.memory(memory[l], batch: n, input: model.shapes[model.nodes[l].inputs[0]], threads: threads)
         }
         func allocate(_ total: inout Int, _ size: Int) -> Int { defer { total += size }; return total }
         var fixed = 0
