@@ -28,7 +28,6 @@ public final class Workspace {
     public var fusesLayers = true {
         didSet { if fusesLayers != oldValue { for pass in held { pass.buffers.free() }; held = [] } }
     }
-    /// The model's fusable runs, and for each node the run it belongs to.
     /// The model's fusable runs.
     private let fusions: [LayerFusion]
     /// Whether a fused run takes the convolution of the model's input that it starts with (on by default; off,
