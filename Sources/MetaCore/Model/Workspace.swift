@@ -53,7 +53,7 @@ public final class Workspace {
     /// R-derivatives; -1 for a model input, which needs no gradient (unless ``differentiatesInput``) or
     /// R-derivative) or per node.
     private struct Layout {
-        var batch = 0, threads = 1, fused = false, inputGradient = false
+        var batch = 0, threads = 1, fused = false, fusesInputLayer = false, inputGradient = false
         /// The runs the passes fuse, and for each node the run it belongs to.
         var fusions: [LayerFusion] = [], fusionOfNode: [Int?] = []
         var ints = 0, rOperator = 0
@@ -598,10 +598,14 @@ public final class Workspace {
 
     /// Lays the buffers out for `n` samples and makes sure the arenas `stage` needs are large enough.
     private func reserve(batch n: Int, stage: Stage, transient: Bool = false) {
-        let threads = max(1, self.threads), fused = activeFusions
-        if layout.batch != n || layout.threads != threads || layout.fusions.map(\.nodes) != fused.map(\.nodes)
+        let threads = max(1, self.threads), fused = fusesLayers && !fusions.isEmpty && normalization != .inference
+        let inputLayer = fused && fusesInputLayer && !differentiatesInput
+        if layout.batch != n || layout.threads != threads || layout.fused != fused || layout.fusesInputLayer != inputLayer
             || layout.inputGradient != differentiatesInput {
-            layout = Self.layout(model: model, batch: n, threads: threads, fusions: fused, inputGradient: differentiatesInput)
+            // The fused input layer computes no input gradient: runs keep their convolutions only without one.
+            let runs = !fused ? [] : inputLayer ? fusions : fusions.map(\.withoutConvolution)
+            layout = Self.layout(model: model, batch: n, threads: threads, fusions: runs, inputGradient: differentiatesInput)
+            layout.fusesInputLayer = inputLayer
         }
         layout.plan = transient ? layout.transient : layout.kept
         live.forward.reserve(layout.plan.forward)
@@ -609,14 +613,6 @@ public final class Workspace {
         scratchArena.reserve(layout.scratch)
         if stage >= .backward { live.backward.reserve(layout.plan.backward.size) }
         if stage >= .rOperator { rArena.reserve(layout.rOperator) }
-    }
-
-    /// The runs the passes fuse: none in `.inference` mode or without ``fusesLayers``, and without their input
-    /// convolutions when the passes differentiate the input (the fused input layer computes no input gradient)
-    /// or without ``fusesInputLayer``.
-    private var activeFusions: [LayerFusion] {
-        guard fusesLayers, normalization != .inference else { return [] }
-        return differentiatesInput || !fusesInputLayer ? fusions.map(\.withoutConvolution) : fusions
     }
 
     /// The layout for `n` samples on `threads` threads, running `fusions` fused: their interior values get no
