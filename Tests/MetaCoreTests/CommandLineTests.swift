@@ -298,6 +298,34 @@ struct CommandLineTests {
         #expect(refused.status != 0 && refused.err.contains("--init-from starts a new run"))
     }
 
+    /// `metactl export --format metacore` drops the optimiser state and nothing else: eval reads the smaller file
+    /// to the same figures, `--init-from` starts from it, and `train --resume` refuses it.
+    @Test func exportForEvaluationDropsOnlyTheOptimizerState() throws {
+        let flags = ["--algorithm", "metasgd", "--meta-batch", "2", "--shots", "3", "--queries", "3", "--hidden", "8", "--seed", "5", "--threads", "1"]
+        #expect(try runMetactl(["train"] + flags + ["--iterations", "4", "--checkpoint", "a.safetensors"], in: directory).status == 0)
+        let exported = try runMetactl(["export", "--format", "metacore", "--checkpoint", "a.safetensors", "--output", "e.safetensors"], in: directory)
+        #expect(exported.status == 0 && exported.out.contains("without its optimiser state"), "\(exported.err)")
+        let a = try SafeTensors.read(from: file("a.safetensors")), e = try SafeTensors.read(from: file("e.safetensors"))
+        #expect(a.tensors.contains { $0.name == "optimizer.m" })
+        #expect(e.tensors.map(\.name) == a.tensors.map(\.name).filter { !$0.hasPrefix("optimizer.") })
+        for (name, tensor) in e.tensors { #expect(a.tensor(named: name) == tensor) }
+        #expect(e.metadata.filter { $0.key != "optimizer.state" } == a.metadata && !TrainingCheckpoint.holdsOptimizerState(e))
+
+        let evalArguments = ["eval", "--tasks", "20", "--steps", "2", "--threads", "1", "--checkpoint"]
+        let full = try runMetactl(evalArguments + ["a.safetensors"], in: directory), small = try runMetactl(evalArguments + ["e.safetensors"], in: directory)
+        #expect(full.status == 0 && small.status == 0, "\(full.err) \(small.err)")
+        let figures = { (out: String) in out.split(separator: "\n").filter { !$0.hasPrefix("evaluated in") } }
+        #expect(figures(small.out) == figures(full.out) && full.out.contains("4 iterations"), "\(small.out) against \(full.out)")
+        let started = try runMetactl(["train"] + flags + ["--iterations", "1", "--init-from", "e.safetensors", "--checkpoint", "b.safetensors"], in: directory)
+        #expect(started.status == 0 && started.err.contains("started from \(e.tensors.count) tensors of e.safetensors"), "\(started.err)")
+
+        let resumed = try runMetactl(["train", "--resume", "--iterations", "6", "--checkpoint", "e.safetensors"], in: directory)
+        #expect(resumed.status != 0 && resumed.err.contains("holds no optimiser state"), "\(resumed.err)")
+        let overwrite = try runMetactl(["export", "--format", "metacore", "--checkpoint", "a.safetensors", "--output", "./a.safetensors"], in: directory)
+        #expect(overwrite.status != 0 && overwrite.err.contains("names the checkpoint itself"), "\(overwrite.err)")
+        #expect(try SafeTensors.read(from: file("a.safetensors")).tensors.count == a.tensors.count)
+    }
+
     /// A batch-norm that learns no scale (`--no-batch-norm-scale`) exports γ = 1 as its weight, so that
     /// nn.BatchNorm2d loads the file strictly; its shift is the checkpoint's.
     @Test func exportGivesABatchNormWithoutAScaleItsUnitWeight() throws {

@@ -155,6 +155,16 @@ struct HostileInputTests {
             #expect(throws: MetaCoreError.self, "optimizer.v with \(bad)") { try TrainingCheckpoint.restore(file) }
         }
         #expect(throws: Never.self) { try TrainingCheckpoint.restore(fixture) }
+        // Without optimiser state: restored for evaluation; a mark with another value, or a marked file that still
+        // holds optimiser tensors, is refused.
+        let stripped = try TrainingCheckpoint.withoutOptimizerState(fixture)
+        #expect(try TrainingCheckpoint.restore(stripped).0.metaParameters == TrainingCheckpoint.restore(fixture).0.metaParameters)
+        var marked = fixture
+        marked.metadata["optimizer.state"] = "omitted"
+        #expect(throws: MetaCoreError.self) { try TrainingCheckpoint.restore(marked) }
+        marked.metadata["optimizer.state"] = "present"
+        #expect(throws: MetaCoreError.self) { try TrainingCheckpoint.restore(marked) }
+        #expect(throws: MetaCoreError.self) { try TrainingCheckpoint.withoutOptimizerState(SafeTensors()) }
     }
 
     @Test func imagesAndArchivesAreBoundedBeforeAllocation() throws {

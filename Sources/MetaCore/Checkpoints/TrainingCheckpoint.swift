@@ -4,8 +4,13 @@ import Foundation
 /// (`0.weight`, …; Meta-SGD's learning rates as `alpha.0.weight`, …), the meta-optimiser's state
 /// (`optimizer.m`, `optimizer.v`), and in the metadata the configuration (JSON), the iteration and the
 /// wall time spent training so far (summed over resumed runs, so that logs and learning curves continue).
+///
+/// A checkpoint may leave the optimiser state out (``withoutOptimizerState(_:)``): evaluation, continual learning,
+/// prediction and `--init-from` read it as they read the full one, but a run cannot resume from it.
 public enum TrainingCheckpoint {
     static let format = "metacore-training-1"
+    /// The metadata entry that marks a checkpoint without optimiser state, and its one value.
+    static let optimizerStateKey = "optimizer.state", omitted = "omitted"
 
     public static func make(_ trainer: MetaTrainer, configuration: TrainingConfiguration, trainingSeconds: Double = 0) throws -> SafeTensors {
         let model = trainer.model, meta = trainer.metaParameters
@@ -88,9 +93,26 @@ public enum TrainingCheckpoint {
         return configuration
     }
 
+    /// `file` without its optimiser state, marked so: the meta-parameters, configuration, iteration and training time
+    /// alone. Adam's two moments are twice the parameters' bytes, so this is a third of an Adam run's checkpoint —
+    /// what a finished run keeps for evaluation. Throws if `file` is not a training checkpoint.
+    public static func withoutOptimizerState(_ file: SafeTensors) throws -> SafeTensors {
+        _ = try configuration(of: file)
+        var stripped = file
+        stripped.tensors.removeAll { $0.name.hasPrefix("optimizer.") }
+        stripped.metadata[optimizerStateKey] = omitted
+        return stripped
+    }
+
+    /// Whether `file` holds the optimiser state a resumed run continues with (false after ``withoutOptimizerState(_:)``).
+    public static func holdsOptimizerState(_ file: SafeTensors) -> Bool {
+        file.metadata[optimizerStateKey] == nil
+    }
+
     /// The trainer as it was when the checkpoint was written, ready to continue on `threads` threads (its
     /// task family reads its dataset, if any, from `data`). Any registered algorithm, task family and backbone
-    /// restores the same way: the configuration names them.
+    /// restores the same way: the configuration names them. From a checkpoint without optimiser state the
+    /// optimiser starts fresh, so such a trainer is for evaluation (``TrainingSession`` refuses to resume it).
     public static func restore(_ file: SafeTensors, data: DataSource = DataSource(), threads: Int = 1) throws -> (MetaTrainer, TrainingConfiguration) {
         let configuration = try configuration(of: file)
         var trainer = try configuration.makeTrainer(data: data, threads: threads)
@@ -103,7 +125,16 @@ public enum TrainingCheckpoint {
         trainer.iteration = iteration
         var vectors: [String: [Float]] = [:]
         for (name, tensor) in file.tensors where name.hasPrefix("optimizer.") { vectors[String(name.dropFirst(10))] = tensor.scalars }
-        try trainer.optimizer.restore(step: step, vectors: vectors, parameterCount: meta.count)
+        switch file.metadata[optimizerStateKey] {
+        case nil:
+            try trainer.optimizer.restore(step: step, vectors: vectors, parameterCount: meta.count)
+        case omitted?:
+            guard vectors.isEmpty else {
+                throw MetaCoreError(.corruptData, "checkpoint says its optimiser state is omitted but holds \(vectors.keys.sorted().map { "optimizer.\($0)" }.joined(separator: ", "))")
+            }
+        case let other?:
+            throw MetaCoreError(.corruptData, "checkpoint metadata '\(optimizerStateKey)' is '\(other)'; the only value it may have is '\(omitted)'")
+        }
         return (trainer, configuration)
     }
 }

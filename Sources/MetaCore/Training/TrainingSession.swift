@@ -80,6 +80,9 @@ public struct TrainingSession {
                 reduction: GradientReduction = .ordered) throws {
         let file = try file ?? SafeTensors.read(from: output.checkpoint)
         let stored = try TrainingCheckpoint.configuration(of: file)
+        guard TrainingCheckpoint.holdsOptimizerState(file) else {
+            throw MetaCoreError.argument("\(output.checkpoint.path) holds no optimiser state (it was exported for evaluation), so its run cannot resume exactly; resume from the training checkpoint, or start a new run from its weights with --init-from")
+        }
         (trainer, configuration) = try TrainingCheckpoint.restore(file, data: data(stored), threads: threads)
         trainer.group = group; trainer.reduction = reduction
         earlierSeconds = try TrainingCheckpoint.trainingSeconds(of: file)
