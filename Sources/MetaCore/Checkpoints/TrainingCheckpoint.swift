@@ -104,9 +104,10 @@ public enum TrainingCheckpoint {
         return stripped
     }
 
-    /// Whether `file` holds the optimiser state a resumed run continues with (false after ``withoutOptimizerState(_:)``).
+    /// Whether `file` holds the optimiser state a resumed run continues with (false after ``withoutOptimizerState(_:)``;
+    /// a mark of any other value is left to ``restore(_:data:threads:)`` to refuse as corrupt).
     public static func holdsOptimizerState(_ file: SafeTensors) -> Bool {
-        file.metadata[optimizerStateKey] == nil
+        file.metadata[optimizerStateKey] != omitted
     }
 
     /// The trainer as it was when the checkpoint was written, ready to continue on `threads` threads (its
