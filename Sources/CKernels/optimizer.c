@@ -1,6 +1,7 @@
 /* Optimiser updates over a flat parameter vector: one pass, elementwise, vectorised (restrict: the four
  * vectors are distinct). */
 #include "ckernels.h"
+#include <float.h>
 #include <math.h>
 
 /* sqrt without errno (v >= 0 here), so the loop vectorises. */
@@ -14,7 +15,11 @@ void mc_adam_step(size_t count, float *restrict p, float *restrict m, float *res
                   float beta1, float beta2, float rate, float epsilon) {
     for (size_t i = 0; i < count; i++) {
         const float gi = g[i];
-        const float mi = beta1 * m[i] + (1.0f - beta1) * gi, vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
+        float mi = beta1 * m[i] + (1.0f - beta1) * gi, vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
+        /* Subnormal moments (a parameter whose gradient stays zero decays into them) cost x86 a microcode
+         * assist per operation; below FLT_MIN they are held at zero. */
+        mi = fabsf(mi) < FLT_MIN ? 0.0f : mi;
+        vi = vi < FLT_MIN ? 0.0f : vi;
         m[i] = mi;
         v[i] = vi;
         p[i] -= rate * mi / (MC_SQRT(vi) + epsilon);

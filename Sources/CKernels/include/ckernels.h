@@ -515,7 +515,8 @@ int mc_symmetric_solve(int n, int nrhs, double *a, double *b);
  * ------------------------------------------------------------------------------------------------------- */
 
 /* One Adam step with the bias corrections folded into rate and epsilon by the caller:
- * m = beta1 m + (1 - beta1) g,  v = beta2 v + (1 - beta2) g^2,  p -= rate * m / (sqrt(v) + epsilon). */
+ * m = beta1 m + (1 - beta1) g,  v = beta2 v + (1 - beta2) g^2,  p -= rate * m / (sqrt(v) + epsilon),
+ * with m and v stored as 0 where their magnitude is below FLT_MIN (subnormal). */
 void mc_adam_step(size_t count, float *p, float *m, float *v, const float *g,
                   float beta1, float beta2, float rate, float epsilon);
 
