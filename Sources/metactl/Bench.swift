@@ -53,6 +53,7 @@ struct Bench: ParsableCommand {
             report.ceiling = report.kernels.compactMap(\.gflops).max()
             // The rest as MetaCore runs it: one call per thread, BLAS single-threaded.
             report.kernels += KernelBenchmarks.conv4Gemms(batch: 80, threads: threads, repetitions: repetitions)
+            report.kernels += KernelBenchmarks.mlpGemms(threads: threads, repetitions: repetitions)
             for (channels, side) in [(1, 28), (64, 14), (64, 7), (64, 3)] {
                 report.kernels += KernelBenchmarks.convolution(channels: channels, side: side, batch: 80, threads: threads, repetitions: repetitions)
             }
@@ -102,7 +103,9 @@ struct Bench: ParsableCommand {
         for t in timings {
             var rate = t.gflops.map { String(format: "%8.1f GFLOP/s", $0) } ?? ""
             if let gflops = t.gflops, let ceiling { rate += String(format: "   %4.2f", gflops / ceiling) }
-            print(t.name.padding(toLength: 52, withPad: " ", startingAt: 0) + String(format: "%10.3f ms  ", t.seconds * 1e3) + rate)
+            // Products of a few hundred nanoseconds (the MLP's) in µs, where milliseconds would show 0.000.
+            let time = t.seconds < 1e-5 ? String(format: "%10.3f µs  ", t.seconds * 1e6) : String(format: "%10.3f ms  ", t.seconds * 1e3)
+            print(t.name.padding(toLength: 52, withPad: " ", startingAt: 0) + time + rate)
         }
     }
 }

@@ -22,6 +22,16 @@ struct KernelTests {
         return out
     }
 
+    /// The kernel benchmark's MLP products are the shapes mc_linear_forward / mc_linear_backward pass to mc_gemm
+    /// (x·Wᵀ, dy·W, dyᵀ·x), with no data gradient for the first layer, and each is timed with a rate.
+    @Test func mlpBenchmarkTimesTheLinearLayersProducts() {
+        let timings = KernelBenchmarks.mlpGemms(sizes: [1, 40, 3], points: 10, threads: 1, repetitions: 1)
+        #expect(timings.map(\.name) == ["mlp layer 1 forward 10x40x1 (NT)", "mlp layer 1 weight grad 40x1x10 (TN)",
+                                        "mlp layer 2 forward 10x3x40 (NT)", "mlp layer 2 data grad 10x40x3",
+                                        "mlp layer 2 weight grad 3x40x10 (TN)"])
+        #expect(timings.allSatisfy { ($0.gflops ?? 0) > 0 && $0.seconds > 0 })
+    }
+
     /// Shapes for the loop kernel (4-row blocks with 1, 2 and 3 rows left over; 16- and 8-column tiles and single
     /// columns; for B transposed, dot products when C is narrow and packing otherwise) and for cblas (beyond the
     /// loop kernel's size, or a transposed B too large to pack), with beta 0 (C is not read: NaNs there must

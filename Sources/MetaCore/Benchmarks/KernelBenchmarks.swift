@@ -109,6 +109,21 @@ public enum KernelBenchmarks {
         return Timing.measure(name, threads: threads, calls: max(1, Int(2e8 / flops)), repetitions: repetitions, flops: flops, call)
     }
 
+    /// The GEMMs a ``Linear`` layer's passes issue for an MLP (`sizes`, default the sinusoid's 1-40-40-1) on
+    /// `points` samples, layer by layer: the forward product x·Wᵀ (B transposed, so the kernel packs W first),
+    /// the data gradient dy·W (not on the first layer, whose input is the model's) and the weight gradient
+    /// dyᵀ·x. The R-passes issue the same shapes.
+    public static func mlpGemms(sizes: [Int] = [1, 40, 40, 1], points: Int = 10, threads: Int = 1, repetitions: Int = 5) -> [Timing] {
+        var timings: [Timing] = []
+        for (layer, (inputs, outputs)) in zip(sizes, sizes.dropFirst()).enumerated() {
+            let name = "mlp layer \(layer + 1)"
+            timings.append(gemm(m: points, n: outputs, k: inputs, transB: true, label: "\(name) forward", threads: threads, repetitions: repetitions))
+            if layer > 0 { timings.append(gemm(m: points, n: inputs, k: outputs, label: "\(name) data grad", threads: threads, repetitions: repetitions)) }
+            timings.append(gemm(m: outputs, n: inputs, k: points, transA: true, label: "\(name) weight grad", threads: threads, repetitions: repetitions))
+        }
+        return timings
+    }
+
     /// The GEMMs the convolution kernels issue for Conv-4 (64 channels, 28x28x1 inputs) on a batch of
     /// `batch` images, at the kernels' own algorithm and chunk size. Winograd (the 64-channel layers): one of
     /// the 16 (2x2 tiles) or 36 (4x4 tiles) products per chunk of each kind — forward V·Uᵀ, weight gradient
