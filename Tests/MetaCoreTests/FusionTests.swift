@@ -162,13 +162,15 @@ struct FusionTests {
             try Conv2d(6, 4, kernel: 3, padding: 1), try BatchNorm(4), ReLU(), try MaxPool(2), Flatten(), try Linear(4 * pooled * pooled, 3)])
     }
 
-    /// The convolution of the model's input runs inside the fused step, its output recomputed instead of stored
-    /// (``ConvolutionBatchNormReLUPool``). On one thread the loss, outputs, running statistics, gradient and H·v
-    /// are those of the same workspace with that convolution run on its own, to the bit: for one, two and three
-    /// input channels, 3x3 and 5x5 kernels with and without padding, maps of odd and even sizes, a batch-norm
-    /// without a learned scale, ties, and both batch-statistics modes.
+    /// The convolution of the model's input runs inside the fused step, its output never stored
+    /// (``ConvolutionBatchNormReLUPool``). On one thread the loss, outputs and running statistics are those of the
+    /// same workspace with that convolution run on its own, to the bit (the forward pass recomputes the output by
+    /// the same code); the gradient, which the step takes through the Gram matrix of the input's patches, and H·v
+    /// agree up to rounding. For one, two and three input channels, 3x3 and 5x5 kernels with and without
+    /// padding, maps of odd and even sizes, a batch-norm without a learned scale, ties, and both batch-statistics
+    /// modes.
     @Test(arguments: [(1, 3, 1, 9, true), (3, 3, 1, 7, true), (1, 5, 2, 11, false), (2, 3, 0, 10, true)])
-    func inputLayerAgreesToTheBit(_ channels: Int, _ kernel: Int, _ padding: Int, _ size: Int, _ learnsScale: Bool) throws {
+    func inputLayerAgreesWithTheConvolutionApart(_ channels: Int, _ kernel: Int, _ padding: Int, _ size: Int, _ learnsScale: Bool) throws {
         let model = try Self.inputModel(channels: channels, kernel: kernel, padding: padding, size: size, learnsScale: learnsScale)
         #expect(LayerFusion.find(in: model).map(\.nodes) == [0 ... 3, 5 ... 7])
         for seed: UInt64 in [1, 2, 3] {
@@ -182,9 +184,10 @@ struct FusionTests {
             for normalization in [Normalization.transductive, .training(momentum: 0.1)] {
                 let fused = try Self.passes(model, fused: true, normalization: normalization, theta: theta, batch: batch, v: v)
                 let apart = try Self.passes(model, fused: true, inputLayer: false, normalization: normalization, theta: theta, batch: batch, v: v)
-                let same = (outputs: fused.outputs == apart.outputs, loss: fused.loss == apart.loss, state: fused.state == apart.state,
-                            gradient: fused.gradient == apart.gradient, hv: fused.hv == apart.hv)
-                #expect(same.outputs && same.loss && same.state && same.gradient && same.hv, "seed \(seed), \(normalization): \(same)")
+                let same = (outputs: fused.outputs == apart.outputs, loss: fused.loss == apart.loss, state: fused.state == apart.state)
+                #expect(same.outputs && same.loss && same.state, "seed \(seed), \(normalization): \(same)")
+                #expect(Self.relativeError(fused.gradient, apart.gradient) < 1e-5, "seed \(seed), \(normalization): gradient")
+                #expect(Self.relativeError(fused.hv, apart.hv) < 1e-4, "seed \(seed), \(normalization): H·v")
             }
         }
     }

@@ -411,14 +411,17 @@ void mc_bn_relu_pool_rbackward(int n, int c, int h, int w, int c0, int c1, const
 
 /* ---------------------------------------------------------------------------------------------------------
  * A network's input layer fused (conv_bn_relu_pool.c): the direct convolution (MC_CONV_DIRECT: the shape must
- * have that algorithm) of the input x [N, C, H, W] by W [O, C, KH, KW] and the bias b [O], then batch-norm with
- * batch statistics, ReLU and 2x2 max-pooling as mc_bn_relu_pool_* -> y [N, O, OH/2, OW/2], the convolution's
- * output recomputed by each pass instead of stored. Channels c0 <= ch < c1 of O; argmax, mean and invstd [O]
- * as mc_bn_relu_pool_*'s. Results equal the unfused passes' to the bit: mc_direct_forward then
- * mc_bn_relu_pool_forward (and mc_batchnorm_update_running), and mc_bn_relu_pool_backward then the dW and db of
- * mc_direct_backward. No input gradient: the input is data. The R-forms are the unfused kernels' on the
- * convolution's output, stored for them.
+ * have that algorithm, and at most 512 taps C * KH * KW: mc_conv_bn_relu_pool_applies) of the input
+ * x [N, C, H, W] by W [O, C, KH, KW] and the bias b [O], then batch-norm with batch statistics, ReLU and 2x2
+ * max-pooling as mc_bn_relu_pool_* -> y [N, O, OH/2, OW/2], the convolution's output never stored. Channels
+ * c0 <= ch < c1 of O; argmax, mean and invstd [O] as mc_bn_relu_pool_*'s. The forward pass equals the unfused
+ * passes to the bit (mc_direct_forward then mc_bn_relu_pool_forward, and mc_batchnorm_update_running); the
+ * backward pass equals mc_bn_relu_pool_backward then the dW and db of mc_direct_backward up to rounding: it
+ * takes its sums through the Gram matrix of the input's patches instead of the convolution's output. No input
+ * gradient: the input is data. The R-forms are the unfused kernels' on the convolution's output, stored for them.
  * ------------------------------------------------------------------------------------------------------- */
+/* 1 if the step can run the shape: the direct algorithm, and at most 512 taps. */
+int mc_conv_bn_relu_pool_applies(const mc_conv2d_shape *s);
 /* Floats of workspace for one call (any channel range). */
 size_t mc_conv_bn_relu_pool_workspace_size(const mc_conv2d_shape *s);
 /* y, argmax, mean, invstd; with running_mean and running_var (NULL in transductive mode), also moves them

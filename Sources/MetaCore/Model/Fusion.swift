@@ -151,9 +151,10 @@ struct ConvolutionBatchNormReLUPool: Sendable {
     private var norm: BatchNorm { block.norm }
 
     /// Whether the step can run `convolution` on inputs of shape `input`: the convolution's kernels would pick
-    /// the direct algorithm, whose values the step recomputes.
+    /// the direct algorithm, whose values the step recomputes, and its filters have at most 512 taps.
     static func fuses(_ convolution: Conv2d, input: [Int]) -> Bool {
-        convolution.shape(batch: 1, input: input).algorithm == Int32(MC_CONV_DIRECT)
+        var shape = convolution.shape(batch: 1, input: input)
+        return mc_conv_bn_relu_pool_applies(&shape) != 0
     }
 
     /// The convolution node's memory when it runs in the step: scratch for batch-norm's (``BatchNorm/affine(_:)``)
