@@ -21,8 +21,8 @@
  * every channel. So the pass costs T multiply-adds per winner and channel (a quarter of the positions) plus
  * the Gram matrix, where recomputing the output for batch-norm's sums and then its gradient for dW would cost
  * 3 T at every position. It equals mc_bn_relu_pool_backward then mc_direct_backward's dW and db up to
- * rounding, not to the bit. (The forward pass's moments could come from G and S too; measured, that saved
- * nothing.) */
+ * rounding, not to the bit. (The forward pass's moments could come from G and S too: results/bench/README.md
+ * has why they do not.) */
 #include "bn_relu_pool.h"
 #include "direct.h"
 
@@ -109,7 +109,6 @@ static void patch_rows(const mc_conv2d_shape *s, const float *xp, padding p, siz
             for (; t < TP; t++) row[t] = 0.0f;
         }
 }
-
 
 /* P[0 ..< 8 NV] = the sum over a pooled plane's winners (ai[o] >= 0) of d[o] times the winner's patch row, and
  * *sd = the sum of those d[o]: two interleaved chains, so that the adds do not wait on one another. */
