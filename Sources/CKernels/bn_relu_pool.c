@@ -9,6 +9,37 @@
  * activation.c and pool.c to the bit, and the backward passes differ only in the order their sums add up. */
 #include "bn_relu_pool.h"
 
+/* Adds the sums of d and of d * xhat over a pooled plane's winners (ai[o] >= 0) to *sd and *sdx: four
+ * interleaved chains of each, kept in registers, so that the adds do not wait on one another. */
+MC_INLINE void winner_sums(int os, const float *restrict xi, float fm, float r, const int32_t *restrict ai,
+                           const float *restrict d, double *sd, double *sdx) {
+    double a[4] = {0}, b[4] = {0};
+    int o = 0;
+    for (; o + 4 <= os; o += 4)
+        for (int q = 0; q < 4; q++) {
+            const int j = ai[o + q];
+            const float w = j >= 0 ? d[o + q] : 0.0f;
+            a[q] += w;
+            b[q] += (double)w * bn_xhat(xi[j >= 0 ? j : 0], fm, r);
+        }
+    for (; o < os; o++) {
+        const int j = ai[o];
+        if (j >= 0) { a[0] += d[o]; b[0] += (double)d[o] * bn_xhat(xi[j], fm, r); }
+    }
+    *sd += (a[0] + a[1]) + (a[2] + a[3]);
+    *sdx += (b[0] + b[1]) + (b[2] + b[3]);
+}
+
+/* dx of one plane of s values (os pooled) from the pooled dy = d routed through the winners ai, with A, B the
+ * channel's backward coefficients. dy is 0 where nothing flows back: there dx is the batch statistics' part
+ * alone. */
+MC_INLINE void pooled_dx_plane(int s, int os, const float *restrict xi, const int32_t *restrict ai, const float *restrict d,
+                               float fm, float r, float g, float A, float B, float *restrict out) {
+    dx_plane(s, xi, NULL, fm, r, g, A, B, out);
+    for (int o = 0; o < os; o++)
+        if (ai[o] >= 0) out[ai[o]] = bn_dx(r, g, A, B, bn_xhat(xi[ai[o]], fm, r), d[o]);
+}
+
 MC_CLONES void mc_bn_relu_pool_forward(int n, int c, int h, int w, int c0, int c1, float eps, const float *x,
                                        const float *gamma, const float *beta, float *y, int32_t *argmax,
                                        float *mean, float *invstd) {

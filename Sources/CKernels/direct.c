@@ -6,6 +6,47 @@
  * bilinearity. Every image is padded into the workspace in turn; nothing else is allocated. */
 #include "direct.h"
 
+/* sums[o][tap] += the lanes of sum over output positions of dy[o] * xp shifted by the tap, and with
+ * bias_sums, bias_sums[o] += the lanes of sum of dy[o] (read once for both). */
+MC_INLINE void weight_sums(const mc_conv2d_shape *s, int kh, int kw, const float *xp, padding p,
+                           const float *dy, float *sums, float *bias_sums) {
+    const int OW = s->ow, OH = s->oh, C = s->c, K = kh * kw;
+    for (int o = 0; o < s->o; o++)
+        for (int c = 0; c < C; c++) {
+            v8 acc[MAX_TAPS], bias_acc = broadcast(0.0f);
+            for (int t = 0; t < K; t++) acc[t] = broadcast(0.0f);
+            for (int oy = 0; oy < OH; oy++)
+                for (int ox0 = 0; ox0 < OW; ox0 += LANES) {
+                    const int ox = vector_start(ox0, OW);
+                    const float *d_row = dy + ((size_t)o * OH + oy) * OW + ox;
+                    v8 d;
+                    if (OW < LANES) d = load_lanes(d_row, OW);
+                    else {
+                        d = load8(d_row);
+                        /* a last vector overlapping the one before counts only its new columns */
+                        for (int l = 0; l < ox0 - ox; l++) d[l] = 0.0f;
+                    }
+                    bias_acc += d;
+                    for (int ki = 0; ki < kh; ki++) {
+                        const float *row = xp + c * p.plane + (size_t)(oy + ki) * p.cols + ox;
+                        for (int kj = 0; kj < kw; kj++) acc[ki * kw + kj] += d * load8(row + kj);
+                    }
+                }
+            float *out = sums + ((size_t)o * taps(s) + (size_t)c * K) * LANES;
+            for (int t = 0; t < K; t++) store8(out + t * LANES, load8(out + t * LANES) + acc[t]);
+            if (bias_sums && c == 0) store8(bias_sums + o * LANES, load8(bias_sums + o * LANES) + bias_acc);
+        }
+}
+
+/* out[i] (+)= the sum of the LANES lanes of sums[i], for i < count. */
+static inline void add_lanes(const float *sums, size_t count, int accumulate, float *out) {
+    for (size_t i = 0; i < count; i++) {
+        float total = 0.0f;
+        for (int l = 0; l < LANES; l++) total += sums[i * LANES + l];
+        out[i] = accumulate ? out[i] + total : total;
+    }
+}
+
 int mc_direct_applies(const mc_conv2d_shape *s) {
     return s->stride == 1 && s->pad < s->kh && s->pad < s->kw && s->kh * s->kw <= MAX_TAPS;
 }
