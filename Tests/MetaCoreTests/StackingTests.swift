@@ -1,3 +1,5 @@
+import Foundation
+import Synchronization
 import Testing
 @testable import MetaCore
 
@@ -102,6 +104,47 @@ struct StackingTests {
         let stacked = try Self.train(learner, stacking: true, threads: 2, tasks: Uneven())
         let alone = try Self.train(learner, stacking: false, threads: 1, tasks: Uneven())
         #expect(stacked.meta == alone.meta && stacked.losses == alone.losses)
+    }
+
+    /// The blocks of a meta-step add their meta-gradients in turn; a block whose task fails must still pass the
+    /// turn on, so that the step ends with the failure instead of the next block waiting forever.
+    @Test(arguments: [[0], [6], [1, 5]])
+    func aFailingBlockEndsTheStepWithItsError(_ refused: [Int]) throws {
+        /// Sinusoid tasks, but the tasks of the given indices of iteration 0 (seed 3) are refused.
+        struct Refusing: TaskDistribution {
+            let draws: Set<UInt64>
+            var inputShape: [Int] { [1] }
+            var outputShape: [Int] { [1] }
+            var isClassification: Bool { false }
+            func sample(_ random: inout RandomSource, queryCount: Int?) throws -> Task {
+                var peek = random
+                if draws.contains(peek.next()) {
+                    Thread.sleep(forTimeInterval: 0.02)   // late, so that the next block has started and waits for this one's turn
+                    throw MetaCoreError.argument("task refused")
+                }
+                return try SinusoidTasks(shots: 5).sample(&random, queryCount: queryCount)
+            }
+        }
+        let draws = Set(refused.map { i in var random = MetaTrainer.taskRandom(seed: 3, iteration: 0, index: i); return random.next() })
+        // On a thread of its own, so that a hang is reported (and the rest of the suite goes on) rather than waited for.
+        let outcome = Mutex<[String]?>(nil), finished = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            var errors: [String] = []
+            do {
+                var trainer = try MetaTrainer(learner: Self.learners[0], model: .mlp([1, 12, 12, 1]), tasks: Refusing(draws: draws),
+                                              optimizer: Adam(learningRate: 0.01), metaBatch: 7, seed: 3, threads: 2)
+                // Twice: a failed step is not taken (the same tasks come again), and the threads are free for the next.
+                for _ in 0 ..< 2 {
+                    do { _ = try trainer.step(); errors.append("the step succeeded") } catch { errors.append("\(error)") }
+                    if trainer.iteration != 0 { errors.append("iteration \(trainer.iteration)") }
+                }
+            } catch { errors.append("no trainer: \(error)") }
+            outcome.withLock { $0 = errors }
+            finished.signal()
+        }
+        guard finished.wait(timeout: .now() + 60) == .success else { Issue.record("the meta-step did not end"); return }
+        let errors = try #require(outcome.withLock { $0 })
+        #expect(errors.count == 2 && errors.allSatisfy { $0.contains("task refused") }, "\(errors)")
     }
 
     @Test func onlyChainsOfLinearAndPerSampleLayersStack() throws {

@@ -74,6 +74,17 @@ public struct ModelStack: Sendable {
         }
     }
 
+    /// Adds group `group`'s part of a stacked vector to `output`, a vector of the base model.
+    public func add(_ stacked: [Float], group: Int, into output: UnsafeMutablePointer<Float>) {
+        precondition(stacked.count == self.stacked.parameterCount && (0 ..< groups).contains(group))
+        stacked.withUnsafeBufferPointer { s in
+            for (one, all) in ranges {
+                let source = s.baseAddress! + all.lowerBound + group * one.count, target = output + one.lowerBound
+                for i in 0 ..< one.count { target[i] += source[i] }
+            }
+        }
+    }
+
     /// `tasks` (one per group) as one task of the stacked model: their support sets one after the other, and
     /// their query sets. `nil` unless there are ``groups`` of them and all support sets have one size, all
     /// query sets another, and all targets one kind.

@@ -8,9 +8,9 @@ import Synchronization
 /// Task `i` of iteration `t` is drawn from a random source derived from (seed, t, i) alone, so a run resumed
 /// from a checkpoint sees exactly the tasks the uninterrupted run would have. The tasks of a meta-batch run
 /// concurrently on ``runner``'s threads; each task's meta-gradient lands in its own slot and the slots are
-/// summed in task order, so the result does not depend on the thread count or on scheduling: a fixed seed
-/// gives bit-identical training with 1 thread or 8 — and, with ``GradientReduction/ordered``, with 1 MPI rank
-/// or 8 (``group``).
+/// summed in task order (threads running blocks of tasks stacked add theirs to the sum in task order), so the
+/// result does not depend on the thread count or on scheduling: a fixed seed gives bit-identical training with
+/// 1 thread or 8 — and, with ``GradientReduction/ordered``, with 1 MPI rank or 8 (``group``).
 public struct MetaTrainer {
     public let learner: any MetaLearner
     public let tasks: any TaskDistribution
@@ -101,18 +101,32 @@ public struct MetaTrainer {
             return value
         }
         let values: [LossValue]
+        var chained: ChainedSum?
         if let blocks = stackedBlocks(share, learner: learner) {
-            // Each thread's block of tasks as one task of the stacked model; tasks of unequal sizes one by one.
+            // Each thread's block of tasks as one task of the stacked model; tasks of unequal sizes one by one. In
+            // one process the blocks sum their meta-gradients themselves, in task order (ChainedSum).
             let (stacks, model) = (self.stacks, self.model)
+            let chain = group.size == 1 ? ChainedSum(width: meta.count) : nil
+            chained = chain
             values = try runner.map(blocks.count) { b, worker -> [LossValue] in
+                var added = false
+                defer { if !added { chain?.add(block: b) { _ in } } }   // a failed block passes the turn on
                 let block = blocks[b], blockTasks = try block.map(sample)
                 guard let stack = stacks.stack(model, groups: block.count), let task = try stack.stack(blockTasks) else {
-                    return try zip(blockTasks, block).map { try run($0, $1, on: worker) }
+                    let values = try zip(blockTasks, block).map { try run($0, $1, on: worker) }
+                    chain?.add(block: b) { sum in for index in block { slots.add(index, into: sum) } }
+                    added = true
+                    return values
                 }
                 stack.stack(meta, into: &worker.stackedParameters)
                 let value = try learner.metaGradient(worker.stackedParameters, task: task, workspace: worker.workspace(for: stack),
                                                      into: &worker.stackedVector)
-                for (group, index) in block.enumerated() { slots.store(index) { stack.unstack(worker.stackedVector, group: group, into: $0) } }
+                if let chain {
+                    chain.add(block: b) { sum in for group in 0 ..< block.count { stack.add(worker.stackedVector, group: group, into: sum) } }
+                } else {
+                    for (group, index) in block.enumerated() { slots.store(index) { stack.unstack(worker.stackedVector, group: group, into: $0) } }
+                }
+                added = true
                 return value.groups
             }.flatMap { $0 }
         } else {
@@ -121,13 +135,14 @@ public struct MetaTrainer {
         let clock = ContinuousClock(), exchangeStart = clock.now
         // Each task's loss, correct answers (-1: not classification) and count, in task order on every rank.
         let results = try group.gather(values.map { [$0.loss, Double($0.correct ?? -1), Double($0.count)] }, tasks: metaBatch)
-        var sum = [Float](repeating: 0, count: metaParameters.count)
-        switch reduction {
-        case .ordered:
+        var sum = chained?.sum ?? [Float](repeating: 0, count: metaParameters.count)
+        switch (chained, reduction) {
+        case (.some, _): break
+        case (nil, .ordered):
             if group.size > 1 { try slots.gather(group.shares(of: metaBatch), group) }
-            for index in 0 ..< metaBatch { slots.add(index, into: &sum) }
-        case .sum:
-            for index in share { slots.add(index, into: &sum) }
+            sum.withUnsafeMutableBufferPointer { s in for index in 0 ..< metaBatch { slots.add(index, into: s.baseAddress!) } }
+        case (nil, .sum):
+            sum.withUnsafeMutableBufferPointer { s in for index in share { slots.add(index, into: s.baseAddress!) } }
             if group.size > 1 { try sum.withUnsafeMutableBufferPointer { try group.allReduceSum($0) } }
         }
         exchangeSeconds = (clock.now - exchangeStart).seconds
@@ -203,11 +218,40 @@ private final class TaskSlots: @unchecked Sendable {
         try group.allGather(UnsafeMutableBufferPointer(start: gradients, count: tasks.count * width), counts: shares.map { $0 * width })
     }
 
-    /// Adds task `index`'s gradient to `sum`.
-    func add(_ index: Int, into sum: inout [Float]) {
-        let g = UnsafeBufferPointer(start: slot(index), count: width)
-        sum.withUnsafeMutableBufferPointer { s in for i in 0 ..< width { s[i] += g[i] } }
+    /// Adds task `index`'s gradient to `sum` (`width` floats).
+    func add(_ index: Int, into sum: UnsafeMutablePointer<Float>) {
+        let g = slot(index)
+        for i in 0 ..< width { sum[i] += g[i] }
     }
+}
+
+/// The meta-gradients of a meta-step's blocks of consecutive tasks (one block per thread), summed in task order
+/// by the threads that computed them: block b adds its tasks' gradients to the running sum once block b − 1 has
+/// added its own. The sum is the slots' ordered sum to the bit, but no thread reads the others' gradients, only
+/// the running sum: through the slots, every task's gradient travelled from the core that computed it to the one
+/// that summed them, which is slow between cores that share no cache and matters for small tasks.
+private final class ChainedSum: @unchecked Sendable {
+    private let running: UnsafeMutableBufferPointer<Float>
+    /// The block whose turn it is to add.
+    private let turn = Atomic<Int>(0)
+
+    init(width: Int) { running = .allocate(capacity: width); running.initialize(repeating: 0) }
+    deinit { running.deallocate() }
+
+    /// Waits for block `block`'s turn, lets `add` add the block's gradients to the running sum (a block that
+    /// failed adds nothing, but must still take its turn), and passes the turn on.
+    func add(block: Int, _ add: (UnsafeMutablePointer<Float>) -> Void) {
+        var checks = 0
+        while turn.load(ordering: .acquiring) != block {
+            checks += 1
+            if checks >= 1024 { sched_yield() }   // the block before runs on a core this thread may be taking
+        }
+        add(running.baseAddress!)
+        turn.store(block + 1, ordering: .releasing)
+    }
+
+    /// The sum, once every block has added.
+    var sum: [Float] { Array(running) }
 }
 
 /// The stacks of a trainer's model by group count, made when first asked for (`nil` where the model does not
