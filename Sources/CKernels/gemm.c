@@ -88,6 +88,38 @@ MC_INLINE void gemm_dots(int m, int n, int k, float alpha, const float *A, int l
         }
 }
 
+/* C = alpha A^T B + beta C for a narrow C (n < 8, e.g. the weight gradient of a layer with one input): C's
+ * rows run along A's, so each column of C is built a vector of rows at a time. Every entry is the chain of
+ * multiply-adds in p order that gemm_column computes, so the results are the same to the bit. */
+MC_INLINE void gemm_narrow_transposed(const int wide, int m, int n, int k, float alpha, const float *A, int lda,
+                                      const float *B, int ldb, float beta, float *C, int ldc) {
+    for (int j = 0; j < n; j++) {
+        int i = 0;
+        for (; wide && i + 16 <= m; i += 16) {
+            v16 acc = {0}, a;
+            for (int p = 0; p < k; p++) { memcpy(&a, A + (size_t)p * lda + i, sizeof a); acc += a * B[(size_t)p * ldb + j]; }
+            for (int q = 0; q < 16; q++) {
+                float *c = C + (size_t)(i + q) * ldc + j;
+                *c = alpha * acc[q] + (beta != 0.0f ? beta * *c : 0.0f);
+            }
+        }
+        for (; i + 8 <= m; i += 8) {
+            v8 acc = {0};
+            for (int p = 0; p < k; p++) acc += load8(A + (size_t)p * lda + i) * B[(size_t)p * ldb + j];
+            for (int q = 0; q < 8; q++) {
+                float *c = C + (size_t)(i + q) * ldc + j;
+                *c = alpha * acc[q] + (beta != 0.0f ? beta * *c : 0.0f);
+            }
+        }
+        for (; i < m; i++) {
+            float acc = 0.0f;
+            for (int p = 0; p < k; p++) acc += A[(size_t)p * lda + i] * B[(size_t)p * ldb + j];
+            float *c = C + (size_t)i * ldc + j;
+            *c = alpha * acc + (beta != 0.0f ? beta * *c : 0.0f);
+        }
+    }
+}
+
 /* The 8 x 8 block at X (row stride ldx), transposed into Y (row stride ldy): three rounds of shuffles. */
 MC_INLINE void transpose8(const float *X, size_t ldx, float *Y, size_t ldy) {
     v8 r[8], t[8], u[8];
@@ -121,6 +153,7 @@ MC_INLINE void pack_transposed(int n, int k, const float *B, int ldb, float *Bt)
 MC_INLINE int gemm_small(const int wide, int transA, int transB, int m, int n, int k, float alpha, const float *A,
                          int lda, const float *B, int ldb, float beta, float *C, int ldc) {
     if (transB && !transA && n < 8) { gemm_dots(m, n, k, alpha, A, lda, B, ldb, beta, C, ldc); return 1; }
+    if (transA && !transB && n < 8) { gemm_narrow_transposed(wide, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc); return 1; }
     float packed[MC_SMALL_PACK];
     if (transB) {               /* op(B)[p, j] = B[j, p]: pack it row-major, eight rows of B at a time */
         if ((size_t)k * n > MC_SMALL_PACK) return 0;

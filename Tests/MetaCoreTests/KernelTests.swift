@@ -33,9 +33,9 @@ struct KernelTests {
     }
 
     /// Shapes for the loop kernel (4-row blocks with 1, 2 and 3 rows left over; 16- and 8-column tiles and single
-    /// columns; for B transposed, dot products when C is narrow and packing otherwise) and for cblas (beyond the
-    /// loop kernel's size, or a transposed B too large to pack), with beta 0 (C is not read: NaNs there must
-    /// not leak), 1 and 0.5.
+    /// columns; for B transposed, dot products when C is narrow and packing otherwise; for A transposed and C
+    /// narrow, columns of C a vector of rows at a time) and for cblas (beyond the loop kernel's size, or a
+    /// transposed B too large to pack), with beta 0 (C is not read: NaNs there must not leak), 1 and 0.5.
     @Test(arguments: [(false, false), (false, true), (true, false), (true, true)])
     func gemmMatchesNaiveProductInEveryTransposeWithStridesAndAccumulation(_ t: (Bool, Bool)) {
         for (m, n, k) in Self.gemmShapes {
@@ -62,9 +62,9 @@ struct KernelTests {
     }
 
     /// Every tile of both widths of the loop kernel (64-, 32-, 16- and 8-column tiles, single columns, 4-row
-    /// blocks and 1 - 3 rows left over), and products beyond it.
+    /// blocks and 1 - 3 rows left over; narrow products by 16, 8 and single rows), and products beyond it.
     static let gemmShapes = [(7, 5, 9), (6, 45, 11), (3, 8, 2), (9, 3, 37), (5, 21, 37), (40, 60, 50), (20, 80, 60),
-                             (70, 90, 80), (33, 64, 64), (9, 121, 37)]
+                             (70, 90, 80), (33, 64, 64), (9, 121, 37), (40, 1, 10), (19, 2, 5)]
 
     /// Whether the loop kernel runs sixteen-float tiles on this CPU.
     static let hasWideLoopKernel: Bool = {
