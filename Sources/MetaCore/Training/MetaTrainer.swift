@@ -109,24 +109,24 @@ public struct MetaTrainer {
             let chain = group.size == 1 ? ChainedSum(width: meta.count) : nil
             chained = chain
             values = try runner.map(blocks.count) { b, worker -> [LossValue] in
-                var added = false
-                defer { if !added { chain?.add(block: b) { _ in } } }   // a failed block passes the turn on
+                // The block's part of the chained sum, once its gradients are in; a failed block adds nothing but
+                // still takes its turn.
+                var part: ((UnsafeMutablePointer<Float>) -> Void)?
+                defer { chain?.add(block: b) { sum in part?(sum) } }
                 let block = blocks[b], blockTasks = try block.map(sample)
                 guard let stack = stacks.stack(model, groups: block.count), let task = try stack.stack(blockTasks) else {
                     let values = try zip(blockTasks, block).map { try run($0, $1, on: worker) }
-                    chain?.add(block: b) { sum in for index in block { slots.add(index, into: sum) } }
-                    added = true
+                    part = { sum in for index in block { slots.add(index, into: sum) } }
                     return values
                 }
                 stack.stack(meta, into: &worker.stackedParameters)
                 let value = try learner.metaGradient(worker.stackedParameters, task: task, workspace: worker.workspace(for: stack),
                                                      into: &worker.stackedVector)
-                if let chain {
-                    chain.add(block: b) { sum in for group in 0 ..< block.count { stack.add(worker.stackedVector, group: group, into: sum) } }
+                if chain != nil {
+                    part = { sum in for group in 0 ..< block.count { stack.add(worker.stackedVector, group: group, into: sum) } }
                 } else {
                     for (group, index) in block.enumerated() { slots.store(index) { stack.unstack(worker.stackedVector, group: group, into: $0) } }
                 }
-                added = true
                 return value.groups
             }.flatMap { $0 }
         } else {
@@ -135,15 +135,19 @@ public struct MetaTrainer {
         let clock = ContinuousClock(), exchangeStart = clock.now
         // Each task's loss, correct answers (-1: not classification) and count, in task order on every rank.
         let results = try group.gather(values.map { [$0.loss, Double($0.correct ?? -1), Double($0.count)] }, tasks: metaBatch)
-        var sum = chained?.sum ?? [Float](repeating: 0, count: metaParameters.count)
-        switch (chained, reduction) {
-        case (.some, _): break
-        case (nil, .ordered):
-            if group.size > 1 { try slots.gather(group.shares(of: metaBatch), group) }
-            sum.withUnsafeMutableBufferPointer { s in for index in 0 ..< metaBatch { slots.add(index, into: s.baseAddress!) } }
-        case (nil, .sum):
-            sum.withUnsafeMutableBufferPointer { s in for index in share { slots.add(index, into: s.baseAddress!) } }
-            if group.size > 1 { try sum.withUnsafeMutableBufferPointer { try group.allReduceSum($0) } }
+        var sum: [Float]
+        if let chained {
+            sum = chained.sum
+        } else {
+            sum = [Float](repeating: 0, count: metaParameters.count)
+            switch reduction {
+            case .ordered:
+                if group.size > 1 { try slots.gather(group.shares(of: metaBatch), group) }
+                sum.withUnsafeMutableBufferPointer { s in for index in 0 ..< metaBatch { slots.add(index, into: s.baseAddress!) } }
+            case .sum:
+                sum.withUnsafeMutableBufferPointer { s in for index in share { slots.add(index, into: s.baseAddress!) } }
+                if group.size > 1 { try sum.withUnsafeMutableBufferPointer { try group.allReduceSum($0) } }
+            }
         }
         exchangeSeconds = (clock.now - exchangeStart).seconds
         var loss = 0.0, correct = 0, count = 0, classification = false
