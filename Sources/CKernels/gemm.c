@@ -18,16 +18,20 @@
 
 /* The register tiles: eight floats wide (AVX + FMA clones and the baseline) and sixteen (AVX-512). */
 typedef float v16 __attribute__((vector_size(64)));
+typedef float v4 __attribute__((vector_size(16)));
 #define GEMM_VEC v8
+#define GEMM_HALF v4
 #define GEMM_LANES 8
 #define GEMM_MAX_NV 2
 #define GEMM_TILE gemm_tile
 #include "gemm_tile.h"
 #undef GEMM_VEC
+#undef GEMM_HALF
 #undef GEMM_LANES
 #undef GEMM_MAX_NV
 #undef GEMM_TILE
 #define GEMM_VEC v16
+#define GEMM_HALF v8
 #define GEMM_LANES 16
 #define GEMM_MAX_NV 4
 #define GEMM_TILE gemm_tile16
@@ -47,18 +51,29 @@ MC_INLINE void gemm_column(const int MR, int k, float alpha, const float *A, siz
     }
 }
 
-/* MR rows of C: 16-column tiles (with `wide` vectors: 64-, 32- and 16-column ones), an 8-column one, then
- * single columns. */
+/* MR rows of C: with `wide` vectors, 64-column tiles, then the columns left in one tile of whole and half
+ * vectors; otherwise 16- and 8-column tiles; then single columns. */
 MC_INLINE void gemm_rows(const int wide, const int MR, int n, int k, float alpha, const float *A, size_t si,
                          size_t sp, const float *B, int ldb, float beta, float *C, int ldc) {
     int j = 0;
     if (wide) {
-        for (; j + 64 <= n; j += 64) gemm_tile16(MR, 4, k, alpha, A, si, sp, B + j, ldb, beta, C + j, ldc);
-        if (j + 32 <= n) { gemm_tile16(MR, 2, k, alpha, A, si, sp, B + j, ldb, beta, C + j, ldc); j += 32; }
-        if (j + 16 <= n) { gemm_tile16(MR, 1, k, alpha, A, si, sp, B + j, ldb, beta, C + j, ldc); j += 16; }
-    } else
-        for (; j + 16 <= n; j += 16) gemm_tile(MR, 2, k, alpha, A, si, sp, B + j, ldb, beta, C + j, ldc);
-    if (j + 8 <= n) { gemm_tile(MR, 1, k, alpha, A, si, sp, B + j, ldb, beta, C + j, ldc); j += 8; }
+        for (; j + 64 <= n; j += 64) gemm_tile16(MR, 4, 0, k, alpha, A, si, sp, B + j, ldb, beta, C + j, ldc);
+        const int nv = (n - j) / 16, h = (n - j) % 16 >= 8;
+        switch (2 * nv + h) {
+        case 1: gemm_tile16(MR, 0, 1, k, alpha, A, si, sp, B + j, ldb, beta, C + j, ldc); break;
+        case 2: gemm_tile16(MR, 1, 0, k, alpha, A, si, sp, B + j, ldb, beta, C + j, ldc); break;
+        case 3: gemm_tile16(MR, 1, 1, k, alpha, A, si, sp, B + j, ldb, beta, C + j, ldc); break;
+        case 4: gemm_tile16(MR, 2, 0, k, alpha, A, si, sp, B + j, ldb, beta, C + j, ldc); break;
+        case 5: gemm_tile16(MR, 2, 1, k, alpha, A, si, sp, B + j, ldb, beta, C + j, ldc); break;
+        case 6: gemm_tile16(MR, 3, 0, k, alpha, A, si, sp, B + j, ldb, beta, C + j, ldc); break;
+        case 7: gemm_tile16(MR, 3, 1, k, alpha, A, si, sp, B + j, ldb, beta, C + j, ldc); break;
+        }
+        j += 16 * nv + 8 * h;
+    } else {
+        /* No four-float half here: the wide tiles leave those columns to gemm_column, whose last rounding differs. */
+        for (; j + 16 <= n; j += 16) gemm_tile(MR, 2, 0, k, alpha, A, si, sp, B + j, ldb, beta, C + j, ldc);
+        if (j + 8 <= n) { gemm_tile(MR, 1, 0, k, alpha, A, si, sp, B + j, ldb, beta, C + j, ldc); j += 8; }
+    }
     for (; j < n; j++) gemm_column(MR, k, alpha, A, si, sp, B + j, ldb, beta, C + j, ldc);
 }
 
@@ -139,11 +154,41 @@ MC_INLINE void transpose8(const float *X, size_t ldx, float *Y, size_t ldy) {
     }
 }
 
+/* transpose8 with sixteen-float vectors: rows q and q + 4 in register q, then two rounds of two-source
+ * permutes, 8 of them against transpose8's 24 shuffles (the shuffle port is what limits both). */
+MC_INLINE void transpose8_wide(const float *X, size_t ldx, float *Y, size_t ldy) {
+    v16 r[4];
+    for (int q = 0; q < 4; q++)
+        r[q] = __builtin_shufflevector(load8(X + q * ldx), load8(X + (q + 4) * ldx), 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
+                                       12, 13, 14, 15);
+    /* Rows 0, 1, 4, 5 (from r0, r1) or 2, 3, 6, 7 (from r2, r3), four to a column: columns 0-3, then 4-7. */
+#define FIRST_HALF 0, 16, 8, 24, 1, 17, 9, 25, 2, 18, 10, 26, 3, 19, 11, 27
+#define SECOND_HALF 4, 20, 12, 28, 5, 21, 13, 29, 6, 22, 14, 30, 7, 23, 15, 31
+    const v16 t[4] = {__builtin_shufflevector(r[0], r[1], FIRST_HALF), __builtin_shufflevector(r[0], r[1], SECOND_HALF),
+                      __builtin_shufflevector(r[2], r[3], FIRST_HALF), __builtin_shufflevector(r[2], r[3], SECOND_HALF)};
+#undef FIRST_HALF
+#undef SECOND_HALF
+    /* Two whole columns, rows 0-7, from the four-column halves of both sets of rows. */
+#define COLUMNS_01 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23
+#define COLUMNS_23 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31
+    const v16 u[4] = {__builtin_shufflevector(t[0], t[2], COLUMNS_01), __builtin_shufflevector(t[0], t[2], COLUMNS_23),
+                      __builtin_shufflevector(t[1], t[3], COLUMNS_01), __builtin_shufflevector(t[1], t[3], COLUMNS_23)};
+#undef COLUMNS_01
+#undef COLUMNS_23
+    for (int q = 0; q < 4; q++) {
+        store8(Y + 2 * q * ldy, __builtin_shufflevector(u[q], u[q], 0, 1, 2, 3, 4, 5, 6, 7));
+        store8(Y + (2 * q + 1) * ldy, __builtin_shufflevector(u[q], u[q], 8, 9, 10, 11, 12, 13, 14, 15));
+    }
+}
+
 /* Bt [k, n] = B^T for B [n, k] with row stride ldb: 8 x 8 blocks, the edges element by element. */
-MC_INLINE void pack_transposed(int n, int k, const float *B, int ldb, float *Bt) {
+MC_INLINE void pack_transposed(const int wide, int n, int k, const float *B, int ldb, float *Bt) {
     const int n8 = n & ~7, k8 = k & ~7;
     for (int j = 0; j < n8; j += 8)
-        for (int p = 0; p < k8; p += 8) transpose8(B + (size_t)j * ldb + p, (size_t)ldb, Bt + (size_t)p * n + j, (size_t)n);
+        for (int p = 0; p < k8; p += 8) {
+            if (wide) transpose8_wide(B + (size_t)j * ldb + p, (size_t)ldb, Bt + (size_t)p * n + j, (size_t)n);
+            else transpose8(B + (size_t)j * ldb + p, (size_t)ldb, Bt + (size_t)p * n + j, (size_t)n);
+        }
     for (int p = 0; p < k; p++)
         for (int j = p < k8 ? n8 : 0; j < n; j++) Bt[(size_t)p * n + j] = B[(size_t)j * ldb + p];
 }
@@ -157,7 +202,7 @@ MC_INLINE int gemm_small(const int wide, int transA, int transB, int m, int n, i
     float packed[MC_SMALL_PACK];
     if (transB) {               /* op(B)[p, j] = B[j, p]: pack it row-major, eight rows of B at a time */
         if ((size_t)k * n > MC_SMALL_PACK) return 0;
-        pack_transposed(n, k, B, ldb, packed);
+        pack_transposed(wide, n, k, B, ldb, packed);
         B = packed; ldb = n;
     }
     /* op(A)(i, p) = A[i*si + p*sp] */

@@ -61,10 +61,12 @@ struct KernelTests {
         }
     }
 
-    /// Every tile of both widths of the loop kernel (64-, 32-, 16- and 8-column tiles, single columns, 4-row
-    /// blocks and 1 - 3 rows left over; narrow products by 16, 8 and single rows), and products beyond it.
+    /// Every tile of both widths of the loop kernel (16- and 8-column tiles; 64-column ones, and after them every
+    /// count of 16-column vectors with and without an 8-column half; single columns; 4-row blocks and 1 - 3 rows
+    /// left over; narrow products by 16, 8 and single rows), and products beyond it.
     static let gemmShapes = [(7, 5, 9), (6, 45, 11), (3, 8, 2), (9, 3, 37), (5, 21, 37), (40, 60, 50), (20, 80, 60),
-                             (70, 90, 80), (33, 64, 64), (9, 121, 37), (40, 1, 10), (19, 2, 5)]
+                             (70, 90, 80), (33, 64, 64), (9, 121, 37), (40, 1, 10), (19, 2, 5), (10, 40, 40), (5, 27, 6),
+                             (6, 34, 7), (3, 50, 9)]
 
     /// Whether the loop kernel runs sixteen-float tiles on this CPU.
     static let hasWideLoopKernel: Bool = {
