@@ -9,7 +9,8 @@
 #pragma clang diagnostic ignored "-Wpsabi"
 typedef float v8 __attribute__((vector_size(32)));
 #define MC_INLINE static inline __attribute__((always_inline))
-/* A kernel compiled for AVX + FMA as well as the baseline; the loader picks the clone the CPU supports.
+/* A kernel compiled for AVX-512 (x86-64-v4: 32 vector registers, and the loops the compiler vectorises itself
+ * sixteen floats wide), for AVX + FMA, and for the baseline; the loader picks the best clone the CPU supports.
  * A clone must not pass or return a v8 in a call of its own (the helpers' baseline calling convention
  * differs from its): it calls always-inline functions that do. */
 #ifdef MC_NO_CLONES
@@ -17,7 +18,7 @@ typedef float v8 __attribute__((vector_size(32)));
  * it, so such builds keep the baseline only. */
 #define MC_CLONES
 #else
-#define MC_CLONES __attribute__((target_clones("fma", "default")))
+#define MC_CLONES __attribute__((target_clones("arch=x86-64-v4", "fma", "default")))
 #endif
 
 /* Unaligned load and store. */
