@@ -52,10 +52,12 @@ int mc_winograd_chunk(const mc_conv2d_shape *s) {
  * offsets modulo 4 KiB. (An even count, e.g. 80 or 160 tiles of 64 channels, puts all the planes of a tile
  * in the same cache sets, and the transforms, which touch all of them at once, thrash them.) */
 static size_t plane_rows(const mc_conv2d_shape *s) { return ((size_t)s->chunk * tiles(s)) | 1; }
+/* The floats per pixel of the buffer that holds all `channels` of one image interleaved (a multiple of 8). */
+static int pixel_floats(int channels) { return channels > 8 ? (channels + 7) / 8 * 8 : 8; }
 
 size_t mc_winograd_workspace_size(const mc_conv2d_shape *s) {
     size_t P = plane_rows(s), OC = (size_t)s->o * s->c, E = entries(s);
-    return 3 * E * OC + E * ((size_t)s->c + 2 * (size_t)s->o) * P + 8 * (size_t)pad_h(s) * pad_w(s);
+    return 3 * E * OC + E * ((size_t)s->c + 2 * (size_t)s->o) * P + (size_t)pixel_floats(s->c > s->o ? s->c : s->o) * pad_h(s) * pad_w(s);
 }
 
 typedef struct { float *U, *U2, *dU, *V, *M1, *M2, *pad; size_t P; } workspace;
@@ -161,12 +163,12 @@ MC_INLINE void gt4(const v8 *u, int is, v8 *g, int os) {
     g[0] = 0.25f * u[0] + s12 + s34; g[os] = d12 + d34; g[2 * os] = s12 + 4.0f * s34 + u[5 * is];
 }
 
-/* v (a x a) = B^T d B for the a x a patch at d (row stride ld vectors). */
-MC_INLINE void input_tile(int m, const float *d, size_t ld, v8 *v) {
+/* v (a x a) = B^T d B for the a x a patch at d (pixels `ps` floats apart, rows ld pixels apart). */
+MC_INLINE void input_tile(int m, const float *d, size_t ld, size_t ps, v8 *v) {
     const int a = m + 2;
     v8 tile[MAX_PATCH * MAX_PATCH];
     for (int i = 0; i < a; i++)
-        for (int j = 0; j < a; j++) tile[i * a + j] = load8(d + (i * ld + j) * LANES);
+        for (int j = 0; j < a; j++) tile[i * a + j] = load8(d + (i * ld + j) * ps);
     if (m == 2) separable(bt2, 4, 4, tile, v); else separable(bt4, 6, 6, tile, v);
 }
 
@@ -231,13 +233,13 @@ MC_INLINE void filter_transform_adjoint_body(const mc_conv2d_shape *s, const flo
 
 /* ---- the transforms over a chunk of images ---- */
 
-/* buf[(r + off) * bw + col + off][l] = plane l (channel_stride apart) at (r, col), for l < lanes. */
-static void interleave(const float *x, size_t channel_stride, int lanes, int h, int w, float *buf, int bw, int off) {
+/* buf[((r + off) * bw + col + off) * ps + l] = plane l (channel_stride apart) at (r, col), for l < lanes. */
+static void interleave(const float *x, size_t channel_stride, int lanes, int h, int w, float *buf, int ps, int bw, int off) {
     for (int l = 0; l < lanes; l++)
         for (int r = 0; r < h; r++) {
             const float *src = x + l * channel_stride + (size_t)r * w;
-            float *dst = buf + ((size_t)(r + off) * bw + off) * LANES + l;
-            for (int col = 0; col < w; col++) dst[(size_t)col * LANES] = src[col];
+            float *dst = buf + ((size_t)(r + off) * bw + off) * ps + l;
+            for (int col = 0; col < w; col++) dst[(size_t)col * ps] = src[col];
         }
 }
 
@@ -251,24 +253,30 @@ static void deinterleave(const float *buf, int bw, int off, int lanes, int h, in
         }
 }
 
-/* V[xi][p][c] from the chunk's images of x (NCHW). */
+/* V[xi][p][c] from the chunk's images of x (NCHW). All of an image's channels are interleaved first, so that
+ * each tile's transformed entries are written for all channels at once: whole lines of V's planes, instead of
+ * 32 bytes of each of a^2 lines per pass over the tiles. */
 MC_INLINE void inputs_transform_body(const mc_conv2d_shape *s, const float *x, int n0, int nb, float *V, size_t P,
                              float *buf) {
     const int m = tile_m(s), E = (int)entries(s), TH = tiles_h(s), TW = tiles_w(s), PW = pad_w(s), C = s->c;
-    const int HW = s->h * s->w;
-    memset(buf, 0, sizeof(float) * LANES * pad_h(s) * PW);  /* the zero padding; interiors are rewritten */
-    for (int i = 0; i < nb; i++)
-        for (int c0 = 0; c0 < C; c0 += LANES) {
-            const int lanes = C - c0 < LANES ? C - c0 : LANES;
-            interleave(x + ((size_t)(n0 + i) * C + c0) * HW, HW, lanes, s->h, s->w, buf, PW, 1);
-            for (int ty = 0; ty < TH; ty++)
-                for (int tx = 0; tx < TW; tx++) {
+    const int HW = s->h * s->w, CB = pixel_floats(C);
+    memset(buf, 0, sizeof(float) * CB * pad_h(s) * PW);  /* the zero padding; interiors are rewritten */
+    for (int i = 0; i < nb; i++) {
+        for (int c0 = 0; c0 < C; c0 += LANES)
+            interleave(x + ((size_t)(n0 + i) * C + c0) * HW, HW, C - c0 < LANES ? C - c0 : LANES, s->h, s->w, buf + c0, CB,
+                       PW, 1);
+        for (int ty = 0; ty < TH; ty++)
+            for (int tx = 0; tx < TW; tx++) {
+                float *out = V + ((size_t)(i * TH + ty) * TW + tx) * C;
+                for (int c0 = 0; c0 < C; c0 += LANES) {
+                    const int lanes = C - c0 < LANES ? C - c0 : LANES;
                     v8 v[MAX_PATCH * MAX_PATCH];
-                    input_tile(m, buf + ((size_t)(m * ty) * PW + m * tx) * LANES, PW, v);
-                    float *out = V + ((size_t)(i * TH + ty) * TW + tx) * C + c0;
-                    for (int xi = 0; xi < E; xi++) store_lanes(out + xi * P * C, v[xi], lanes);
+                    input_tile(m, buf + ((size_t)(m * ty) * PW + m * tx) * CB + c0, PW, CB, v);
+                    if (lanes == LANES) for (int xi = 0; xi < E; xi++) store8(out + xi * P * C + c0, v[xi]);
+                    else for (int xi = 0; xi < E; xi++) store_lanes(out + xi * P * C + c0, v[xi], lanes);
                 }
-        }
+            }
+    }
 }
 
 /* The chunk's images of dx (NCHW) = the adjoint of inputs_transform applied to dV, overwriting them. */
@@ -314,27 +322,33 @@ MC_INLINE void outputs_transform_body(const mc_conv2d_shape *s, const float *M, 
         }
 }
 
-/* dM[xi][p][o] from the chunk's images of dy (NCHW): the adjoint of outputs_transform. */
+/* dM[xi][p][o] from the chunk's images of dy (NCHW): the adjoint of outputs_transform. As in
+ * inputs_transform, all of an image's channels are interleaved first, and each tile's entries written for all
+ * of them at once. */
 MC_INLINE void outputs_transform_adjoint_body(const mc_conv2d_shape *s, const float *dy, int n0, int nb, float *dM,
                                       size_t P, float *buf) {
     const int m = tile_m(s), E = (int)entries(s), TH = tiles_h(s), TW = tiles_w(s), O = s->o;
-    const int OHW = s->oh * s->ow, BW = m * TW;
-    memset(buf, 0, sizeof(float) * LANES * (size_t)(m * TH) * BW);  /* a partial tile's extra outputs read 0 */
-    for (int i = 0; i < nb; i++)
-        for (int o0 = 0; o0 < O; o0 += LANES) {
-            const int lanes = O - o0 < LANES ? O - o0 : LANES;
-            interleave(dy + ((size_t)(n0 + i) * O + o0) * OHW, OHW, lanes, s->oh, s->ow, buf, BW, 0);
-            for (int ty = 0; ty < TH; ty++)
-                for (int tx = 0; tx < TW; tx++) {
+    const int OHW = s->oh * s->ow, BW = m * TW, OB = pixel_floats(O);
+    memset(buf, 0, sizeof(float) * OB * (size_t)(m * TH) * BW);  /* a partial tile's extra outputs read 0 */
+    for (int i = 0; i < nb; i++) {
+        for (int o0 = 0; o0 < O; o0 += LANES)
+            interleave(dy + ((size_t)(n0 + i) * O + o0) * OHW, OHW, O - o0 < LANES ? O - o0 : LANES, s->oh, s->ow,
+                       buf + o0, OB, BW, 0);
+        for (int ty = 0; ty < TH; ty++)
+            for (int tx = 0; tx < TW; tx++) {
+                float *out = dM + ((size_t)(i * TH + ty) * TW + tx) * O;
+                for (int o0 = 0; o0 < O; o0 += LANES) {
+                    const int lanes = O - o0 < LANES ? O - o0 : LANES;
                     v8 in[16], t[MAX_PATCH * MAX_PATCH];
                     for (int r = 0; r < m; r++)
                         for (int c = 0; c < m; c++)
-                            in[r * m + c] = load8(buf + ((size_t)(m * ty + r) * BW + m * tx + c) * LANES);
+                            in[r * m + c] = load8(buf + ((size_t)(m * ty + r) * BW + m * tx + c) * OB + o0);
                     output_tile_adjoint(m, in, t);
-                    float *out = dM + ((size_t)(i * TH + ty) * TW + tx) * O + o0;
-                    for (int xi = 0; xi < E; xi++) store_lanes(out + xi * P * O, t[xi], lanes);
+                    if (lanes == LANES) for (int xi = 0; xi < E; xi++) store8(out + xi * P * O + o0, t[xi]);
+                    else for (int xi = 0; xi < E; xi++) store_lanes(out + xi * P * O + o0, t[xi], lanes);
                 }
-        }
+            }
+    }
 }
 
 /* The transforms as the passes call them, compiled for AVX + FMA as well as the baseline (the loader picks the
