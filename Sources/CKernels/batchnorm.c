@@ -6,7 +6,7 @@
  * sees the very values the forward pass normalised with, and no [N, C, S] buffer is written to be read
  * back once. They visit the channels in blocks, sample by sample within a block: a sample's planes of the
  * block lie side by side, so a pass streams through memory instead of hopping a sample's stride per plane.
- * They are compiled for AVX + FMA as well as the baseline (MC_CLONES). */
+ * They are compiled once per vector level (MC_CLONES, vec8.h). */
 #include "ckernels.h"
 #include "batchnorm.h"
 #include <math.h>

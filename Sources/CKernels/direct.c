@@ -92,7 +92,7 @@ MC_INLINE void correlate_transposed(const mc_conv2d_shape *s, int kh, int kw, co
             }
 }
 
-/* ---- over the batch; compiled for AVX+FMA as well as the baseline ---- */
+/* ---- over the batch; compiled once per vector level (MC_CLONES) ---- */
 
 typedef struct { float *planes, *table, *sums; } workspace;
 

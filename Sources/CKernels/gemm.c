@@ -16,7 +16,7 @@
 #define MC_SMALL_PACK 4096
 
 
-/* The register tiles: eight floats wide (AVX + FMA clones and the baseline) and sixteen (AVX-512). */
+/* The register tiles: eight floats wide (gemm_small8, compiled once per vector level) and sixteen (AVX-512). */
 typedef float v16 __attribute__((vector_size(64)));
 typedef float v4 __attribute__((vector_size(16)));
 #define GEMM_VEC v8
@@ -218,8 +218,8 @@ MC_INLINE int gemm_small(const int wide, int transA, int transB, int m, int n, i
     return 1;
 }
 
-/* The loop kernel compiled for AVX + FMA as well as the baseline (the loader picks the clone the CPU supports),
- * and for AVX-512, which `loop_lanes` picks at run time. */
+/* The loop kernel with eight-float tiles, compiled once per vector level (MC_CLONES: the loader picks the clone
+ * the CPU supports), and with sixteen-float tiles for AVX-512, which `loop_lanes` picks at run time. */
 MC_CLONES static int gemm_small8(int transA, int transB, int m, int n, int k, float alpha, const float *A, int lda,
                                  const float *B, int ldb, float beta, float *C, int ldc) {
     return gemm_small(0, transA, transB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);

@@ -272,6 +272,7 @@ MC_INLINE void inputs_transform_body(const mc_conv2d_shape *s, const float *x, i
                     const int lanes = C - c0 < LANES ? C - c0 : LANES;
                     v8 v[MAX_PATCH * MAX_PATCH];
                     input_tile(m, buf + ((size_t)(m * ty) * PW + m * tx) * CB + c0, PW, CB, v);
+                    /* store_lanes's whole-vector test, out of the loop: the compiler does not hoist it */
                     if (lanes == LANES) for (int xi = 0; xi < E; xi++) store8(out + xi * P * C + c0, v[xi]);
                     else for (int xi = 0; xi < E; xi++) store_lanes(out + xi * P * C + c0, v[xi], lanes);
                 }
@@ -351,7 +352,7 @@ MC_INLINE void outputs_transform_adjoint_body(const mc_conv2d_shape *s, const fl
     }
 }
 
-/* The transforms as the passes call them, compiled for AVX + FMA as well as the baseline (the loader picks the
+/* The transforms as the passes call them, compiled once per vector level (MC_CLONES: the loader picks the
  * clone the CPU supports). Each is a thin wrapper: a clone may not call the vector helpers itself, whose
  * baseline calling convention differs from its own, but their calls inside the always-inline bodies are
  * inlined with them. */
