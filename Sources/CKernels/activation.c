@@ -3,13 +3,22 @@
  * (a branch on the sign of y mispredicts half the time). */
 #include "ckernels.h"
 #include <math.h>
+#include "vec8.h"
 
-void mc_relu_forward(size_t count, const float *restrict x, float *restrict y) {
+/* ReLU's loops compiled once per vector level (MC_CLONES); static, since the header's inline R-forms call the
+ * public functions before this file could make them multiversioned. */
+MC_CLONES static void relu_forward(size_t count, const float *restrict x, float *restrict y) {
     for (size_t i = 0; i < count; i++) { const float v = x[i]; y[i] = v > 0.0f ? v : 0.0f; }
 }
 
-void mc_relu_backward(size_t count, const float *restrict y, const float *restrict dy, float *restrict dx) {
+MC_CLONES static void relu_backward(size_t count, const float *restrict y, const float *restrict dy, float *restrict dx) {
     for (size_t i = 0; i < count; i++) { const float d = dy[i]; dx[i] = y[i] > 0.0f ? d : 0.0f; }
+}
+
+void mc_relu_forward(size_t count, const float *restrict x, float *restrict y) { relu_forward(count, x, y); }
+
+void mc_relu_backward(size_t count, const float *restrict y, const float *restrict dy, float *restrict dx) {
+    relu_backward(count, y, dy, dx);
 }
 
 void mc_tanh_forward(size_t count, const float *x, float *y) {

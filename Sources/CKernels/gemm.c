@@ -269,14 +269,16 @@ void mc_gemm_batched(int count, int transA, int transB, int m, int n, int k,
                 beta, C + i * strideC, ldc);
 }
 
-void mc_add_row_bias(int rows, int cols, const float *bias, float *Y) {
+/* The bias add and the row sums are compiled once per vector level (MC_CLONES): a linear layer calls them on
+ * every pass. */
+MC_CLONES static void add_row_bias(int rows, int cols, const float *restrict bias, float *restrict Y) {
     for (int i = 0; i < rows; i++) {
         float *y = Y + (size_t)i * cols;
         for (int j = 0; j < cols; j++) y[j] += bias[j];
     }
 }
 
-void mc_sum_rows(int rows, int cols, const float *Y, float *out, int accumulate) {
+MC_CLONES static void sum_rows(int rows, int cols, const float *restrict Y, float *restrict out, int accumulate) {
     /* Eight columns at a time, held in a register down the rows; runs of 16 rows are summed in float, the
      * runs in double, so long columns keep their digits. The last cols % 8 columns go one by one. */
     enum { RUN = 16 };
@@ -286,8 +288,9 @@ void mc_sum_rows(int rows, int cols, const float *Y, float *out, int accumulate)
         for (int q = 0; q < 8; q++) acc[q] = accumulate ? out[j + q] : 0.0;
         for (int i0 = 0; i0 < rows; i0 += RUN) {
             const int end = rows - i0 < RUN ? rows : i0 + RUN;
-            v8 part = {0};
-            for (int i = i0; i < end; i++) part += load8(Y + (size_t)i * cols + j);
+            float part[8] = {0};
+            for (int i = i0; i < end; i++)
+                for (int q = 0; q < 8; q++) part[q] += Y[(size_t)i * cols + j + q];
             for (int q = 0; q < 8; q++) acc[q] += part[q];
         }
         for (int q = 0; q < 8; q++) out[j + q] = (float)acc[q];
@@ -298,6 +301,12 @@ void mc_sum_rows(int rows, int cols, const float *Y, float *out, int accumulate)
         out[j] = (float)acc;
     }
 }
+
+void mc_sum_rows(int rows, int cols, const float *Y, float *out, int accumulate) {
+    sum_rows(rows, cols, Y, out, accumulate);
+}
+
+void mc_add_row_bias(int rows, int cols, const float *bias, float *Y) { add_row_bias(rows, cols, bias, Y); }
 
 void mc_blas_set_threads(int threads) { openblas_set_num_threads(threads); }
 int mc_blas_threads(void) { return openblas_get_num_threads(); }

@@ -3,6 +3,7 @@
 #include "ckernels.h"
 #include <float.h>
 #include <math.h>
+#include "vec8.h"
 
 /* sqrt without errno (v >= 0 here), so the loop vectorises. */
 #if defined(__has_builtin) && __has_builtin(__builtin_elementwise_sqrt)
@@ -11,8 +12,11 @@
 #define MC_SQRT(x) sqrtf(x)
 #endif
 
-void mc_adam_step(size_t count, float *restrict p, float *restrict m, float *restrict v, const float *restrict g,
-                  float beta1, float beta2, float rate, float epsilon) {
+/* Compiled once per vector level (MC_CLONES): the step runs on one thread between meta-steps. Without
+ * contraction, so that every clone rounds as the baseline does. */
+MC_CLONES static void adam_step(size_t count, float *restrict p, float *restrict m, float *restrict v,
+                                const float *restrict g, float beta1, float beta2, float rate, float epsilon) {
+#pragma clang fp contract(off)
     for (size_t i = 0; i < count; i++) {
         const float gi = g[i];
         float mi = beta1 * m[i] + (1.0f - beta1) * gi, vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
@@ -24,4 +28,9 @@ void mc_adam_step(size_t count, float *restrict p, float *restrict m, float *res
         v[i] = vi;
         p[i] -= rate * mi / (MC_SQRT(vi) + epsilon);
     }
+}
+
+void mc_adam_step(size_t count, float *restrict p, float *restrict m, float *restrict v, const float *restrict g,
+                  float beta1, float beta2, float rate, float epsilon) {
+    adam_step(count, p, m, v, g, beta1, beta2, rate, epsilon);
 }

@@ -23,8 +23,20 @@ public struct InnerUpdate: Sendable {
 
     /// θ ← θ − D `gradient`.
     public func apply(_ theta: inout [Float], gradient: [Float], meta: [Float]) throws {
+        precondition(gradient.count == theta.count, "a gradient of \(gradient.count) for \(theta.count) parameters")
         let range = adapted ?? 0 ..< theta.count
         switch rate {
+        case .scalar(let alpha) where adapted == nil:
+            // Into a new vector: θ is usually the previous point of a trajectory, kept, which an update in place
+            // would first copy.
+            theta = theta.withUnsafeBufferPointer { t in
+                gradient.withUnsafeBufferPointer { g in
+                    [Float](unsafeUninitializedCapacity: t.count) { out, count in
+                        for i in 0 ..< t.count { out[i] = t[i] - alpha * g[i] }
+                        count = t.count
+                    }
+                }
+            }
         case .scalar(let alpha):
             theta.withUnsafeMutableBufferPointer { t in
                 gradient.withUnsafeBufferPointer { g in for i in range { t[i] -= alpha * g[i] } }
@@ -58,7 +70,7 @@ public struct InnerUpdate: Sendable {
             case .scalar(let alpha):
                 if adapted != nil { for i in range { direction[i] = g[i] } }
                 try workspace.hessianVectorProduct(at: points[k], on: batch(k), direction: adapted == nil ? g : direction,
-                                                   into: &workspace.hessianVector, gradient: &workspace.innerGradient)
+                                                   into: &workspace.hessianVector)
                 g.add(workspace.hessianVector, scaledBy: -alpha)
             case .perParameter(let offset):
                 if direction.isEmpty { direction = [Float](repeating: 0, count: count) }

@@ -89,41 +89,58 @@ public struct ModelStack: Sendable {
     /// their query sets. `nil` unless there are ``groups`` of them and all support sets have one size, all
     /// query sets another, and all targets one kind.
     public func stack(_ tasks: [Task]) throws -> Task? {
-        guard tasks.count == groups,
-              let support = try Batch.joined(tasks.map(\.support)), let query = try Batch.joined(tasks.map(\.query)) else { return nil }
-        return Task(support: support, query: query)
+        try tasks.withUnsafeBufferPointer { tasks in
+            guard tasks.count == groups, let support = try Batch.joined(tasks, query: false),
+                  let query = try Batch.joined(tasks, query: true) else { return nil }
+            return Task(support: support, query: query)
+        }
     }
 }
 
 extension Batch {
-    /// `batches` one after the other, if they all have the same number of samples, per-sample shape, kind of
-    /// target and target shape; `nil` otherwise.
-    static func joined(_ batches: [Batch]) throws -> Batch? {
-        guard let first = batches.first else { return nil }
-        let size = first.inputs.scalars.count
-        guard batches.allSatisfy({ $0.inputs.shape == first.inputs.shape }) else { return nil }
-        var inputs: [Float] = []
-        inputs.reserveCapacity(size * batches.count)
-        for batch in batches { inputs += batch.inputs.scalars }
-        let shape = [first.count * batches.count] + first.sampleShape
-        switch first.targets {
-        case .labels:
-            var labels: [Int32] = []
-            labels.reserveCapacity(first.count * batches.count)
-            for batch in batches {
-                guard case .labels(let l) = batch.targets else { return nil }
-                labels += l
-            }
-            return try Batch(inputs: Tensor(shape: shape, scalars: inputs), labels: labels)
-        case .values(let v0):
-            var values: [Float] = []
-            values.reserveCapacity(v0.scalars.count * batches.count)
-            for batch in batches {
-                guard case .values(let v) = batch.targets, v.shape == v0.shape else { return nil }
-                values += v.scalars
-            }
-            return try Batch(inputs: Tensor(shape: shape, scalars: inputs),
-                             values: Tensor(shape: [v0.shape[0] * batches.count] + Array(v0.shape.dropFirst()), scalars: values))
+    /// The support (or query) batches of `tasks` one after the other, if they all have the same number of samples,
+    /// per-sample shape, kind of target and target shape; `nil` otherwise. Each batch is borrowed in place and its
+    /// storage copied straight into the joined arrays: a meta-batch of small tasks joins two dozen per step, and
+    /// copies of the batches (their reference counts) cost more than the copying.
+    static func joined(_ tasks: UnsafeBufferPointer<Task>, query: Bool) throws -> Batch? {
+        func side<R>(_ t: Int, _ body: (borrowing Batch) throws -> R) rethrows -> R {
+            query ? try body(tasks[t].query) : try body(tasks[t].support)
         }
+        guard !tasks.isEmpty else { return nil }
+        let (shape, targetShape, labels) = side(0) { first -> ([Int], [Int], Bool) in
+            switch first.targets {
+            case .labels(let l): return (first.inputs.shape, [l.count], true)
+            case .values(let v): return (first.inputs.shape, v.shape, false)
+            }
+        }
+        let parts = tasks.count, size = shape.reduce(1, *), targetSize = targetShape.reduce(1, *)
+        var inputs = [Float](repeating: 0, count: size * parts)
+        var labelValues = [Int32](repeating: 0, count: labels ? targetSize * parts : 0)
+        var values = [Float](repeating: 0, count: labels ? 0 : targetSize * parts)
+        for t in 0 ..< parts {
+            let fits = side(t) { batch -> Bool in
+                guard batch.inputs.shape == shape else { return false }
+                inputs.withUnsafeMutableBufferPointer { all in
+                    batch.inputs.scalars.withUnsafeBufferPointer { (all.baseAddress! + t * size).update(from: $0.baseAddress!, count: size) }
+                }
+                switch batch.targets {
+                case .labels(let l) where labels:
+                    labelValues.withUnsafeMutableBufferPointer { all in
+                        l.withUnsafeBufferPointer { (all.baseAddress! + t * targetSize).update(from: $0.baseAddress!, count: targetSize) }
+                    }
+                case .values(let v) where !labels && v.shape == targetShape:
+                    values.withUnsafeMutableBufferPointer { all in
+                        v.scalars.withUnsafeBufferPointer { (all.baseAddress! + t * targetSize).update(from: $0.baseAddress!, count: targetSize) }
+                    }
+                default: return false
+                }
+                return true
+            }
+            guard fits else { return nil }
+        }
+        let joinedShape = [shape[0] * parts] + shape.dropFirst()
+        if labels { return try Batch(inputs: Tensor(shape: joinedShape, scalars: inputs), labels: labelValues) }
+        return try Batch(inputs: Tensor(shape: joinedShape, scalars: inputs),
+                         values: Tensor(shape: [targetShape[0] * parts] + targetShape.dropFirst(), scalars: values))
     }
 }

@@ -222,12 +222,20 @@ public final class Workspace {
         }
     }
 
-    /// `H v` alone (see ``hessianVectorProduct(at:on:direction:into:gradient:)``).
+    /// `H v` alone (see ``hessianVectorProduct(at:on:direction:into:gradient:)``). At the point of a held pass it
+    /// does not copy out the gradient.
     @discardableResult
     public func hessianVectorProduct(at parameters: [Float], on batch: Batch, direction: [Float],
                                      into hv: inout [Float]) throws -> LossValue {
-        var gradient: [Float] = []
-        return try hessianVectorProduct(at: parameters, on: batch, direction: direction, into: &hv, gradient: &gradient)
+        guard heldPass(parameters: parameters, batch: batch) != nil else {
+            var gradient: [Float] = []
+            return try hessianVectorProduct(at: parameters, on: batch, direction: direction, into: &hv, gradient: &gradient)
+        }
+        try model.layout.check(direction, "direction vector")
+        fit(&hv)
+        return try hv.withUnsafeMutableBufferPointer { h in
+            try run(.rOperator, parameters: parameters, batch: batch, direction: direction, gradient: nil, hv: h.baseAddress)
+        }
     }
 
     /// The model's outputs `[N, ...output shape]` (logits for classification) for `inputs` `[N, ...]`.
@@ -311,10 +319,8 @@ public final class Workspace {
         let n = batch.count, threads = max(1, self.threads)
         // A Hessian-vector product at the point of a held pass starts from it: its buffers are swapped in for
         // the R-passes, which read them and change neither, and swapped back out.
-        let reuse = stage == .rOperator ? held.lastIndex {
-            $0.parameters == parameters && $0.batch == batch && $0.normalization == normalization && $0.state == state
-                && $0.threads == threads && $0.differentiatesInput == differentiatesInput
-        } : nil
+        let reuse = stage == .rOperator ? heldPass(parameters: parameters, batch: batch) : nil
+        precondition(gradient != nil || reuse != nil || stage < .backward, "a gradient pass needs somewhere to write the gradient")
         if let reuse { swap(&live, &held[reuse].buffers) }
         defer { if let reuse { swap(&live, &held[reuse].buffers) } }
         // A forward pass, or a gradient pass that is neither followed by R-passes nor held, keeps its buffers only briefly.
@@ -354,6 +360,15 @@ public final class Workspace {
             hold(parameters: parameters, batch: batch, threads: threads, value: value, gradient: gradient)
         }
         return value
+    }
+
+    /// The held pass at `parameters` on `batch` under the current settings, if there is one.
+    private func heldPass(parameters: [Float], batch: Batch) -> Int? {
+        let threads = max(1, self.threads)
+        return held.lastIndex {
+            $0.parameters == parameters && $0.batch == batch && $0.normalization == normalization && $0.state == state
+                && $0.threads == threads && $0.differentiatesInput == differentiatesInput
+        }
     }
 
     /// Keeps the pass just run (the live buffers, with a copy of its gradient). The next pass runs in the
