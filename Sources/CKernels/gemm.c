@@ -260,6 +260,12 @@ void mc_gemm(int transA, int transB, int m, int n, int k,
                 m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+int mc_gemm_rows_independent(int transB, int m, int n, int k) {
+    if (m <= 0 || n <= 0 || k <= 0 || (size_t)m * n * k > (loop_lanes() == 16 ? MC_SMALL_GEMM_WIDE : MC_SMALL_GEMM)) return 0;
+    /* gemm_small's one refusal: a transposed B too big to pack (gemm_dots takes a narrow one whole) */
+    return !(transB && n >= 8 && (size_t)k * n > MC_SMALL_PACK);
+}
+
 void mc_gemm_batched(int count, int transA, int transB, int m, int n, int k,
                      float alpha, const float *A, int lda, ptrdiff_t strideA,
                      const float *B, int ldb, ptrdiff_t strideB,

@@ -61,6 +61,51 @@ struct StackingTests {
         #expect(value.loss == sum && value.count == 3 * tasks[0].support.count)
     }
 
+    /// Groups at the same parameters (a meta-step's start), which the workspace is told of: the layers run the
+    /// products with the shared weights over all groups at once, and each group's gradient, H·v and loss are
+    /// still its task's own to the bit. Width 300 makes the hidden layer's products over all groups too big for the
+    /// loop kernel (3 groups of 4 samples x 300 x 300), so those run group by group.
+    @Test(arguments: [7, 300])
+    func groupsAtSharedParametersAreEachTheirTasksOwn(_ width: Int) throws {
+        let base = try Model.mlp([1, width, width, 1])
+        let stack = try #require(ModelStack(base, groups: 3))
+        let tasks = try Self.tasks(3, seed: 4), task = try #require(try stack.stack(tasks))
+        var random = RandomSource(seed: 5)
+        let theta = (0 ..< base.parameterCount).map { _ in random.normal() * 0.3 }
+        let directions = (0 ..< 3).map { _ in (0 ..< base.parameterCount).map { _ in random.normal() } }
+        var shared: [Float] = [], direction = [Float](repeating: 0, count: stack.stacked.parameterCount)
+        stack.stack(theta, into: &shared)
+        for (t, d) in directions.enumerated() {
+            var one: [Float] = []
+            stack.stack(d, into: &one)
+            for l in base.nodes.indices where !base.parameterRange(ofLayer: l).isEmpty {
+                let count = base.parameterRange(ofLayer: l).count, start = stack.stacked.parameterRange(ofLayer: l).lowerBound + t * count
+                for k in 0 ..< count { direction[start + k] = one[start + k] }
+            }
+        }
+        let workspace = Workspace(model: stack.stacked)
+        workspace.groupsShareParameters = shared
+        workspace.heldPasses = 1
+        var gradient: [Float] = [], hv: [Float] = [], heldHV: [Float] = []
+        let value = try workspace.gradient(at: shared, on: task.support, into: &gradient)
+        try workspace.hessianVectorProduct(at: shared, on: task.support, direction: direction, into: &heldHV)
+        #expect(workspace.reusedPasses == 1, "the product must start from the held pass")
+        workspace.heldPasses = 0
+        try workspace.hessianVectorProduct(at: shared, on: task.support, direction: direction, into: &hv)
+        let one = Workspace(model: base)
+        for (t, task) in tasks.enumerated() {
+            var g: [Float] = [], h: [Float] = []
+            let own = try one.hessianVectorProduct(at: theta, on: task.support, direction: directions[t], into: &h, gradient: &g)
+            var groupGradient = [Float](repeating: 0, count: base.parameterCount), groupHV = groupGradient, groupHeldHV = groupGradient
+            stack.unstack(gradient, group: t, into: &groupGradient)
+            stack.unstack(hv, group: t, into: &groupHV)
+            stack.unstack(heldHV, group: t, into: &groupHeldHV)
+            #expect(groupGradient == g, "group \(t)'s gradient")
+            #expect(groupHV == h && groupHeldHV == h, "group \(t)'s H·v")
+            #expect(value.groups[t] == own, "group \(t)'s loss")
+        }
+    }
+
     /// Meta-parameters and losses after a few meta-steps, with the runner stacking tasks or not.
     static func train(_ learner: any MetaLearner, stacking: Bool, threads: Int, tasks: any TaskDistribution = try! SinusoidTasks(shots: 5),
                       metaBatch: Int = 7) throws -> (meta: [Float], losses: [Double]) {

@@ -49,6 +49,11 @@ void mc_gemm(int transA, int transB, int m, int n, int k,
 int mc_gemm_loop(int lanes, int transA, int transB, int m, int n, int k, float alpha, const float *A, int lda,
                  const float *B, int ldb, float beta, float *C, int ldc);
 
+/* Whether mc_gemm computes C = op(A) op(B) + beta C, with A as stored (not transposed) and m rows, row by row as
+ * it computes any of its blocks of rows on their own: true where it runs the loop kernel on the whole, where
+ * every entry is one chain of multiply-adds over k, whatever the tile it falls in. */
+int mc_gemm_rows_independent(int transB, int m, int n, int k);
+
 /* Batched GEMM: `count` independent products with the same shapes; matrix i of A, B, C starts at
  * A + i*strideA (likewise B, C). */
 void mc_gemm_batched(int count, int transA, int transB, int m, int n, int k,
@@ -90,6 +95,21 @@ void mc_linear_rforward(int n, int in, int out, const float *x, const float *Rx,
 void mc_linear_rbackward(int n, int in, int out, const float *x, const float *Rx, const float *W,
                          const float *VW, const float *dy, const float *Rdy,
                          float *Rdx, float *RdW, float *Rdb);
+
+/* The same four over `groups` copies of the layer at one W and b (a stack of tasks at shared parameters), on
+ * consecutive blocks of n samples: the products with W run over all the blocks at once where that computes
+ * every row as the block's own call does (mc_gemm_rows_independent), block by block otherwise; the products
+ * with a block's own operands (its VW, Vb; its dW, db, RdW, Rdb) block by block, those operands `stride`
+ * floats apart. Each block's results are then the single-layer functions' to the bit. */
+void mc_linear_forward_shared(int groups, int n, int in, int out, const float *x, const float *W, const float *b,
+                              float *y);
+void mc_linear_backward_shared(int groups, int n, int in, int out, const float *x, const float *W, const float *dy,
+                               float *dx, float *dW, float *db, ptrdiff_t stride);
+void mc_linear_rforward_shared(int groups, int n, int in, int out, const float *x, const float *Rx, const float *W,
+                               const float *VW, const float *Vb, float *Ry, ptrdiff_t stride);
+void mc_linear_rbackward_shared(int groups, int n, int in, int out, const float *x, const float *Rx, const float *W,
+                                const float *VW, const float *dy, const float *Rdy, float *Rdx, float *RdW, float *Rdb,
+                                ptrdiff_t stride);
 
 /* ---------------------------------------------------------------------------------------------------------
  * 2-D convolution (conv2d.c), cross-correlation as in every deep-learning library.

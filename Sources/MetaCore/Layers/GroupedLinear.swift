@@ -37,18 +37,33 @@ public struct GroupedLinear: Layer {
     /// Calls `body` for each group with its samples' count and the offsets of its block: of inputs, outputs
     /// and parameters.
     private func forEachGroup(_ p: LayerPass, _ body: (_ n: Int32, _ input: Int, _ output: Int, _ parameters: Int) -> Void) {
-        precondition(p.batch % groups == 0, "a batch of \(p.batch) samples does not split into \(groups) equal groups")
-        let n = p.batch / groups
+        let n = Int(blockSize(p))
         for t in 0 ..< groups { body(Int32(n), t * n * linear.inputs, t * n * linear.outputs, t * groupSize) }
     }
 
+    /// Samples per group.
+    private func blockSize(_ p: LayerPass) -> Int32 {
+        precondition(p.batch % groups == 0, "a batch of \(p.batch) samples does not split into \(groups) equal groups")
+        return Int32(p.batch / groups)
+    }
+
+    /// Where the groups share their parameters (``LayerPass/sharesParameters``: a stack of tasks at the
+    /// meta-parameters), the products with the weight run over all groups at once, those with a group's own
+    /// operands group by group, all as the groups' own calls compute them (the `_shared` kernels).
     public func forward(_ p: LayerPass) {
         let (i, o) = (Int32(linear.inputs), Int32(linear.outputs))
+        if p.sharesParameters {
+            return mc_linear_forward_shared(Int32(groups), blockSize(p), i, o, p.x, p.theta, p.theta + weights, p.y)
+        }
         forEachGroup(p) { n, x, y, w in mc_linear_forward(n, i, o, p.x + x, p.theta + w, p.theta + w + weights, p.y + y) }
     }
 
     public func backward(_ p: LayerPass) {
         let (i, o) = (Int32(linear.inputs), Int32(linear.outputs))
+        if p.sharesParameters {
+            return mc_linear_backward_shared(Int32(groups), blockSize(p), i, o, p.x, p.theta, p.dy, p.dx, p.gradient,
+                                             p.gradient + weights, groupSize)
+        }
         forEachGroup(p) { n, x, y, w in
             mc_linear_backward(n, i, o, p.x + x, p.theta + w, p.dy + y, p.dx.map { $0 + x }, p.gradient + w, p.gradient + w + weights)
         }
@@ -56,6 +71,9 @@ public struct GroupedLinear: Layer {
 
     public func rForward(_ p: LayerPass) {
         let (i, o) = (Int32(linear.inputs), Int32(linear.outputs))
+        if p.sharesParameters {
+            return mc_linear_rforward_shared(Int32(groups), blockSize(p), i, o, p.x, p.Rx, p.theta, p.v, p.v + weights, p.Ry, groupSize)
+        }
         forEachGroup(p) { n, x, y, w in
             mc_linear_rforward(n, i, o, p.x + x, p.Rx.map { $0 + x }, p.theta + w, p.v + w, p.v + w + weights, p.Ry + y)
         }
@@ -63,6 +81,10 @@ public struct GroupedLinear: Layer {
 
     public func rBackward(_ p: LayerPass) {
         let (i, o) = (Int32(linear.inputs), Int32(linear.outputs))
+        if p.sharesParameters {
+            return mc_linear_rbackward_shared(Int32(groups), blockSize(p), i, o, p.x, p.Rx, p.theta, p.v, p.dy, p.Rdy, p.Rdx,
+                                              p.hv, p.hv + weights, groupSize)
+        }
         forEachGroup(p) { n, x, y, w in
             mc_linear_rbackward(n, i, o, p.x + x, p.Rx.map { $0 + x }, p.theta + w, p.v + w, p.dy + y, p.Rdy + y,
                                 p.Rdx.map { $0 + x }, p.hv + w, p.hv + w + weights)

@@ -96,6 +96,8 @@ public struct LayerPass {
     public let Rx: UnsafePointer<Float>?, Ry: UnsafeMutablePointer<Float>
     public let Rdy: UnsafePointer<Float>, Rdx: UnsafeMutablePointer<Float>?
     public let hv: UnsafeMutablePointer<Float>
+    /// Whether every group of a stacked model has the same parameters in this pass (``Workspace/groupsShareParameters``).
+    public var sharesParameters = false
 
     /// Scalars per sample of the input and of the output.
     public var inputCount: Int { inputShape.reduce(1, *) }

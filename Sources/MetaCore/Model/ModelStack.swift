@@ -50,15 +50,18 @@ public struct ModelStack: Sendable {
     }
 
     /// The stacked model's parameters with every group at `parameters` (the base model's), written into
-    /// `stacked` (resized if needed).
+    /// `stacked` — a new vector: the last one is usually still held (by a workspace's held pass), and refilling
+    /// it in place would first copy it.
     public func stack(_ parameters: [Float], into stacked: inout [Float]) {
         precondition(parameters.count == base.parameterCount, "\(parameters.count) parameters for a model of \(base.parameterCount)")
-        if stacked.count != self.stacked.parameterCount { stacked = [Float](repeating: 0, count: self.stacked.parameterCount) }
-        parameters.withUnsafeBufferPointer { p in
-            stacked.withUnsafeMutableBufferPointer { s in
+        let count = self.stacked.parameterCount
+        precondition(ranges.reduce(0) { $0 + $1.all.count } == count, "the layers' ranges do not cover the stacked parameters")
+        stacked = parameters.withUnsafeBufferPointer { p in
+            [Float](unsafeUninitializedCapacity: count) { s, initialized in
                 for (one, all) in ranges {
-                    for t in 0 ..< groups { (s.baseAddress! + all.lowerBound + t * one.count).update(from: p.baseAddress! + one.lowerBound, count: one.count) }
+                    for t in 0 ..< groups { (s.baseAddress! + all.lowerBound + t * one.count).initialize(from: p.baseAddress! + one.lowerBound, count: one.count) }
                 }
+                initialized = count
             }
         }
     }

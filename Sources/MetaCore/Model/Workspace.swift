@@ -108,6 +108,14 @@ public final class Workspace {
     public var heldPassBytes = 256 << 20 { didSet { evictHeldPasses() } }
     /// How many Hessian-vector products started from a held pass (for the tests).
     private(set) var reusedPasses = 0
+    /// A parameter vector of a stacked model (``Model/groups`` > 1) that holds the same parameters in every group —
+    /// ``ModelStack/stack(_:into:)``'s result, which a meta-step's inner loops start from. Passes at this very vector
+    /// (the same storage, so the same values) tell the layers (``LayerPass/sharesParameters``), which then run the
+    /// products with the shared weights over all groups at once. Their results are the same to the bit; `nil`
+    /// (the default) leaves every pass group by group.
+    public var groupsShareParameters: [Float]?
+    /// Whether the pass under way is at ``groupsShareParameters``.
+    private var passSharesParameters = false
     private var queryWorkspace: Workspace?
     private var splitWorkspaces: (headLayers: Int, body: Workspace, head: Workspace)?
     /// Bytes of the buffers the last passes ran in, scratch space aside (for the tests).
@@ -320,6 +328,11 @@ public final class Workspace {
         // A Hessian-vector product at the point of a held pass starts from it: its buffers are swapped in for
         // the R-passes, which read them and change neither, and swapped back out.
         let reuse = stage == .rOperator ? heldPass(parameters: parameters, batch: batch) : nil
+        passSharesParameters = model.groups > 1 && groupsShareParameters.map { shared in
+            shared.count == parameters.count
+                && shared.withUnsafeBufferPointer { a in parameters.withUnsafeBufferPointer { b in a.baseAddress == b.baseAddress } }
+        } ?? false
+        defer { passSharesParameters = false }
         precondition(gradient != nil || reuse != nil || stage < .backward, "a gradient pass needs somewhere to write the gradient")
         if let reuse { swap(&live, &held[reuse].buffers) }
         defer { if let reuse { swap(&live, &held[reuse].buffers) } }
@@ -580,7 +593,7 @@ public final class Workspace {
             Ry: hasR ? r + layout.rActivation[vout] : placeholder,
             Rdy: hasR ? UnsafePointer(r + layout.r.gradient[vout]) : UnsafePointer(placeholder),
             Rdx: hasR && rEdge >= 0 ? r + rEdge : nil,
-            hv: h)
+            hv: h, sharesParameters: passSharesParameters)
     }
 
     /// The buffers of operation node `l` for a batch of `n`.

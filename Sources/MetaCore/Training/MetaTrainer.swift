@@ -120,7 +120,10 @@ public struct MetaTrainer {
                     return values
                 }
                 stack.stack(meta, into: &worker.stackedParameters)
-                let value = try learner.metaGradient(worker.stackedParameters, task: task, workspace: worker.workspace(for: stack),
+                let workspace = worker.workspace(for: stack)
+                workspace.groupsShareParameters = worker.stackedParameters
+                defer { workspace.groupsShareParameters = nil }
+                let value = try learner.metaGradient(worker.stackedParameters, task: task, workspace: workspace,
                                                      into: &worker.stackedVector)
                 if chain != nil {
                     part = { sum in for group in 0 ..< block.count { stack.add(worker.stackedVector, group: group, into: sum) } }
