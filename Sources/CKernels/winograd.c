@@ -194,6 +194,13 @@ MC_INLINE void output_tile_adjoint(int m, const v8 *y, v8 *t) {
     if (m == 2) separable(a2, 2, 4, y, t); else separable(a4, 4, 6, y, t);
 }
 
+/* out[xi * stride + l] = v[xi][l] for xi < count, l < lanes: one tile's transformed entries into their planes.
+ * The whole-vector test is made once, out of the loop: the compiler does not hoist store_lanes's. */
+MC_INLINE void store_entries(float *out, size_t stride, const v8 *v, int count, int lanes) {
+    if (lanes == LANES) for (int xi = 0; xi < count; xi++) store8(out + xi * stride, v[xi]);
+    else for (int xi = 0; xi < count; xi++) store_lanes(out + xi * stride, v[xi], lanes);
+}
+
 /* U[xi][o][c] = (G g G^T)[xi] for every filter g = W[o][c] (3x3), eight filters (one vector) at a time. */
 MC_INLINE void filter_transform_body(const mc_conv2d_shape *s, const float *W, float *U) {
     const size_t OC = (size_t)s->o * s->c, E = entries(s);
@@ -206,10 +213,7 @@ MC_INLINE void filter_transform_body(const mc_conv2d_shape *s, const float *W, f
             for (int e = 0; e < 9; e++) lanes_of[e][k] = W[9 * (f + k) + e];
         for (int e = 0; e < 9; e++) g[e] = load8(lanes_of[e]);
         if (tile_m(s) == 2) separable(g2, 3, 4, g, u); else separable(g4, 3, 6, g, u);
-        for (size_t xi = 0; xi < E; xi++) {
-            if (lanes == LANES) store8(U + xi * OC + f, u[xi]);
-            else memcpy(U + xi * OC + f, &u[xi], sizeof(float) * lanes);
-        }
+        store_entries(U + f, OC, u, (int)E, lanes);
     }
 }
 
@@ -272,9 +276,7 @@ MC_INLINE void inputs_transform_body(const mc_conv2d_shape *s, const float *x, i
                     const int lanes = C - c0 < LANES ? C - c0 : LANES;
                     v8 v[MAX_PATCH * MAX_PATCH];
                     input_tile(m, buf + ((size_t)(m * ty) * PW + m * tx) * CB + c0, PW, CB, v);
-                    /* store_lanes's whole-vector test, out of the loop: the compiler does not hoist it */
-                    if (lanes == LANES) for (int xi = 0; xi < E; xi++) store8(out + xi * P * C + c0, v[xi]);
-                    else for (int xi = 0; xi < E; xi++) store_lanes(out + xi * P * C + c0, v[xi], lanes);
+                    store_entries(out + c0, P * C, v, E, lanes);
                 }
             }
     }
@@ -345,8 +347,7 @@ MC_INLINE void outputs_transform_adjoint_body(const mc_conv2d_shape *s, const fl
                         for (int c = 0; c < m; c++)
                             in[r * m + c] = load8(buf + ((size_t)(m * ty + r) * BW + m * tx + c) * OB + o0);
                     output_tile_adjoint(m, in, t);
-                    if (lanes == LANES) for (int xi = 0; xi < E; xi++) store8(out + xi * P * O + o0, t[xi]);
-                    else for (int xi = 0; xi < E; xi++) store_lanes(out + xi * P * O + o0, t[xi], lanes);
+                    store_entries(out + o0, P * O, t, E, lanes);
                 }
             }
     }

@@ -47,6 +47,8 @@ public struct ModelStack: Sendable {
             let range = base.parameterRange(ofLayer: l)
             return range.isEmpty ? nil : (one: range, all: stacked.parameterRange(ofLayer: l))
         }
+        // stack(_:into:) writes a new vector through these ranges alone.
+        precondition(ranges.reduce(0) { $0 + $1.all.count } == stacked.parameterCount, "the layers' ranges do not cover the stacked parameters")
     }
 
     /// The stacked model's parameters with every group at `parameters` (the base model's), written into
@@ -55,7 +57,6 @@ public struct ModelStack: Sendable {
     public func stack(_ parameters: [Float], into stacked: inout [Float]) {
         precondition(parameters.count == base.parameterCount, "\(parameters.count) parameters for a model of \(base.parameterCount)")
         let count = self.stacked.parameterCount
-        precondition(ranges.reduce(0) { $0 + $1.all.count } == count, "the layers' ranges do not cover the stacked parameters")
         stacked = parameters.withUnsafeBufferPointer { p in
             [Float](unsafeUninitializedCapacity: count) { s, initialized in
                 for (one, all) in ranges {
