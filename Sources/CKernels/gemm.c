@@ -135,23 +135,12 @@ MC_INLINE void gemm_narrow_transposed(const int wide, int m, int n, int k, float
     }
 }
 
-/* The 8 x 8 block at X (row stride ldx), transposed into Y (row stride ldy): three rounds of shuffles. */
+/* The 8 x 8 block at X (row stride ldx), transposed into Y (row stride ldy). */
 MC_INLINE void transpose8(const float *X, size_t ldx, float *Y, size_t ldy) {
-    v8 r[8], t[8], u[8];
+    v8 r[8];
     for (int q = 0; q < 8; q++) r[q] = load8(X + q * ldx);
-    for (int q = 0; q < 8; q += 2) {       /* interleave row pairs */
-        t[q] = __builtin_shufflevector(r[q], r[q + 1], 0, 8, 1, 9, 4, 12, 5, 13);
-        t[q + 1] = __builtin_shufflevector(r[q], r[q + 1], 2, 10, 3, 11, 6, 14, 7, 15);
-    }
-    for (int q = 0; q < 8; q += 4)         /* then pairs of pairs: four rows of one column per half */
-        for (int h = 0; h < 2; h++) {
-            u[q + 2 * h] = __builtin_shufflevector(t[q + h], t[q + h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
-            u[q + 2 * h + 1] = __builtin_shufflevector(t[q + h], t[q + h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
-        }
-    for (int c = 0; c < 4; c++) {          /* then the halves: rows 0-3 and 4-7 of columns c and c + 4 */
-        store8(Y + c * ldy, __builtin_shufflevector(u[c], u[c + 4], 0, 1, 2, 3, 8, 9, 10, 11));
-        store8(Y + (c + 4) * ldy, __builtin_shufflevector(u[c], u[c + 4], 4, 5, 6, 7, 12, 13, 14, 15));
-    }
+    transpose8_in_place(r);
+    for (int q = 0; q < 8; q++) store8(Y + q * ldy, r[q]);
 }
 
 /* transpose8 with sixteen-float vectors: rows q and q + 4 in register q, then two rounds of two-source

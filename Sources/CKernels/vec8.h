@@ -37,4 +37,22 @@ MC_INLINE void store_lanes(float *p, v8 v, int lanes) {
     if (lanes == 8) store8(p, v); else memcpy(p, &v, sizeof(float) * lanes);
 }
 
+/* r[j][q] <- r[q][j]: the 8 x 8 block in r transposed in registers, by three rounds of shuffles. */
+MC_INLINE void transpose8_in_place(v8 r[8]) {
+    v8 t[8], u[8];
+    for (int q = 0; q < 8; q += 2) {       /* interleave row pairs */
+        t[q] = __builtin_shufflevector(r[q], r[q + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[q + 1] = __builtin_shufflevector(r[q], r[q + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    }
+    for (int q = 0; q < 8; q += 4)         /* then pairs of pairs: four rows of one column per half */
+        for (int h = 0; h < 2; h++) {
+            u[q + 2 * h] = __builtin_shufflevector(t[q + h], t[q + h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+            u[q + 2 * h + 1] = __builtin_shufflevector(t[q + h], t[q + h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+        }
+    for (int c = 0; c < 4; c++) {          /* then the halves: rows 0-3 and 4-7 of columns c and c + 4 */
+        r[c] = __builtin_shufflevector(u[c], u[c + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+        r[c + 4] = __builtin_shufflevector(u[c], u[c + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+    }
+}
+
 #endif

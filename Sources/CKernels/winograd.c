@@ -237,24 +237,37 @@ MC_INLINE void filter_transform_adjoint_body(const mc_conv2d_shape *s, const flo
 
 /* ---- the transforms over a chunk of images ---- */
 
-/* buf[((r + off) * bw + col + off) * ps + l] = plane l (channel_stride apart) at (r, col), for l < lanes. */
-static void interleave(const float *x, size_t channel_stride, int lanes, int h, int w, float *buf, int ps, int bw, int off) {
-    for (int l = 0; l < lanes; l++)
-        for (int r = 0; r < h; r++) {
-            const float *src = x + l * channel_stride + (size_t)r * w;
-            float *dst = buf + ((size_t)(r + off) * bw + off) * ps + l;
-            for (int col = 0; col < w; col++) dst[(size_t)col * ps] = src[col];
+/* buf[((r + off) * bw + col + off) * ps + l] = plane l (channel_stride apart) at (r, col), for l < lanes, and 0
+ * for lanes <= l < 8 (the buffer's pixels hold at least 8 floats from there on). The planes are read eight
+ * pixels at a time in row-major order, across rows, and transposed in registers into eight pixels' channels. */
+MC_INLINE void interleave(const float *x, size_t channel_stride, int lanes, int h, int w, float *buf, int ps, int bw,
+                          int off) {
+    const int hw = h * w;
+    for (int q0 = 0, r = 0, col = 0; q0 < hw; q0 += LANES) {
+        const int n = hw - q0 < LANES ? hw - q0 : LANES;
+        v8 t[LANES];
+        for (int l = 0; l < LANES; l++) t[l] = l < lanes ? load_lanes(x + l * channel_stride + q0, n) : (v8){0};
+        transpose8_in_place(t);
+        for (int j = 0; j < n; j++) {
+            store8(buf + ((size_t)(r + off) * bw + col + off) * ps, t[j]);
+            if (++col == w) { col = 0; r++; }
         }
+    }
 }
 
-/* The inverse of interleave: the planes' h x w values from the buffer, overwriting them. */
-static void deinterleave(const float *buf, int bw, int off, int lanes, int h, int w, float *x, size_t channel_stride) {
-    for (int l = 0; l < lanes; l++)
-        for (int r = 0; r < h; r++) {
-            const float *src = buf + ((size_t)(r + off) * bw + off) * LANES + l;
-            float *dst = x + l * channel_stride + (size_t)r * w;
-            for (int col = 0; col < w; col++) dst[col] = src[(size_t)col * LANES];
+/* The inverse of interleave for a buffer of 8 floats per pixel: the planes' h x w values, overwriting them. */
+MC_INLINE void deinterleave(const float *buf, int bw, int off, int lanes, int h, int w, float *x, size_t channel_stride) {
+    const int hw = h * w;
+    for (int q0 = 0, r = 0, col = 0; q0 < hw; q0 += LANES) {
+        const int n = hw - q0 < LANES ? hw - q0 : LANES;
+        v8 t[LANES];
+        for (int j = 0; j < LANES; j++) {
+            t[j] = j < n ? load8(buf + ((size_t)(r + off) * bw + col + off) * LANES) : (v8){0};
+            if (j < n && ++col == w) { col = 0; r++; }
         }
+        transpose8_in_place(t);
+        for (int l = 0; l < lanes; l++) store_lanes(x + l * channel_stride + q0, t[l], n);
+    }
 }
 
 /* V[xi][p][c] from the chunk's images of x (NCHW). All of an image's channels are interleaved first, so that
