@@ -172,14 +172,14 @@ MC_INLINE void input_tile(int m, const float *d, size_t ld, size_t ps, v8 *v) {
     if (m == 2) separable(bt2, 4, 4, tile, v); else separable(bt4, 6, 6, tile, v);
 }
 
-/* d += B v B^T (the adjoint of input_tile) */
-MC_INLINE void input_tile_adjoint(int m, const v8 *v, float *d, size_t ld) {
+/* d += B v B^T (the adjoint of input_tile; pixels ps floats apart, rows ld pixels apart) */
+MC_INLINE void input_tile_adjoint(int m, const v8 *v, float *d, size_t ld, size_t ps) {
     const int a = m + 2;
     v8 tile[MAX_PATCH * MAX_PATCH];
     if (m == 2) separable(b2, 4, 4, v, tile); else separable(b4, 6, 6, v, tile);
     for (int i = 0; i < a; i++)
         for (int j = 0; j < a; j++) {
-            float *o = d + (i * ld + j) * LANES;
+            float *o = d + (i * ld + j) * ps;
             store8(o, load8(o) + tile[i * a + j]);
         }
 }
@@ -192,6 +192,13 @@ MC_INLINE void output_tile(int m, const v8 *t, v8 *y) {
 /* t (a x a) = A y A^T (the adjoint of output_tile) */
 MC_INLINE void output_tile_adjoint(int m, const v8 *y, v8 *t) {
     if (m == 2) separable(a2, 2, 4, y, t); else separable(a4, 4, 6, y, t);
+}
+
+/* v[xi][l] = in[xi * stride + l] for xi < count, l < lanes, and 0 for the other lanes: one tile's
+ * transformed entries from their planes, the whole-vector test out of the loop (as in store_entries). */
+MC_INLINE void load_entries(const float *in, size_t stride, v8 *v, int count, int lanes) {
+    if (lanes == LANES) for (int xi = 0; xi < count; xi++) v[xi] = load8(in + xi * stride);
+    else for (int xi = 0; xi < count; xi++) v[xi] = load_lanes(in + xi * stride, lanes);
 }
 
 /* out[xi * stride + l] = v[xi][l] for xi < count, l < lanes: one tile's transformed entries into their planes.
@@ -222,11 +229,8 @@ MC_INLINE void filter_transform_adjoint_body(const mc_conv2d_shape *s, const flo
     const size_t OC = (size_t)s->o * s->c, E = entries(s);
     for (size_t f = 0; f < OC; f += LANES) {
         const int lanes = OC - f < LANES ? (int)(OC - f) : LANES;
-        v8 u[MAX_PATCH * MAX_PATCH] = {0}, g[9];
-        for (size_t xi = 0; xi < E; xi++) {
-            if (lanes == LANES) u[xi] = load8(dU + xi * OC + f);
-            else memcpy(&u[xi], dU + xi * OC + f, sizeof(float) * lanes);
-        }
+        v8 u[MAX_PATCH * MAX_PATCH], g[9];
+        load_entries(dU + f, OC, u, (int)E, lanes);
         if (tile_m(s) == 2) separable(gt2, 4, 3, u, g); else separable(gt4, 6, 3, u, g);
         float lanes_of[9][LANES];
         for (int e = 0; e < 9; e++) store8(lanes_of[e], g[e]);
@@ -239,14 +243,16 @@ MC_INLINE void filter_transform_adjoint_body(const mc_conv2d_shape *s, const flo
 
 /* buf[((r + off) * bw + col + off) * ps + l] = plane l (channel_stride apart) at (r, col), for l < lanes, and 0
  * for lanes <= l < 8 (the buffer's pixels hold at least 8 floats from there on). The planes are read eight
- * pixels at a time in row-major order, across rows, and transposed in registers into eight pixels' channels. */
+ * pixels at a time in row-major order, across rows, and transposed in registers into eight pixels' channels;
+ * the last block may hold fewer pixels (n). */
 MC_INLINE void interleave(const float *x, size_t channel_stride, int lanes, int h, int w, float *buf, int ps, int bw,
                           int off) {
     const int hw = h * w;
     for (int q0 = 0, r = 0, col = 0; q0 < hw; q0 += LANES) {
         const int n = hw - q0 < LANES ? hw - q0 : LANES;
         v8 t[LANES];
-        for (int l = 0; l < LANES; l++) t[l] = l < lanes ? load_lanes(x + l * channel_stride + q0, n) : (v8){0};
+        if (n == LANES && lanes == LANES) for (int l = 0; l < LANES; l++) t[l] = load8(x + l * channel_stride + q0);
+        else for (int l = 0; l < LANES; l++) t[l] = l < lanes ? load_lanes(x + l * channel_stride + q0, n) : (v8){0};
         transpose8_in_place(t);
         for (int j = 0; j < n; j++) {
             store8(buf + ((size_t)(r + off) * bw + col + off) * ps, t[j]);
@@ -255,18 +261,20 @@ MC_INLINE void interleave(const float *x, size_t channel_stride, int lanes, int 
     }
 }
 
-/* The inverse of interleave for a buffer of 8 floats per pixel: the planes' h x w values, overwriting them. */
-MC_INLINE void deinterleave(const float *buf, int bw, int off, int lanes, int h, int w, float *x, size_t channel_stride) {
+/* The inverse of interleave: the planes' h x w values, overwriting them. */
+MC_INLINE void deinterleave(const float *buf, int ps, int bw, int off, int lanes, int h, int w, float *x,
+                            size_t channel_stride) {
     const int hw = h * w;
     for (int q0 = 0, r = 0, col = 0; q0 < hw; q0 += LANES) {
         const int n = hw - q0 < LANES ? hw - q0 : LANES;
-        v8 t[LANES];
-        for (int j = 0; j < LANES; j++) {
-            t[j] = j < n ? load8(buf + ((size_t)(r + off) * bw + col + off) * LANES) : (v8){0};
-            if (j < n && ++col == w) { col = 0; r++; }
+        v8 t[LANES] = {0};
+        for (int j = 0; j < n; j++) {
+            t[j] = load8(buf + ((size_t)(r + off) * bw + col + off) * ps);
+            if (++col == w) { col = 0; r++; }
         }
         transpose8_in_place(t);
-        for (int l = 0; l < lanes; l++) store_lanes(x + l * channel_stride + q0, t[l], n);
+        if (n == LANES) for (int l = 0; l < lanes; l++) store8(x + l * channel_stride + q0, t[l]);
+        else for (int l = 0; l < lanes; l++) store_lanes(x + l * channel_stride + q0, t[l], n);
     }
 }
 
@@ -295,47 +303,55 @@ MC_INLINE void inputs_transform_body(const mc_conv2d_shape *s, const float *x, i
     }
 }
 
-/* The chunk's images of dx (NCHW) = the adjoint of inputs_transform applied to dV, overwriting them. */
+/* The chunk's images of dx (NCHW) = the adjoint of inputs_transform applied to dV, overwriting them. As in
+ * inputs_transform, each tile's entries are read for all channels at once (whole lines of dV's planes) and
+ * accumulated into all of an image's channels interleaved, which are then written out plane by plane. */
 MC_INLINE void inputs_transform_adjoint_body(const mc_conv2d_shape *s, const float *dV, size_t P, int n0, int nb,
                                      float *dx, float *buf) {
     const int m = tile_m(s), E = (int)entries(s), TH = tiles_h(s), TW = tiles_w(s), PW = pad_w(s), C = s->c;
-    const int HW = s->h * s->w;
-    for (int i = 0; i < nb; i++)
-        for (int c0 = 0; c0 < C; c0 += LANES) {
-            const int lanes = C - c0 < LANES ? C - c0 : LANES;
-            memset(buf, 0, sizeof(float) * LANES * pad_h(s) * PW);
-            for (int ty = 0; ty < TH; ty++)
-                for (int tx = 0; tx < TW; tx++) {
+    const int HW = s->h * s->w, CB = pixel_floats(C);
+    for (int i = 0; i < nb; i++) {
+        memset(buf, 0, sizeof(float) * CB * pad_h(s) * PW);
+        for (int ty = 0; ty < TH; ty++)
+            for (int tx = 0; tx < TW; tx++) {
+                const float *in = dV + ((size_t)(i * TH + ty) * TW + tx) * C;
+                for (int c0 = 0; c0 < C; c0 += LANES) {
                     v8 v[MAX_PATCH * MAX_PATCH];
-                    const float *in = dV + ((size_t)(i * TH + ty) * TW + tx) * C + c0;
-                    for (int xi = 0; xi < E; xi++) v[xi] = load_lanes(in + xi * P * C, lanes);
-                    input_tile_adjoint(m, v, buf + ((size_t)(m * ty) * PW + m * tx) * LANES, PW);
+                    load_entries(in + c0, P * C, v, E, C - c0 < LANES ? C - c0 : LANES);
+                    input_tile_adjoint(m, v, buf + ((size_t)(m * ty) * PW + m * tx) * CB + c0, PW, CB);
                 }
-            deinterleave(buf, PW, 1, lanes, s->h, s->w, dx + ((size_t)(n0 + i) * C + c0) * HW, HW);
-        }
+            }
+        for (int c0 = 0; c0 < C; c0 += LANES)
+            deinterleave(buf + c0, CB, PW, 1, C - c0 < LANES ? C - c0 : LANES, s->h, s->w,
+                         dx + ((size_t)(n0 + i) * C + c0) * HW, HW);
+    }
 }
 
-/* The chunk's images of y (NCHW) = A^T M A per tile, plus bias (may be NULL). */
+/* The chunk's images of y (NCHW) = A^T M A per tile, plus bias (may be NULL): all of an image's filters at once,
+ * as in inputs_transform_adjoint. */
 MC_INLINE void outputs_transform_body(const mc_conv2d_shape *s, const float *M, size_t P, const float *bias, int n0,
                               int nb, float *y, float *buf) {
     const int m = tile_m(s), E = (int)entries(s), TH = tiles_h(s), TW = tiles_w(s), O = s->o;
-    const int OHW = s->oh * s->ow, BW = m * TW;
-    for (int i = 0; i < nb; i++)
-        for (int o0 = 0; o0 < O; o0 += LANES) {
-            const int lanes = O - o0 < LANES ? O - o0 : LANES;
-            const v8 b = bias ? load_lanes(bias + o0, lanes) : (v8){0};
-            for (int ty = 0; ty < TH; ty++)
-                for (int tx = 0; tx < TW; tx++) {
+    const int OHW = s->oh * s->ow, BW = m * TW, OB = pixel_floats(O);
+    for (int i = 0; i < nb; i++) {
+        for (int ty = 0; ty < TH; ty++)
+            for (int tx = 0; tx < TW; tx++) {
+                const float *in = M + ((size_t)(i * TH + ty) * TW + tx) * O;
+                for (int o0 = 0; o0 < O; o0 += LANES) {
+                    const int lanes = O - o0 < LANES ? O - o0 : LANES;
+                    const v8 b = bias ? load_lanes(bias + o0, lanes) : (v8){0};
                     v8 t[MAX_PATCH * MAX_PATCH], out[16];
-                    const float *in = M + ((size_t)(i * TH + ty) * TW + tx) * O + o0;
-                    for (int xi = 0; xi < E; xi++) t[xi] = load_lanes(in + xi * P * O, lanes);
+                    load_entries(in + o0, P * O, t, E, lanes);
                     output_tile(m, t, out);
                     for (int r = 0; r < m; r++)
                         for (int c = 0; c < m; c++)
-                            store8(buf + ((size_t)(m * ty + r) * BW + m * tx + c) * LANES, out[r * m + c] + b);
+                            store8(buf + ((size_t)(m * ty + r) * BW + m * tx + c) * OB + o0, out[r * m + c] + b);
                 }
-            deinterleave(buf, BW, 0, lanes, s->oh, s->ow, y + ((size_t)(n0 + i) * O + o0) * OHW, OHW);
-        }
+            }
+        for (int o0 = 0; o0 < O; o0 += LANES)
+            deinterleave(buf + o0, OB, BW, 0, O - o0 < LANES ? O - o0 : LANES, s->oh, s->ow,
+                         y + ((size_t)(n0 + i) * O + o0) * OHW, OHW);
+    }
 }
 
 /* dM[xi][p][o] from the chunk's images of dy (NCHW): the adjoint of outputs_transform. As in
