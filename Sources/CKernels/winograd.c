@@ -52,22 +52,25 @@ int mc_winograd_chunk(const mc_conv2d_shape *s) {
  * offsets modulo 4 KiB. (An even count, e.g. 80 or 160 tiles of 64 channels, puts all the planes of a tile
  * in the same cache sets, and the transforms, which touch all of them at once, thrash them.) */
 static size_t plane_rows(const mc_conv2d_shape *s) { return ((size_t)s->chunk * tiles(s)) | 1; }
+/* Floats between the planes of U and dU: the O x C filters and a cache line more, for the same reason (64 x 64
+ * filters would put the planes 16 KiB apart, and the filter transform writes all of them at once). */
+static size_t filter_plane(const mc_conv2d_shape *s) { return (size_t)s->o * s->c + 16; }
 /* The floats per pixel of the buffer that holds all `channels` of one image interleaved (a multiple of 8). */
 static int pixel_floats(int channels) { return channels > 8 ? (channels + 7) / 8 * 8 : 8; }
 
 size_t mc_winograd_workspace_size(const mc_conv2d_shape *s) {
-    size_t P = plane_rows(s), OC = (size_t)s->o * s->c, E = entries(s);
-    return 3 * E * OC + E * ((size_t)s->c + 2 * (size_t)s->o) * P + (size_t)pixel_floats(s->c > s->o ? s->c : s->o) * pad_h(s) * pad_w(s);
+    size_t P = plane_rows(s), E = entries(s);
+    return 3 * E * filter_plane(s) + E * ((size_t)s->c + 2 * (size_t)s->o) * P + (size_t)pixel_floats(s->c > s->o ? s->c : s->o) * pad_h(s) * pad_w(s);
 }
 
 typedef struct { float *U, *U2, *dU, *V, *M1, *M2, *pad; size_t P; } workspace;
 
 static workspace split(const mc_conv2d_shape *s, float *ws) {
     workspace w;
-    size_t OC = (size_t)s->o * s->c, E = entries(s);
+    size_t UP = filter_plane(s), E = entries(s);
     w.P = plane_rows(s);
-    w.U = ws; w.U2 = w.U + E * OC; w.dU = w.U2 + E * OC;
-    w.V = w.dU + E * OC;
+    w.U = ws; w.U2 = w.U + E * UP; w.dU = w.U2 + E * UP;
+    w.V = w.dU + E * UP;
     w.M1 = w.V + E * (size_t)s->c * w.P;
     w.M2 = w.M1 + E * (size_t)s->o * w.P;
     w.pad = w.M2 + E * (size_t)s->o * w.P;
@@ -213,14 +216,19 @@ MC_INLINE void filter_transform_body(const mc_conv2d_shape *s, const float *W, f
     const size_t OC = (size_t)s->o * s->c, E = entries(s);
     for (size_t f = 0; f < OC; f += LANES) {
         const int lanes = OC - f < LANES ? (int)(OC - f) : LANES;
-        float lanes_of[9][LANES] = {{0}};  /* the filters' entries transposed through memory: far cheaper
-                                             * than building vectors element by element */
         v8 g[9], u[MAX_PATCH * MAX_PATCH];
-        for (int k = 0; k < lanes; k++)
-            for (int e = 0; e < 9; e++) lanes_of[e][k] = W[9 * (f + k) + e];
-        for (int e = 0; e < 9; e++) g[e] = load8(lanes_of[e]);
+        if (lanes == LANES) {  /* entries 0-7 of the eight filters transposed in registers, then entry 8 */
+            for (int k = 0; k < LANES; k++) g[k] = load8(W + 9 * (f + k));
+            transpose8_in_place(g);
+            for (int k = 0; k < LANES; k++) g[8][k] = W[9 * (f + k) + 8];
+        } else {
+            float lanes_of[9][LANES] = {{0}};
+            for (int k = 0; k < lanes; k++)
+                for (int e = 0; e < 9; e++) lanes_of[e][k] = W[9 * (f + k) + e];
+            for (int e = 0; e < 9; e++) g[e] = load8(lanes_of[e]);
+        }
         if (tile_m(s) == 2) separable(g2, 3, 4, g, u); else separable(g4, 3, 6, g, u);
-        store_entries(U + f, OC, u, (int)E, lanes);
+        store_entries(U + f, filter_plane(s), u, (int)E, lanes);
     }
 }
 
@@ -230,12 +238,21 @@ MC_INLINE void filter_transform_adjoint_body(const mc_conv2d_shape *s, const flo
     for (size_t f = 0; f < OC; f += LANES) {
         const int lanes = OC - f < LANES ? (int)(OC - f) : LANES;
         v8 u[MAX_PATCH * MAX_PATCH], g[9];
-        load_entries(dU + f, OC, u, (int)E, lanes);
+        load_entries(dU + f, filter_plane(s), u, (int)E, lanes);
         if (tile_m(s) == 2) separable(gt2, 4, 3, u, g); else separable(gt4, 6, 3, u, g);
-        float lanes_of[9][LANES];
-        for (int e = 0; e < 9; e++) store8(lanes_of[e], g[e]);
-        for (int k = 0; k < lanes; k++)
-            for (int e = 0; e < 9; e++) dW[9 * (f + k) + e] = lanes_of[e][k];
+        if (lanes == LANES) {  /* the mirror of filter_transform's transpose */
+            const float last[LANES] = {g[8][0], g[8][1], g[8][2], g[8][3], g[8][4], g[8][5], g[8][6], g[8][7]};
+            transpose8_in_place(g);
+            for (int k = 0; k < LANES; k++) {
+                store8(dW + 9 * (f + k), g[k]);
+                dW[9 * (f + k) + 8] = last[k];
+            }
+        } else {
+            float lanes_of[9][LANES];
+            for (int e = 0; e < 9; e++) store8(lanes_of[e], g[e]);
+            for (int k = 0; k < lanes; k++)
+                for (int e = 0; e < 9; e++) dW[9 * (f + k) + e] = lanes_of[e][k];
+        }
     }
 }
 
@@ -415,21 +432,21 @@ MC_CLONES static void outputs_transform_adjoint(const mc_conv2d_shape *s, const 
 static void products(const mc_conv2d_shape *s, const float *U, const float *V, size_t P, int pc, float beta,
                      float *M) {
     mc_gemm_batched((int)entries(s), 0, 1, pc, s->o, s->c, 1.0f, V, s->c, (ptrdiff_t)P * s->c, U, s->c,
-                    (ptrdiff_t)s->o * s->c, beta, M, s->o, (ptrdiff_t)P * s->o);
+                    (ptrdiff_t)filter_plane(s), beta, M, s->o, (ptrdiff_t)P * s->o);
 }
 
 /* dU[xi] (O x C) = dM[xi]^T V[xi] + beta dU[xi] */
 static void weight_products(const mc_conv2d_shape *s, const float *dM, const float *V, size_t P, int pc,
                             float beta, float *dU) {
     mc_gemm_batched((int)entries(s), 1, 0, s->o, s->c, pc, 1.0f, dM, s->o, (ptrdiff_t)P * s->o, V, s->c,
-                    (ptrdiff_t)P * s->c, beta, dU, s->c, (ptrdiff_t)s->o * s->c);
+                    (ptrdiff_t)P * s->c, beta, dU, s->c, (ptrdiff_t)filter_plane(s));
 }
 
 /* dV[xi] (tiles x C) = dM[xi] U[xi] + beta dV[xi] */
 static void input_products(const mc_conv2d_shape *s, const float *U, const float *dM, size_t P, int pc,
                            float beta, float *dV) {
     mc_gemm_batched((int)entries(s), 0, 0, pc, s->c, s->o, 1.0f, dM, s->o, (ptrdiff_t)P * s->o, U, s->c,
-                    (ptrdiff_t)s->o * s->c, beta, dV, s->c, (ptrdiff_t)P * s->c);
+                    (ptrdiff_t)filter_plane(s), beta, dV, s->c, (ptrdiff_t)P * s->c);
 }
 /* Images in the chunk starting at n0 (the last may be partial). */
 static int chunk_images(const mc_conv2d_shape *s, int n0) { return s->n - n0 < s->chunk ? s->n - n0 : s->chunk; }
