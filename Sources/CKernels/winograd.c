@@ -79,8 +79,9 @@ static workspace split(const mc_conv2d_shape *s, float *ws) {
 
 /* ---- the transforms on one tile, eight channels (or filters) at a time ----
  * A v8 holds one entry of a tile for eight consecutive channels; transformed tiles are stored channel-minor
- * (V [a^2, tiles, C], M [a^2, tiles, O], U [a^2, O, C]), so each entry of eight channels is one contiguous
- * vector, and the images' NCHW planes are interleaved into (and out of) a small [rows, cols, 8] buffer.
+ * (V [a^2, tiles, C], M [a^2, tiles, O], U [a^2, O, C], U's planes filter_plane floats apart), so each entry of
+ * eight channels is one contiguous vector, and an image's NCHW planes are interleaved into (and out of) a small
+ * [rows, cols, channels] buffer (channels rounded up to a multiple of 8).
  * Each 2-D transform T x T^T applies one 1-D transform (a `line`: T's rows) down the columns, then along the
  * rows; the adjoint passes apply T^T's lines. */
 
