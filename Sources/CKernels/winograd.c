@@ -218,16 +218,11 @@ MC_INLINE void filter_transform_body(const mc_conv2d_shape *s, const float *W, f
     for (size_t f = 0; f < OC; f += LANES) {
         const int lanes = OC - f < LANES ? (int)(OC - f) : LANES;
         v8 g[9], u[MAX_PATCH * MAX_PATCH];
-        if (lanes == LANES) {  /* entries 0-7 of the eight filters transposed in registers, then entry 8 */
-            for (int k = 0; k < LANES; k++) g[k] = load8(W + 9 * (f + k));
-            transpose8_in_place(g);
-            for (int k = 0; k < LANES; k++) g[8][k] = W[9 * (f + k) + 8];
-        } else {
-            float lanes_of[9][LANES] = {{0}};
-            for (int k = 0; k < lanes; k++)
-                for (int e = 0; e < 9; e++) lanes_of[e][k] = W[9 * (f + k) + e];
-            for (int e = 0; e < 9; e++) g[e] = load8(lanes_of[e]);
-        }
+        /* entries 0-7 of the filters transposed in registers (a missing filter's lanes 0), then entry 8 */
+        for (int k = 0; k < LANES; k++) g[k] = k < lanes ? load8(W + 9 * (f + k)) : (v8){0};
+        transpose8_in_place(g);
+        g[8] = (v8){0};
+        for (int k = 0; k < lanes; k++) g[8][k] = W[9 * (f + k) + 8];
         if (tile_m(s) == 2) separable(g2, 3, 4, g, u); else separable(g4, 3, 6, g, u);
         store_entries(U + f, filter_plane(s), u, (int)E, lanes);
     }
@@ -241,18 +236,12 @@ MC_INLINE void filter_transform_adjoint_body(const mc_conv2d_shape *s, const flo
         v8 u[MAX_PATCH * MAX_PATCH], g[9];
         load_entries(dU + f, filter_plane(s), u, (int)E, lanes);
         if (tile_m(s) == 2) separable(gt2, 4, 3, u, g); else separable(gt4, 6, 3, u, g);
-        if (lanes == LANES) {  /* the mirror of filter_transform's transpose */
-            const float last[LANES] = {g[8][0], g[8][1], g[8][2], g[8][3], g[8][4], g[8][5], g[8][6], g[8][7]};
-            transpose8_in_place(g);
-            for (int k = 0; k < LANES; k++) {
-                store8(dW + 9 * (f + k), g[k]);
-                dW[9 * (f + k) + 8] = last[k];
-            }
-        } else {
-            float lanes_of[9][LANES];
-            for (int e = 0; e < 9; e++) store8(lanes_of[e], g[e]);
-            for (int k = 0; k < lanes; k++)
-                for (int e = 0; e < 9; e++) dW[9 * (f + k) + e] = lanes_of[e][k];
+        /* the mirror of filter_transform's transpose */
+        const float last[LANES] = {g[8][0], g[8][1], g[8][2], g[8][3], g[8][4], g[8][5], g[8][6], g[8][7]};
+        transpose8_in_place(g);
+        for (int k = 0; k < lanes; k++) {
+            store8(dW + 9 * (f + k), g[k]);
+            dW[9 * (f + k) + 8] = last[k];
         }
     }
 }
